@@ -1,0 +1,50 @@
+"""semcache: a semantic cache for LLM APIs — right answers on hits, paced quota on misses."""
+
+from .cache import Hit, Result, SemanticCache
+from .embed import Embedder, SentenceTransformerEmbedder
+from .errors import (
+    AuthenticationFailed,
+    BudgetExceeded,
+    ConfigError,
+    EmbeddingError,
+    QuotaExhausted,
+    RateLimited,
+    RequestError,
+    SemcacheError,
+    StoreError,
+    UpstreamConnectionError,
+    UpstreamError,
+    UpstreamStatusError,
+    UpstreamTimeout,
+)
+from .keys import RequestKey, normalize
+from .match import Decision, MatchPolicy
+from .store import Entry
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AuthenticationFailed",
+    "BudgetExceeded",
+    "ConfigError",
+    "Decision",
+    "Embedder",
+    "EmbeddingError",
+    "Entry",
+    "Hit",
+    "MatchPolicy",
+    "QuotaExhausted",
+    "RateLimited",
+    "RequestError",
+    "RequestKey",
+    "Result",
+    "SemanticCache",
+    "SemcacheError",
+    "SentenceTransformerEmbedder",
+    "StoreError",
+    "UpstreamConnectionError",
+    "UpstreamError",
+    "UpstreamStatusError",
+    "UpstreamTimeout",
+    "normalize",
+]

@@ -1,0 +1,616 @@
+"""SemanticCache: the engine that wires keys, embedder, index, store, match policy and stats.
+
+Lookup: normalize → sync the index from the change log (one counter read when nothing changed)
+→ exact tier (no embedding) → embed the query (LRU) → search the partition's index → the
+match policy verifies the candidates → a hit returns the stored response. Any failure of the
+embedder, index or store during a lookup *fails open*: it is counted and logged, and the
+request is treated as a miss.
+
+Hits update counters and last-hit times in memory; they reach the store at the next flush
+(every ``flush_interval`` seconds and at close), so a hit never waits on a disk write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import pickle
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+import numpy as np
+
+from .embed import CachingEmbedder, Embedder, SentenceTransformerEmbedder
+from .errors import RequestError, SemcacheError, UpstreamError
+from .index import PartitionedIndex
+from .keys import RequestKey, normalize
+from .match import Candidate, Decision, MatchPolicy
+from .stats import Stats
+from .store import DiskStore, Entry, Store
+from .upstream.pricing import Pricing
+
+if TYPE_CHECKING:
+    from .config import Settings
+
+__all__ = ["Hit", "Result", "SemanticCache", "policy_from_settings", "usage_of"]
+
+log = logging.getLogger("semcache")
+
+DAY = 86_400.0
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A cached answer: ``kind`` is "exact", "semantic" or "stale"."""
+
+    entry: Entry
+    kind: str
+    decision: Decision | None = None
+
+    @property
+    def response(self) -> Any:
+        return self.entry.response
+
+    @property
+    def similarity(self) -> float:
+        return 1.0 if self.decision is None else self.decision.similarity
+
+
+@dataclass(frozen=True)
+class Result:
+    """What ``complete`` did: ``status`` is "hit", "miss", "bypass" or "stale"."""
+
+    response: Any
+    status: str
+    key: RequestKey
+    hit: Hit | None = None
+    entry_id: int | None = None
+    decision: Decision | None = None
+
+
+@dataclass(slots=True)
+class _Meta:
+    """What a process keeps in memory per entry to search and evict without reading the store."""
+
+    partition: str
+    exact_key: str
+    query_text: str
+    expires_at: float | None
+    size: int
+    last_used: float
+    rejected: tuple[str, ...]
+
+
+def usage_of(response: Any) -> tuple[int, int]:
+    """Return (prompt, completion) tokens from an OpenAI-shaped response (dict or SDK object)."""
+    usage = response.get("usage") if isinstance(response, Mapping) else getattr(response, "usage", None)
+    if usage is None:
+        return 0, 0
+    get = usage.get if isinstance(usage, Mapping) else lambda k, d=None: getattr(usage, k, d)
+    prompt = get("prompt_tokens", None)
+    completion = get("completion_tokens", None)
+    if prompt is None and completion is None:  # Responses API names
+        prompt, completion = get("input_tokens", 0), get("output_tokens", 0)
+    return int(prompt or 0), int(completion or 0)
+
+
+class SemanticCache:
+    """A semantic cache in a directory: exact and semantic tiers over one diskcache store.
+
+    ``ttl`` (seconds, None = never) is absolute unless ``sliding_ttl``; expired entries are never
+    served fresh, and are kept ``stale_ttl`` longer for stale-if-error. ``max_entries`` /
+    ``max_bytes`` cap the size, evicting least-recently-used first. ``timer`` is wall-clock time
+    (``time.time``), passed in so tests control expiry.
+    """
+
+    def __init__(
+        self,
+        directory: str = ".semcache",
+        *,
+        embedder: Embedder | None = None,
+        policy: MatchPolicy | None = None,
+        store: Store | None = None,
+        upstream: Any = None,
+        ttl: float | None = 7 * DAY,
+        sliding_ttl: bool = False,
+        stale_ttl: float | None = DAY,
+        max_entries: int | None = 1_000_000,
+        max_bytes: int | None = 4 * 1024**3,
+        top_k: int = 5,
+        semantic_max_temperature: float = 1.0,
+        stale_if_error: bool = True,
+        tenant: str = "",
+        pricing: Pricing | None = None,
+        flush_interval: float = 1.0,
+        embed_cache_size: int = 1024,
+        timer: Callable[[], float] = time.time,
+    ) -> None:
+        inner = embedder if embedder is not None else SentenceTransformerEmbedder()
+        self.embedder = CachingEmbedder(inner, embed_cache_size) if embed_cache_size else inner
+        self.policy = policy if policy is not None else MatchPolicy()
+        self.store = store if store is not None else DiskStore(directory)
+        self.store.bind(self.embedder.model_id, self.embedder.dim)
+        self.upstream = upstream
+        self.ttl, self.sliding_ttl, self.stale_ttl = ttl, sliding_ttl, stale_ttl
+        self.max_entries, self.max_bytes = max_entries, max_bytes
+        self.top_k = top_k
+        self.semantic_max_temperature = semantic_max_temperature
+        self.stale_if_error = stale_if_error
+        self.tenant = tenant
+        self.pricing = pricing or Pricing()
+        self._timer = timer
+        self._stats = Stats(self.store, flush_interval=flush_interval)
+        self._flush_interval = flush_interval
+        self._index = PartitionedIndex(self.embedder.dim)
+        self._meta: dict[int, _Meta] = {}
+        self._exact: dict[str, int] = {}
+        self._bytes = 0
+        self._seq = -1
+        self._lock = threading.RLock()
+        self._pending_hits: dict[int, tuple[int, float, float | None]] = {}
+        self._last_flush = time.monotonic()
+        self._last_sweep = 0.0
+        self._flights: Any = None
+        self.sync()
+
+    @classmethod
+    def from_settings(cls, settings: "Settings", *, embedder: Embedder | None = None, upstream: Any = None,
+                      **overrides: Any) -> "SemanticCache":
+        """Build a cache from a ``Settings`` object (the CLI and the sidecar do)."""
+        options = dict(
+            embedder=embedder if embedder is not None else SentenceTransformerEmbedder(settings.model),
+            policy=policy_from_settings(settings), upstream=upstream, ttl=settings.ttl,
+            sliding_ttl=settings.sliding_ttl, stale_ttl=settings.stale_ttl, max_entries=settings.max_entries,
+            max_bytes=settings.max_bytes, top_k=settings.top_k, semantic_max_temperature=settings.semantic_max_temperature,
+            stale_if_error=settings.stale_if_error, tenant=settings.tenant, embed_cache_size=settings.embed_cache_size,
+            pricing=Pricing.from_file(settings.pricing) if settings.pricing else None,
+        )
+        options.update(overrides)
+        return cls(settings.cache_dir, **options)
+
+    def __repr__(self) -> str:
+        return f"SemanticCache({self.store!r}, entries={len(self._meta)}, embedder={self.embedder!r})"
+
+    def __len__(self) -> int:
+        self.sync()
+        return len(self._meta)
+
+    def __enter__(self) -> "SemanticCache":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Flush pending hits and counters, and close the store."""
+        self.flush()
+        self.store.close()
+
+    # -- keeping the index in step with the store -------------------------------------------
+
+    def sync(self) -> None:
+        """Apply the store's new change records to this process's index (rebuild if too far behind)."""
+        with self._lock:
+            head, changes = self.store.changes_since(self._seq) if self._seq >= 0 else (self.store.head(), None)
+            if changes is None:
+                self._rebuild(head)
+                return
+            for change in changes:
+                if change.op == "del":
+                    self._forget(change.entry_id)
+                else:
+                    entry = self.store.get(change.entry_id)
+                    if entry is not None:
+                        self._remember(entry)
+            self._seq = head
+
+    def _rebuild(self, head: int) -> None:
+        self._index.clear()
+        self._meta.clear()
+        self._exact.clear()
+        self._bytes = 0
+        batch: dict[str, tuple[list[int], list[np.ndarray]]] = {}
+        for entry in self.store.scan():
+            self._remember(entry, index=False)
+            if entry.embedding is not None:
+                ids, vectors = batch.setdefault(entry.partition, ([], []))
+                ids.append(entry.id)
+                vectors.append(entry.embedding)
+        for partition, (ids, vectors) in batch.items():
+            self._index.add(partition, np.asarray(ids, np.int64), np.stack(vectors))
+        self._seq = head
+
+    def _remember(self, entry: Entry, *, index: bool = True) -> None:
+        old = self._meta.get(entry.id)
+        if old is not None:
+            self._bytes -= old.size
+            if self._exact.get(old.exact_key) == entry.id:
+                del self._exact[old.exact_key]
+        self._meta[entry.id] = _Meta(entry.partition, entry.exact_key, entry.query_text, entry.expires_at,
+                                     entry.size, entry.last_hit_at or entry.created_at, entry.rejected)
+        self._bytes += entry.size
+        self._exact[entry.exact_key] = entry.id
+        if index and entry.embedding is not None and entry.id not in self._index:
+            self._index.add(entry.partition, np.asarray([entry.id], np.int64), entry.embedding.reshape(1, -1))
+
+    def _forget(self, entry_id: int) -> None:
+        meta = self._meta.pop(entry_id, None)
+        if meta is None:
+            return
+        self._bytes -= meta.size
+        if self._exact.get(meta.exact_key) == entry_id:
+            del self._exact[meta.exact_key]
+        self._index.remove([entry_id])
+        self._pending_hits.pop(entry_id, None)
+
+    # -- lookup ------------------------------------------------------------------------------
+
+    def key(self, request: Mapping[str, Any] | str, *, tenant: str | None = None, kind: str = "chat") -> RequestKey:
+        """Return the keys of a request (raises ``RequestError`` for a malformed one)."""
+        return normalize(request, tenant=self.tenant if tenant is None else tenant, kind=kind,
+                         semantic_max_temperature=self.semantic_max_temperature)
+
+    def lookup(self, request: Mapping[str, Any] | str, *, tenant: str | None = None, kind: str = "chat", threshold: float | None = None) -> Hit | None:
+        """Return the cached answer for a request, or None on a miss. Counts the request."""
+        key = self.key(request, tenant=tenant, kind=kind)
+        hit, _ = self._lookup(key, threshold)
+        self._count_lookup(key, hit)
+        return hit
+
+    def _count_lookup(self, key: RequestKey, hit: Hit | None) -> None:
+        incr = self._stats.incr
+        t, m = key.tenant, key.model
+        incr("requests", tenant=t, model=m)
+        if hit is None:
+            incr("misses" if key.semantic else "bypasses", tenant=t, model=m)
+            return
+        incr("exact_hits" if hit.kind == "exact" else "semantic_hits", tenant=t, model=m)
+        self._count_saved(hit, key)
+
+    def _count_saved(self, hit: Hit, key: RequestKey) -> None:
+        entry, t, m = hit.entry, key.tenant, key.model
+        self._stats.incr("requests_saved", tenant=t, model=m)
+        self._stats.incr("prompt_tokens_saved", entry.prompt_tokens, tenant=t, model=m)
+        self._stats.incr("completion_tokens_saved", entry.completion_tokens, tenant=t, model=m)
+        self._stats.incr("cost_saved_usd", self.pricing.cost(entry.model or m, entry.prompt_tokens, entry.completion_tokens), tenant=t, model=m)
+
+    def _lookup(self, key: RequestKey, threshold: float | None = None) -> tuple[Hit | None, Hit | None]:
+        """Return (fresh hit, stale fallback); both None on a miss. Never raises but RequestError."""
+        try:
+            return self._lookup_unsafe(key, threshold)
+        except RequestError:
+            raise
+        except Exception as exc:  # fail open: the cache must never make an answer worse
+            log.warning("semcache lookup failed, going upstream: %s: %s", type(exc).__name__, exc)
+            self._stats.incr("lookup_errors", tenant=key.tenant, model=key.model)
+            self._stats.incr(f"errors.{type(exc).__name__}", tenant=key.tenant, model=key.model)
+            return None, None
+
+    def _lookup_unsafe(self, key: RequestKey, threshold: float | None) -> tuple[Hit | None, Hit | None]:
+        self.sync()
+        now = self._timer()
+        stale: Hit | None = None
+        entry_id = self._exact.get(key.exact_key)
+        if entry_id is not None:
+            entry = self.store.get(entry_id)
+            if entry is not None and self._servable(entry, key.query_text):
+                if not entry.expired(now):
+                    return self._touch(Hit(entry, "exact"), now), None
+                stale = Hit(entry, "stale")
+        if not key.semantic:
+            return None, stale
+        vector = self.embedder.embed([key.query_text])[0]
+        sims, ids = self._index.search(key.partition, vector, self.top_k)
+        candidates, expired = [], {}
+        for sim, entry_id in zip(sims.tolist(), ids.tolist()):
+            meta = self._meta.get(entry_id)
+            if meta is None or meta.partition != key.partition:
+                continue
+            candidate = Candidate(entry_id, meta.query_text, sim, self._index.vector(entry_id))
+            if meta.rejected and _rejected(key.query_text, meta.rejected):
+                continue
+            if meta.expires_at is not None and now >= meta.expires_at:
+                expired[entry_id] = candidate
+            else:
+                candidates.append(candidate)
+        policy = self.policy if threshold is None else _with_threshold(self.policy, threshold)
+        decision = policy.decide(key.query_text, candidates, vector)
+        if decision.hit:
+            entry = self.store.get(decision.entry_id)
+            if entry is not None and not entry.expired(now):
+                return self._touch(Hit(entry, "semantic", decision), now), None
+        if stale is None and self.stale_if_error:
+            stale = self._stale_candidate(key.query_text, vector, decision, expired, policy)
+        return None, stale
+
+    def _stale_candidate(self, query_text: str, vector: np.ndarray, decision: Decision, expired: dict, policy: MatchPolicy) -> Hit | None:
+        """Pick an answer to serve only if upstream fails: an expired match, or a near miss."""
+        if expired:
+            old = policy.decide(query_text, list(expired.values()), vector)
+            if old.hit:
+                entry = self.store.get(old.entry_id)
+                return None if entry is None else Hit(entry, "stale", old)
+        near = decision.entry_id is not None and decision.score >= policy.threshold - policy.margin
+        if near and all(c.passed for c in decision.checks):
+            entry = self.store.get(decision.entry_id)
+            return None if entry is None else Hit(entry, "stale", decision)
+        return None
+
+    def _servable(self, entry: Entry, query_text: str) -> bool:
+        return not (entry.rejected and _rejected(query_text, entry.rejected))
+
+    def _touch(self, hit: Hit, now: float) -> Hit:
+        entry = hit.entry
+        with self._lock:
+            count, _, expires = self._pending_hits.get(entry.id, (0, now, entry.expires_at))
+            if self.sliding_ttl and self.ttl is not None:
+                expires = now + self.ttl
+            self._pending_hits[entry.id] = (count + 1, now, expires)
+            meta = self._meta.get(entry.id)
+            if meta is not None:
+                meta.last_used, meta.expires_at = now, expires
+        if time.monotonic() - self._last_flush >= self._flush_interval:
+            self.flush()
+        return hit
+
+    def flush(self) -> None:
+        """Write pending hit counts (and sliding expiries) and stats counters to the store."""
+        with self._lock:
+            pending, self._pending_hits = self._pending_hits, {}
+            self._last_flush = time.monotonic()
+        updates = []
+        for entry_id, (count, last, expires) in pending.items():
+            entry = self.store.get(entry_id)
+            if entry is not None:
+                updates.append(entry.with_(hits=entry.hits + count, last_hit_at=last, expires_at=expires))
+        if updates:
+            self.store.update(updates, log=self.sliding_ttl)
+        self._stats.flush()
+
+    # -- insert, evict, expire ---------------------------------------------------------------
+
+    def insert(self, request: Mapping[str, Any] | str, response: Any, *, tenant: str | None = None, kind: str = "chat",
+               usage: tuple[int, int] | None = None, model: str | None = None, ttl: float | None = ...,
+               key: RequestKey | None = None) -> Entry:
+        """Store a response for a request and return the entry. ``usage`` = (prompt, completion) tokens."""
+        key = key or self.key(request, tenant=tenant, kind=kind)
+        prompt_tokens, completion_tokens = usage if usage is not None else usage_of(response)
+        if usage is None and isinstance(response, str) and not completion_tokens:
+            prompt_tokens, completion_tokens = _estimate_usage(request, response)
+        embedding = self.embedder.embed([key.query_text])[0] if key.semantic else None
+        now = self._timer()
+        ttl = self.ttl if ttl is ... else ttl
+        entry = Entry(
+            id=self.store.next_id(), partition=key.partition, exact_key=key.exact_key, query_text=key.query_text,
+            embedding=embedding, response=response, model=model or key.model, tenant=key.tenant,
+            prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, created_at=now,
+            expires_at=None if ttl is None else now + ttl,
+            size=len(pickle.dumps(response, protocol=pickle.HIGHEST_PROTOCOL)) + len(key.query_text.encode()) + 4 * self.embedder.dim,
+        )
+        self.store.put(entry)
+        self.sync()
+        self._enforce_limits(now)
+        return entry
+
+    def _enforce_limits(self, now: float) -> None:
+        """Drop entries past their stale bound, then evict least-recently-used down to 90% of the caps."""
+        with self._lock:
+            doomed = []
+            if now - self._last_sweep >= 60 or self._over_limits():
+                self._last_sweep = now
+                bound = self.stale_ttl or 0.0
+                doomed = [i for i, m in self._meta.items() if m.expires_at is not None and now >= m.expires_at + bound]
+            if self._over_limits(len(doomed)):
+                alive = sorted((m.last_used, i) for i, m in self._meta.items() if i not in set(doomed))
+                count, volume = len(self._meta) - len(doomed), self._bytes - sum(self._meta[i].size for i in doomed)
+                target_n = int(self.max_entries * 0.9) if self.max_entries else None
+                target_b = int(self.max_bytes * 0.9) if self.max_bytes else None
+                for _, entry_id in alive:
+                    if (target_n is None or count <= target_n) and (target_b is None or volume <= target_b):
+                        break
+                    doomed.append(entry_id)
+                    count, volume = count - 1, volume - self._meta[entry_id].size
+        if doomed:
+            self.store.delete(doomed)
+            self.sync()
+
+    def _over_limits(self, minus: int = 0) -> bool:
+        return bool((self.max_entries and len(self._meta) - minus > self.max_entries)
+                    or (self.max_bytes and self._bytes > self.max_bytes))
+
+    def invalidate(self, entry_ids=None, *, partition: str | None = None) -> int:
+        """Delete entries by id, or every entry of a partition; return how many were deleted."""
+        self.sync()
+        ids = list(entry_ids or [])
+        if partition is not None:
+            ids += [i for i, m in self._meta.items() if m.partition == partition]
+        removed = self.store.delete(ids)
+        self.sync()
+        return removed
+
+    def clear(self) -> None:
+        """Delete every entry (counters are kept; ``reset_stats`` clears them)."""
+        self.store.clear()
+        self.sync()
+
+    def reset_stats(self) -> None:
+        self._stats.flush()
+        self.store.reset_counters()
+
+    def entries(self):
+        """Yield every stored entry."""
+        return self.store.scan()
+
+    # -- feedback ----------------------------------------------------------------------------
+
+    def feedback(self, target: Any, correct: bool, *, query_text: str | None = None, tenant: str | None = None, kind: str = "chat") -> bool:
+        """Record whether a served answer was right; a wrong one is never served for that query again.
+
+        ``target`` is a ``Result``, ``Hit``, ``Entry``, entry id, or the request that was answered
+        (then the entry it hits now is the one marked). Returns False when nothing was marked.
+        """
+        entry_id, query = None, query_text
+        if isinstance(target, Result):
+            entry_id, query = target.entry_id, query or target.key.query_text
+        elif isinstance(target, Hit):
+            entry_id = target.entry.id
+        elif isinstance(target, Entry):
+            entry_id = target.id
+        elif isinstance(target, int):
+            entry_id = target
+        else:
+            key = self.key(target, tenant=tenant, kind=kind)
+            hit, _ = self._lookup(key)
+            entry_id, query = (hit.entry.id if hit else None), query or key.query_text
+        if entry_id is None or correct:
+            return False if entry_id is None else True
+        entry = self.store.get(entry_id)
+        if entry is None or query is None:
+            return False
+        if query == entry.query_text:  # the stored answer itself is wrong: drop it
+            self.store.delete([entry_id])
+        else:
+            self.store.update([entry.with_(rejected=entry.rejected + (query,))], log=True)
+        self.sync()
+        return True
+
+    # -- complete: lookup, then upstream on a miss -----------------------------------------------
+
+    def complete(self, request: Mapping[str, Any] | str, call: Callable[[Any], Any] | None = None, *, tenant: str | None = None,
+                 kind: str = "chat", no_cache: bool = False, no_store: bool = False, threshold: float | None = None) -> Result:
+        """Answer a request from the cache, or by ``call(request)`` (default: the upstream) and store it."""
+        key = self.key(request, tenant=tenant, kind=kind)
+        stale = None
+        if not no_cache:
+            hit, stale = self._lookup(key, threshold)
+            self._count_lookup(key, hit)
+            if hit is not None:
+                return Result(hit.response, "hit", key, hit, hit.entry.id, hit.decision)
+        else:
+            self._stats.incr("requests", tenant=key.tenant, model=key.model)
+            self._stats.incr("bypasses", tenant=key.tenant, model=key.model)
+        fetch = self._caller(call, key, kind)
+        try:
+            response = self._flight().do(key.exact_key, lambda: fetch(request)) if not no_cache else fetch(request)
+        except UpstreamError as exc:
+            return self._stale_or_raise(key, stale, exc)
+        return self._stored(request, response, key, kind, no_store, no_cache)
+
+    async def acomplete(self, request: Mapping[str, Any] | str, call: Callable[[Any], Any] | None = None, *, tenant: str | None = None,
+                        kind: str = "chat", no_cache: bool = False, no_store: bool = False, threshold: float | None = None) -> Result:
+        """Async ``complete``: lookups run in a worker thread; ``call`` may be a coroutine function."""
+        key = self.key(request, tenant=tenant, kind=kind)
+        stale = None
+        if not no_cache:
+            hit, stale = await asyncio.to_thread(self._lookup, key, threshold)
+            self._count_lookup(key, hit)
+            if hit is not None:
+                return Result(hit.response, "hit", key, hit, hit.entry.id, hit.decision)
+        else:
+            self._stats.incr("requests", tenant=key.tenant, model=key.model)
+            self._stats.incr("bypasses", tenant=key.tenant, model=key.model)
+        if call is None:
+            if self.upstream is None:
+                raise SemcacheError("no upstream configured: pass call= or build the cache with upstream=")
+            async def fetch(req):
+                return (await self.upstream.acall(req, kind=kind, tenant=key.tenant)).body
+        else:
+            async def fetch(req):
+                value = call(req)
+                return await value if asyncio.iscoroutine(value) else value
+        try:
+            response = await (self._flight().ado(key.exact_key, lambda: fetch(request)) if not no_cache else fetch(request))
+        except UpstreamError as exc:
+            return self._stale_or_raise(key, stale, exc)
+        if no_store:
+            return Result(response, "bypass" if no_cache else "miss", key)
+        return await asyncio.to_thread(self._stored, request, response, key, kind, no_store, no_cache)
+
+    def _caller(self, call, key: RequestKey, kind: str):
+        if call is not None:
+            return call
+        if self.upstream is None:
+            raise SemcacheError("no upstream configured: pass call= or build the cache with upstream=")
+        return lambda req: self.upstream.call(req, kind=kind, tenant=key.tenant).body
+
+    def _flight(self):
+        if self._flights is None:
+            from .upstream.singleflight import SingleFlight
+
+            self._flights = SingleFlight()
+        return self._flights
+
+    def _stale_or_raise(self, key: RequestKey, stale: Hit | None, exc: UpstreamError) -> Result:
+        if stale is None or not self.stale_if_error:
+            raise exc
+        log.warning("upstream failed (%s); serving a stale answer for entry %s", type(exc).__name__, stale.entry.id)
+        self._stats.incr("stale_serves", tenant=key.tenant, model=key.model)
+        self._count_saved(stale, key)
+        return Result(stale.response, "stale", key, stale, stale.entry.id, stale.decision)
+
+    def _stored(self, request, response, key: RequestKey, kind: str, no_store: bool, no_cache: bool) -> Result:
+        status = "bypass" if no_cache else "miss"
+        if no_store:
+            return Result(response, status, key)
+        try:
+            entry = self.insert(request, response, kind=kind, key=key)
+        except Exception as exc:  # storing is best effort: the caller still gets the answer
+            log.warning("semcache could not store an answer: %s: %s", type(exc).__name__, exc)
+            self._stats.incr(f"errors.{type(exc).__name__}", tenant=key.tenant, model=key.model)
+            return Result(response, status, key)
+        return Result(response, status, key, entry_id=entry.id)
+
+    # -- stats -------------------------------------------------------------------------------
+
+    def record(self, counter: str, amount: float = 1, *, tenant: str = "", model: str = "") -> None:
+        """Count an event in this cache's persisted stats (used by the upstream client and server)."""
+        self._stats.incr(counter, amount, tenant=tenant, model=model)
+
+    @property
+    def stats_recorder(self) -> Stats:
+        return self._stats
+
+    def stats(self) -> dict:
+        """Return counters (total, by tenant, by model) and the cache's size."""
+        self.sync()
+        snapshot = self._stats.snapshot()
+        snapshot["cache"] = {
+            "directory": getattr(self.store, "directory", None),
+            "entries": len(self._meta),
+            "bytes": self._bytes,
+            "partitions": len(self._index.partitions()),
+            "model": self.embedder.model_id,
+            "policy": self.policy.to_dict(),
+        }
+        return snapshot
+
+
+def policy_from_settings(settings: "Settings") -> MatchPolicy:
+    """Return the policy file's policy (or the default), with the threshold override applied."""
+    policy = MatchPolicy.load(settings.policy) if settings.policy else MatchPolicy()
+    return policy if settings.threshold is None else _with_threshold(policy, settings.threshold)
+
+
+def _estimate_usage(request: Mapping[str, Any] | str, response: str) -> tuple[int, int]:
+    """Count tokens with tiktoken when a function returned bare text and no ``usage``."""
+    from .upstream.tokens import count_tokens, estimate_request_tokens
+
+    model = request.get("model") if isinstance(request, Mapping) else None
+    try:
+        prompt, _ = estimate_request_tokens(request if isinstance(request, Mapping) else {"prompt": request})
+        return prompt, count_tokens(response, model)
+    except Exception:  # a request shape tiktoken cannot count: report nothing rather than guess
+        return 0, 0
+
+
+def _rejected(query_text: str, rejected: tuple[str, ...]) -> bool:
+    normal = " ".join(query_text.lower().split())
+    return any(normal == " ".join(r.lower().split()) for r in rejected)
+
+
+def _with_threshold(policy: MatchPolicy, threshold: float) -> MatchPolicy:
+    from dataclasses import replace
+
+    return replace(policy, threshold=threshold)

@@ -1,0 +1,254 @@
+"""Fit the match threshold to a target precision on a user's labelled pairs.
+
+``calibrate(pairs, target_precision, embedder=...)`` splits the pairs *by text* (connected
+components of shared texts go to one side, so no text is scored on both sides), scores the
+fit part with the default policy, picks the lowest threshold whose precision stays at or
+above the target, and reports precision and recall on the held-out part. With
+``refit=True`` it also refits the scalar part of the learned verifier (a regularised
+logistic regression in numpy) on the fit part; the threshold is then chosen on
+cross-validated scores, never on the scores the model was fitted to.
+
+The metric helpers (``pr_points``, ``best_f1``, ``threshold_for_precision``, ``roc_auc``,
+``group_split``) are shared with the benchmarks.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from pathlib import Path
+from typing import Iterable, Protocol, Sequence
+
+import numpy as np
+
+from .errors import ConfigError
+from .match import MatchPolicy
+from .verifier import FEATURES, Verifier
+
+__all__ = [
+    "Pair",
+    "best_f1",
+    "calibrate",
+    "group_split",
+    "pr_points",
+    "read_pairs",
+    "roc_auc",
+    "threshold_for_precision",
+]
+
+Pair = tuple[str, str, int]
+
+
+class Embedder(Protocol):
+    def embed(self, texts: list[str]) -> np.ndarray: ...
+
+
+def read_pairs(path: str | Path, text_a: str = "text_a", text_b: str = "text_b", label: str = "label") -> list[Pair]:
+    """Read labelled pairs from a .jsonl or .csv file; raise ``ConfigError`` naming a bad row or field."""
+    path = Path(path)
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            if path.suffix.lower() == ".csv":
+                rows = list(csv.DictReader(handle))
+            else:
+                rows = [json.loads(line) for line in handle if line.strip()]
+    except FileNotFoundError as exc:
+        raise ConfigError(f"pairs file {str(path)!r} does not exist") from exc
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"pairs file {str(path)!r} is not JSON lines: {exc}") from exc
+    pairs = []
+    for number, row in enumerate(rows, start=1):
+        try:
+            value = int(float(row[label]))
+            a, b = str(row[text_a]), str(row[text_b])
+        except KeyError as exc:
+            raise ConfigError(f"{path.name} row {number}: missing field {exc.args[0]!r}") from exc
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{path.name} row {number}: field {label!r} must be 0 or 1, got {row[label]!r}") from exc
+        if value not in (0, 1):
+            raise ConfigError(f"{path.name} row {number}: field {label!r} must be 0 or 1, got {row[label]!r}")
+        pairs.append((a, b, value))
+    return pairs
+
+
+def group_split(pairs: Sequence[Pair], holdout: float, seed: int = 0) -> tuple[list[int], list[int]]:
+    """Split pair indices into (fit, held_out) so that no text appears on both sides.
+
+    Pairs sharing a text form one connected component; whole components are assigned, in
+    a seeded random order, until the held-out part holds about ``holdout`` of the pairs.
+    """
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for a, b, _ in pairs:
+        root_a, root_b = find(a), find(b)
+        if root_a != root_b:
+            parent[root_a] = root_b
+    components: dict[str, list[int]] = {}
+    for i, (a, _, _) in enumerate(pairs):
+        components.setdefault(find(a), []).append(i)
+    groups = sorted(components.values())
+    random.Random(seed).shuffle(groups)
+    fit, held_out, target = [], [], holdout * len(pairs)
+    for group in groups:
+        (held_out if len(held_out) < target else fit).extend(group)
+    return sorted(fit), sorted(held_out)
+
+
+def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Return the ROC-AUC (ties count half)."""
+    scores, labels = np.asarray(scores, dtype=np.float64), np.asarray(labels).astype(bool)
+    order = np.argsort(scores, kind="mergesort")
+    ranks = np.empty(len(scores))
+    sorted_scores = scores[order]
+    _, first, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
+    ranks[order] = np.repeat(first + (counts + 1) / 2.0, counts)
+    n_pos, n_neg = labels.sum(), (~labels).sum()
+    if not n_pos or not n_neg:
+        return float("nan")
+    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def pr_points(scores: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
+    """Return precision, recall and accept-rate at every distinct threshold, highest first."""
+    scores, labels = np.asarray(scores, dtype=np.float64), np.asarray(labels).astype(bool)
+    order = np.argsort(-scores, kind="mergesort")
+    s, y = scores[order], labels[order]
+    last = np.r_[np.nonzero(np.diff(s))[0], len(s) - 1]  # last index of each distinct score
+    tp = np.cumsum(y)[last]
+    accepted = last + 1
+    return {
+        "threshold": s[last],
+        "precision": tp / accepted,
+        "recall": tp / max(int(y.sum()), 1),
+        "accept_rate": accepted / len(s),
+    }
+
+
+def best_f1(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """Return (best F1 over thresholds, its threshold)."""
+    pts = pr_points(scores, labels)
+    f1 = 2 * pts["precision"] * pts["recall"] / np.maximum(pts["precision"] + pts["recall"], 1e-12)
+    i = int(np.argmax(f1))
+    return float(f1[i]), float(pts["threshold"][i])
+
+
+def threshold_for_precision(scores: np.ndarray, labels: np.ndarray, target: float, min_accepted: int = 20) -> float:
+    """Return the lowest threshold at which precision holds at or above ``target`` all the way up.
+
+    Cuts accepting fewer than ``min_accepted`` pairs are ignored (their precision is noise).
+    Returns the highest score seen (accept almost nothing) when the target is never reached.
+    """
+    pts = pr_points(scores, labels)
+    accepted = np.rint(pts["accept_rate"] * len(scores))
+    ok = (pts["precision"] >= target) | (accepted < min_accepted)
+    bad = np.nonzero(~ok)[0]
+    stop = bad[0] if len(bad) else len(ok)
+    if stop == 0 or accepted[stop - 1] < min_accepted:
+        return float(pts["threshold"][0])
+    return float(pts["threshold"][stop - 1])
+
+
+def _fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0, iterations: int = 50) -> tuple[np.ndarray, float]:
+    """Fit an L2-regularised logistic regression by Newton's method on standardised ``x``."""
+    n, d = x.shape
+    xb = np.c_[x, np.ones(n)]
+    w = np.zeros(d + 1)
+    reg = np.full(d + 1, l2)
+    reg[-1] = 0.0  # the intercept is not shrunk
+    for _ in range(iterations):
+        p = 1.0 / (1.0 + np.exp(-np.clip(xb @ w, -40, 40)))
+        grad = xb.T @ (p - y) + reg * w
+        hess = (xb * (p * (1 - p))[:, None]).T @ xb + np.diag(reg + 1e-9)
+        step = np.linalg.solve(hess, grad)
+        w -= step
+        if np.abs(step).max() < 1e-8:
+            break
+    return w[:-1], float(w[-1])
+
+
+def _refit(features: np.ndarray, labels: np.ndarray) -> Verifier:
+    mean, scale = features.mean(axis=0), features.std(axis=0)
+    scale = np.where(scale > 1e-6, scale, 1.0)
+    coef, intercept = _fit_logistic((features - mean) / scale, labels.astype(np.float64))
+    return Verifier(mean.astype(np.float32), scale.astype(np.float32), coef.astype(np.float32), intercept, name="calibrated")
+
+
+def _summary(scores: np.ndarray, labels: np.ndarray, threshold: float) -> dict:
+    accepted = scores >= threshold
+    tp = int((accepted & (labels == 1)).sum())
+    return {
+        "pairs": int(len(labels)),
+        "positives": int(labels.sum()),
+        "precision": tp / max(int(accepted.sum()), 1),
+        "recall": tp / max(int(labels.sum()), 1),
+        "accept_rate": float(accepted.mean()) if len(labels) else 0.0,
+        "roc_auc": roc_auc(scores, labels),
+        "best_f1": best_f1(scores, labels)[0] if len(labels) else float("nan"),
+    }
+
+
+def calibrate(
+    pairs: Iterable[Pair],
+    target_precision: float,
+    *,
+    embedder: Embedder,
+    holdout: float = 0.2,
+    seed: int = 0,
+    base: MatchPolicy | None = None,
+    refit: bool = False,
+) -> tuple[MatchPolicy, dict]:
+    """Return a policy whose threshold meets ``target_precision`` on the fit part, and a report.
+
+    The report holds the chosen threshold and precision/recall on the fit and held-out
+    parts; the held-out numbers are what to expect on similar data. ``base`` defaults to
+    the shipped policy. Raises ``ConfigError`` on a target outside (0, 1) or too few pairs.
+    """
+    pairs = [(str(a), str(b), int(y)) for a, b, y in pairs]
+    if not 0.0 < target_precision < 1.0:
+        raise ConfigError(f"target_precision must be in (0, 1), got {target_precision!r}")
+    if not 0.0 < holdout < 1.0:
+        raise ConfigError(f"holdout must be in (0, 1), got {holdout!r}")
+    labels = np.array([y for _, _, y in pairs])
+    if len(pairs) < 20 or labels.sum() < 5 or (1 - labels).sum() < 5:
+        raise ConfigError("calibration needs at least 20 pairs with 5 of each label")
+    base = base if base is not None else MatchPolicy()
+    texts = sorted({t for a, b, _ in pairs for t in (a, b)})
+    vectors = np.asarray(embedder.embed(texts), dtype=np.float32)
+    row = {t: i for i, t in enumerate(texts)}
+    ia, ib = [row[a] for a, _, _ in pairs], [row[b] for _, b, _ in pairs]
+    va, vb = vectors[ia], vectors[ib]
+    sims = np.einsum("ij,ij->i", va, vb)
+    fit, held = (np.array(part, dtype=int) for part in group_split(pairs, holdout, seed))
+    texts_a, texts_b = [a for a, _, _ in pairs], [b for _, b, _ in pairs]
+    policy = base
+    if refit and base.kind != "cosine":
+        features = base.pair_features(texts_a, texts_b, sims)
+        oof = np.zeros(len(pairs))
+        folds = np.array_split(np.random.default_rng(seed).permutation(fit), 5)
+        for k, fold in enumerate(folds):
+            train = np.concatenate([f for j, f in enumerate(folds) if j != k])
+            oof[fold] = _refit(features[train], labels[train]).score(features[fold])
+        policy = base.with_verifier(_refit(features[fit], labels[fit]))
+        fit_scores = oof[fit]
+    else:
+        fit_scores = policy.score_pairs(texts_a, texts_b, sims, va, vb)[fit]
+    scores = policy.score_pairs(texts_a, texts_b, sims, va, vb)
+    threshold = threshold_for_precision(fit_scores, labels[fit], target_precision, min_accepted=max(5, len(fit) // 200))
+    policy = policy.with_threshold(threshold)
+    report = {
+        "target_precision": target_precision,
+        "threshold": threshold,
+        "kind": policy.kind,
+        "refit": bool(refit and base.kind != "cosine"),
+        "fit": _summary(fit_scores, labels[fit], threshold),
+        "held_out": _summary(scores[held], labels[held], threshold),
+    }
+    return policy, report

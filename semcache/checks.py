@@ -1,0 +1,377 @@
+"""Verify what embeddings blur: numbers, units, versions, dates, negation, names, code.
+
+Pure functions of two texts. ``analyze(text)`` extracts the facts of one text once (the
+query's facts are reused for every candidate); each ``check_*`` compares two ``Facts`` and
+returns a ``Check``. A check fails only on a *conflict* -- both sides state the thing and
+they disagree, or one side names a literal (quoted string, code identifier) that the other
+text lacks -- so a paraphrase that merely drops a detail passes. One-sided differences are
+reported by ``soft_flags`` and left to the learned score, because on QQP they separate
+duplicates from non-duplicates only weakly (see benchmarks/results/match_checks.json).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Callable
+
+__all__ = [
+    "CHECKS",
+    "Check",
+    "Facts",
+    "analyze",
+    "check_dates",
+    "check_entities",
+    "check_identifiers",
+    "check_language",
+    "check_negation",
+    "check_numbers",
+    "check_order",
+    "check_question_word",
+    "check_quoted",
+    "check_units",
+    "check_versions",
+    "normalize_text",
+    "run_checks",
+    "soft_flags",
+]
+
+_WORD = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)*|\d+(?:[.,]\d+)*")
+_NUMBER_WORDS = {
+    "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
+    "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14, "fifteen": 15,
+    "sixteen": 16, "seventeen": 17, "eighteen": 18, "nineteen": 19, "twenty": 20, "thirty": 30,
+    "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90,
+    "hundred": 100, "thousand": 1000, "million": 10**6, "billion": 10**9, "dozen": 12,
+    "zero": 0, "half": 0.5,
+}  # "one" is left out on purpose: "which one is better" is a pronoun far more often than a count.
+_NUMBER = re.compile(r"(?<![\w.])(?:[-+]?\$?\d+(?:,\d{3})*(?:\.\d+)?|\.\d+)(?![.\d]*\.\d)")
+_VERSION = re.compile(r"(?<![\w.])v?(\d+(?:\.\d+){1,3}[a-z]?\d*)(?![\w.]*\.\d)|\bversion\s+(\d+(?:\.\d+)*)", re.I)
+_YEAR = re.compile(r"(?<![\w.])(1[5-9]\d\d|20\d\d)s?(?![\w.%])")
+_MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august",
+           "september", "october", "november", "december")
+_MONTH_ALIAS = {m[:3]: m for m in _MONTHS if m != "may"} | {"sept": "september"}
+_WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+_UNITS = {
+    "km": "km", "kms": "km", "kilometer": "km", "kilometers": "km", "kilometre": "km", "kilometres": "km",
+    "mi": "mile", "mile": "mile", "miles": "mile", "m": "m", "meter": "m", "meters": "m", "metre": "m",
+    "metres": "m", "cm": "cm", "mm": "mm", "ft": "ft", "feet": "ft", "foot": "ft", "inch": "in",
+    "inches": "in", "kg": "kg", "kgs": "kg", "kilogram": "kg", "kilograms": "kg", "kilo": "kg", "kilos": "kg",
+    "g": "g", "gram": "g", "grams": "g", "lb": "lb", "lbs": "lb", "pound": "lb", "pounds": "lb",
+    "oz": "oz", "ounce": "oz", "ounces": "oz", "l": "l", "liter": "l", "liters": "l", "litre": "l",
+    "litres": "l", "ml": "ml", "gallon": "gal", "gallons": "gal", "%": "%", "percent": "%",
+    "percentage": "%", "c": "C", "celsius": "C", "f": "F", "fahrenheit": "F", "degrees": "deg",
+    "second": "s", "seconds": "s", "sec": "s", "secs": "s", "minute": "min", "minutes": "min",
+    "mins": "min", "hour": "h", "hours": "h", "hrs": "h", "day": "day", "days": "day", "week": "week",
+    "weeks": "week", "month": "month", "months": "month", "year": "year", "years": "year",
+    "dollar": "usd", "dollars": "usd", "usd": "usd", "$": "usd", "euro": "eur", "euros": "eur",
+    "eur": "eur", "€": "eur", "rupees": "inr", "rs": "inr", "inr": "inr", "gb": "GB", "mb": "MB",
+    "tb": "TB", "kb": "KB", "ghz": "GHz", "mhz": "MHz", "mph": "mph", "kmh": "km/h", "kph": "km/h",
+    "k": "thousand", "bn": "billion", "x": "times", "times": "times",
+}
+_UNIT_AFTER = re.compile(r"\s*(%|€|[A-Za-z]+)")
+_NEGATIONS = frozenset({
+    "not", "no", "never", "without", "cannot", "none", "nobody", "nothing", "neither", "nor",
+    "nowhere", "unable", "isnt", "arent", "wasnt", "werent", "dont", "doesnt", "didnt", "cant",
+    "couldnt", "shouldnt", "wouldnt", "wont", "havent", "hasnt", "hadnt", "mustnt",
+})
+_WH_WORDS = {"how": "how", "why": "why", "when": "when", "where": "where", "who": "who", "whom": "who", "whose": "who"}
+_STOP_CAPS = frozenset({
+    "i", "i'm", "i've", "i'd", "i'll", "what", "which", "who", "whom", "whose", "why", "how", "when",
+    "where", "is", "are", "was", "were", "do", "does", "did", "can", "could", "should", "would",
+    "will", "the", "a", "an", "if", "in", "on", "my", "me", "quora", "ok", "okay", "please", "hi",
+    "hello", "tell", "explain", "give", "write", "list", "describe", "summarize", "translate", "show",
+    "mr", "mrs", "ms", "dr", "god", "english",
+} | set(_MONTHS) | set(_WEEKDAYS))
+# Lowercase text is common in prompts, so capitalisation alone misses "capital of france":
+# a small gazetteer of names that embeddings treat as near-synonyms catches the swaps that matter.
+_GAZETTEER = frozenset("""
+afghanistan albania algeria argentina armenia australia austria bangladesh belgium bhutan bolivia
+brazil bulgaria cambodia canada chile china colombia croatia cuba cyprus czechia denmark egypt
+estonia ethiopia finland france georgia germany ghana greece hungary iceland india indonesia iran
+iraq ireland israel italy jamaica japan jordan kazakhstan kenya korea kuwait laos latvia lebanon
+libya lithuania luxembourg malaysia maldives mexico mongolia morocco myanmar nepal netherlands
+nigeria norway oman pakistan palestine peru philippines poland portugal qatar romania russia
+rwanda serbia singapore slovakia slovenia somalia spain sri sudan sweden switzerland syria taiwan
+tanzania thailand tunisia turkey uganda ukraine uruguay uzbekistan venezuela vietnam yemen zambia
+zimbabwe europe asia africa america antarctica australia london paris berlin tokyo delhi mumbai
+bangalore beijing shanghai moscow madrid rome sydney toronto chicago boston seattle dubai
+python java javascript typescript kotlin scala ruby php perl swift rust haskell golang c++ c#
+matlab sql mysql postgresql postgres mongodb redis sqlite react angular vue django flask rails
+spring node.js nodejs linux ubuntu windows macos ios android aws azure gcp docker kubernetes
+excel numpy pandas pytorch tensorflow iphone samsung google apple microsoft amazon facebook
+twitter instagram netflix tesla uber whatsapp youtube linkedin snapchat
+""".split())
+_ALIASES = {"usa": "us", "u.s.": "us", "u.s": "us", "america": "us", "uk": "britain", "england": "britain",
+            "js": "javascript", "golang": "go", "postgres": "postgresql", "nodejs": "node.js", "py": "python"}
+_QUOTED = re.compile(r"\"([^\"]{1,200})\"|“([^”]{1,200})”|‘([^’]{1,200})’|(?<!\w)'([^']{1,200})'(?!\w)|`([^`]{1,200})`")
+_IDENTIFIER = re.compile(
+    r"(?<![\w.])(?:[A-Za-z_][\w]*_[\w]*|[a-z]+[A-Z][A-Za-z0-9]*|[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+|[A-Za-z_]\w*\(\))(?![\w])"
+)
+_DIRECTIONAL = frozenset({"to", "into", "from", "than", "over", "before", "after", "beat", "beats", "vs", "versus"})
+_FOREIGN_MARKS = re.compile(r"[¿¡ñãõçßäöüàèìòùâêîôûáéíóúœ]", re.I)
+_LANGUAGE_STOPWORDS = {
+    "es": frozenset("el la los las que de del por para cómo qué cuál es una un está son y en mi su".split()),
+    "fr": frozenset("le la les des est une un que qui comment quelle quel pour dans du et je sont".split()),
+    "de": frozenset("der die das ist ein eine und wie was nicht ich mit für auf den dem zu".split()),
+    "pt": frozenset("o os um uma que é como qual para com não do da dos das em".split()),
+    "it": frozenset("il lo gli che è come qual per con non del della una sono di".split()),
+    "en": frozenset("the is are what how why which a an of to in for and do does can i my you".split()),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One verification run on a (query, candidate) pair; ``detail`` says why it failed."""
+
+    name: str
+    passed: bool
+    detail: str = ""
+
+
+def normalize_text(text: str) -> str:
+    """Return ``text`` lowercased with punctuation dropped and whitespace collapsed."""
+    return " ".join(w.lower().replace("’", "'") for w in _WORD.findall(text))
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """What the checks compare, extracted once per text by ``analyze``."""
+
+    text: str
+    lower: str
+    words: tuple[str, ...]
+    numbers: tuple[str, ...]          # sorted; versions and years are kept apart
+    units: frozenset[tuple[str, str]]  # (number, unit) pairs: "5 km" -> ("5", "km")
+    versions: frozenset[str]
+    years: frozenset[str]
+    months: frozenset[str]
+    negated: bool
+    entities: tuple[str, ...]         # in order of appearance, lowercased, aliases applied
+    quoted: frozenset[str]
+    identifiers: frozenset[str]
+    wh_word: str
+    language: str
+    script: str
+
+
+def _number_value(token: str) -> str:
+    token = token.replace(",", "").replace("$", "").lstrip("+")
+    if "." in token:
+        token = token.rstrip("0").rstrip(".") or "0"
+    return token
+
+
+def _script(text: str) -> str:
+    for ch in text:
+        code = ord(ch)
+        if 0x0400 <= code <= 0x04FF:
+            return "cyrillic"
+        if 0x0600 <= code <= 0x06FF:
+            return "arabic"
+        if 0x0900 <= code <= 0x097F:
+            return "devanagari"
+        if 0x3040 <= code <= 0x30FF or 0x4E00 <= code <= 0x9FFF or 0xAC00 <= code <= 0xD7AF:
+            return "cjk"
+    return "latin"
+
+
+def _language(text: str, words: tuple[str, ...]) -> str:
+    """Guess a Latin-script language from stopwords; "" when there is too little evidence."""
+    counts = {lang: sum(w in stop for w in words) for lang, stop in _LANGUAGE_STOPWORDS.items()}
+    best = max(counts, key=counts.get)
+    second = sorted(counts.values())[-2]
+    # Two more stopword hits than the runner-up: short mixed prompts stay undecided.
+    if counts[best] >= 2 and counts[best] >= second + 2:
+        return best
+    if counts["en"] == 0 and (_FOREIGN_MARKS.search(text) or counts[best] >= 1):
+        return best if counts[best] else "non-en"
+    return ""
+
+
+def analyze(text: str) -> Facts:
+    """Extract the facts that the checks compare from one text."""
+    lower = text.lower().replace("’", "'")
+    words = tuple(w for w in (t.lower().replace("’", "'") for t in _WORD.findall(text)))
+    versions = {m.group(1) or m.group(2) for m in _VERSION.finditer(text)}
+    years = set(_YEAR.findall(text))
+    numbers, units = [], set()
+    for m in _NUMBER.finditer(text):
+        value = _number_value(m.group())
+        if value in years or m.group().strip("$+-") in versions or any(value == v for v in versions):
+            continue
+        numbers.append(value)
+        after = _UNIT_AFTER.match(text, m.end())
+        unit = _UNITS.get(after.group(1).lower()) if after else None
+        if m.group().lstrip("+-").startswith("$"):
+            unit = "usd"
+        if unit:
+            units.add((value, unit))
+    for i, w in enumerate(words):
+        if w in _NUMBER_WORDS:
+            value = str(_NUMBER_WORDS[w])
+            numbers.append(value)
+            if i + 1 < len(words) and words[i + 1] in _UNITS:
+                units.add((value, _UNITS[words[i + 1]]))
+    months = {w for w in words if w in _MONTHS and w != "may"} | {_MONTH_ALIAS[w] for w in words if w in _MONTH_ALIAS}
+    negated = any(w.endswith("n't") or w.replace("'", "") in _NEGATIONS for w in words)
+    entities = []
+    raw = _WORD.findall(text)
+    for i, token in enumerate(raw):
+        low = token.lower().replace("’", "'")
+        if low in _GAZETTEER:
+            entities.append(_ALIASES.get(low, low))
+        elif token[:1].isupper() and i > 0 and low not in _STOP_CAPS and not low.isdigit():
+            entities.append(_ALIASES.get(low, low))
+        elif len(token) >= 2 and token.isupper() and low not in _STOP_CAPS:
+            entities.append(_ALIASES.get(low, low))
+    quoted = {next(g for g in m.groups() if g is not None).strip().lower() for m in _QUOTED.finditer(text)}
+    identifiers = {m.group().rstrip("()") for m in _IDENTIFIER.finditer(text) if not m.group()[0].isdigit()}
+    identifiers = {i for i in identifiers if not re.fullmatch(r"(?:[a-z]\.)+[a-z]?|e\.g|i\.e|etc", i.lower())}
+    wh = next((_WH_WORDS[w] for w in words[:6] if w in _WH_WORDS), "")
+    return Facts(
+        text=text, lower=lower, words=words, numbers=tuple(sorted(numbers)), units=frozenset(units),
+        versions=frozenset(versions), years=frozenset(years), months=frozenset(months), negated=negated,
+        entities=tuple(entities), quoted=frozenset(quoted), identifiers=frozenset(identifiers),
+        wh_word=wh, language=_language(lower, words), script=_script(text),
+    )
+
+
+def _conflict(name: str, a, b, fmt=sorted) -> Check:
+    if a and b and a != b:
+        return Check(name, False, f"{fmt(a)} != {fmt(b)}")
+    return Check(name, True)
+
+
+def check_numbers(a: Facts, b: Facts) -> Check:
+    """Fail when both texts state numbers and the multisets differ ("1+1" vs "1+2")."""
+    return _conflict("numbers", list(a.numbers), list(b.numbers), fmt=list)
+
+
+def check_units(a: Facts, b: Facts) -> Check:
+    """Fail when the same number carries different units ("5 km" vs "5 miles")."""
+    units_a, units_b = dict(a.units), dict(b.units)
+    clashes = sorted(f"{v} {units_a[v]} != {v} {units_b[v]}" for v in units_a.keys() & units_b.keys() if units_a[v] != units_b[v])
+    if not clashes and units_a and units_b and not units_a.keys() & units_b.keys():
+        clashes = [f"{sorted(a.units)} != {sorted(b.units)}"]
+    return Check("units", not clashes, "; ".join(clashes))
+
+
+def check_versions(a: Facts, b: Facts) -> Check:
+    """Fail when both texts name versions and they differ ("python 3.11" vs "3.12")."""
+    return _conflict("versions", set(a.versions), set(b.versions))
+
+
+def check_dates(a: Facts, b: Facts) -> Check:
+    """Fail when both texts name years (or months) and they differ."""
+    for name, x, y in (("years", a.years, b.years), ("months", a.months, b.months)):
+        if x and y and x != y:
+            return Check("dates", False, f"{name} {sorted(x)} != {sorted(y)}")
+    return Check("dates", True)
+
+
+def check_negation(a: Facts, b: Facts) -> Check:
+    """Fail when one text is negated and the other is not ("can I" vs "can't I", "with" vs "without")."""
+    if a.negated != b.negated:
+        return Check("negation", False, "negated" + (" query" if a.negated else " candidate") + " only")
+    return Check("negation", True)
+
+
+def _missing(items, words: set[str], lower: str) -> list[str]:
+    return [e for e in items if e not in words and e not in lower]
+
+
+def check_entities(a: Facts, b: Facts) -> Check:
+    """Fail when each text names something the other lacks (a swap: "France" vs "Spain").
+
+    A name present on one side only ("Trump" vs "Donald Trump") passes: it is a detail, not
+    a contradiction.
+    """
+    words_a, words_b = set(a.words) | set(a.entities), set(b.words) | set(b.entities)
+    only_a, only_b = _missing(a.entities, words_b, b.lower), _missing(b.entities, words_a, a.lower)
+    if only_a and only_b:
+        return Check("entities", False, f"{sorted(set(only_a))} != {sorted(set(only_b))}")
+    return Check("entities", True)
+
+
+def check_quoted(a: Facts, b: Facts) -> Check:
+    """Fail when a quoted string of either text does not appear in the other text."""
+    missing = [q for q in a.quoted if q not in b.lower] + [q for q in b.quoted if q not in a.lower]
+    return Check("quoted", not missing, f"missing {sorted(missing)}" if missing else "")
+
+
+def check_identifiers(a: Facts, b: Facts) -> Check:
+    """Fail when a code identifier (snake_case, camelCase, dotted.name, call()) is missing from the other text."""
+    missing = [i for i in a.identifiers if i not in b.text] + [i for i in b.identifiers if i not in a.text]
+    return Check("identifiers", not missing, f"missing {sorted(missing)}" if missing else "")
+
+
+def check_question_word(a: Facts, b: Facts) -> Check:
+    """Fail when both questions lead with different wh-words among how/why/when/where/who.
+
+    "what" and "which" are left out: "what is the best way to X" paraphrases "how do I X".
+    """
+    return _conflict("question_word", a.wh_word, b.wh_word, fmt=str)
+
+
+def check_language(a: Facts, b: Facts) -> Check:
+    """Fail when the texts are in different scripts or confidently different languages."""
+    if a.script != b.script:
+        return Check("language", False, f"{a.script} != {b.script}")
+    if a.language and b.language and a.language != b.language and "non-en" not in (a.language, b.language):
+        return Check("language", False, f"{a.language} != {b.language}")
+    if {a.language, b.language} == {"en", "non-en"}:
+        return Check("language", False, f"{a.language} != {b.language}")
+    return Check("language", True)
+
+
+def _key_sequence(facts: Facts) -> list[str]:
+    keys = set(facts.entities) | {w for w in facts.words if len(w) > 2 and w in _UNITS}
+    return list(dict.fromkeys(_ALIASES.get(w, w) for w in facts.words if _ALIASES.get(w, w) in keys))
+
+
+def check_order(a: Facts, b: Facts) -> Check:
+    """Fail when the same names appear in swapped order around a directional word.
+
+    "convert celsius to fahrenheit" vs "convert fahrenheit to celsius"; "is X faster than Y"
+    vs "is Y faster than X". Symmetric questions ("X vs Y differences") are not directional.
+    """
+    seq_a, seq_b = _key_sequence(a), _key_sequence(b)
+    directional = _DIRECTIONAL & set(a.words) and _DIRECTIONAL & set(b.words)
+    if directional and len(seq_a) >= 2 and set(seq_a) == set(seq_b) and seq_a != seq_b:
+        if "vs" in a.words or "versus" in a.words or "between" in a.words:
+            return Check("order", True)
+        return Check("order", False, f"{seq_a} vs {seq_b}")
+    return Check("order", True)
+
+
+CHECKS: dict[str, Callable[[Facts, Facts], Check]] = {
+    "numbers": check_numbers,
+    "units": check_units,
+    "versions": check_versions,
+    "dates": check_dates,
+    "negation": check_negation,
+    "entities": check_entities,
+    "quoted": check_quoted,
+    "identifiers": check_identifiers,
+    "question_word": check_question_word,
+    "language": check_language,
+    "order": check_order,
+}
+
+
+def run_checks(a: Facts, b: Facts, names=tuple(CHECKS)) -> tuple[Check, ...]:
+    """Run the named checks on two analysed texts, in order."""
+    return tuple(CHECKS[name](a, b) for name in names)
+
+
+def soft_flags(a: Facts, b: Facts) -> tuple[float, float, float]:
+    """Return one-sided differences (numbers, names, negation words) as 0/1 features.
+
+    These are not contradictions -- "lose 10 kg" vs "lose weight" -- so they inform the
+    learned score rather than veto.
+    """
+    numbers = float(bool(a.numbers or a.years or a.versions) != bool(b.numbers or b.years or b.versions))
+    words_a, words_b = set(a.words), set(b.words)
+    names = float(bool(_missing(a.entities, words_b, b.lower)) or bool(_missing(b.entities, words_a, a.lower)))
+    return numbers, names, float(len(set(a.entities) ^ set(b.entities)) > 0)

@@ -1,0 +1,161 @@
+"""The ``semcache`` command: serve | stats | eval | calibrate | bench | clear | mock-upstream.
+
+Each command builds one ``Settings`` from its flags > environment (SEMCACHE_*) > ``--config``
+file > defaults, then calls the library; the logic lives in the modules, not here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+import click
+
+from .config import Settings
+from .errors import SemcacheError
+
+__all__ = ["main"]
+
+
+def _settings(config: str | None, **flags: Any) -> Settings:
+    return Settings.load(flags=flags, environ=os.environ, config_file=config)
+
+
+def _dump(obj: Any) -> None:
+    click.echo(json.dumps(obj, indent=2, sort_keys=False))
+
+
+config_option = click.option("--config", "config", type=click.Path(dir_okay=False), default=None,
+                             help="TOML or JSON settings file (flags and SEMCACHE_* override it).")
+cache_dir_option = click.option("--cache-dir", default=None, help="Cache directory (default .semcache).")
+
+
+class _Group(click.Group):
+    """Print semcache's own errors as one clear line and exit 2, never as a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SemcacheError as exc:
+            click.echo(f"semcache: error: {exc}", err=True)
+            ctx.exit(2)
+
+
+@click.group(cls=_Group)
+@click.version_option(package_name="semcache")
+def main() -> None:
+    """semcache: a semantic cache for LLM APIs."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # models come from packages or local paths only
+
+
+@main.command()
+@cache_dir_option
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def stats(cache_dir: str | None, config: str | None, as_json: bool) -> None:
+    """Print what the cache did and saved (totals, per tenant, per model)."""
+    from .stats import Stats, format_table
+    from .store import DiskStore
+
+    settings = _settings(config, cache_dir=cache_dir)
+    if not os.path.isdir(settings.cache_dir):
+        raise SemcacheError(f"no cache directory at {settings.cache_dir!r}")
+    store = DiskStore(settings.cache_dir)  # no model load: stats are in the store
+    try:
+        snapshot = Stats(store).snapshot()
+        snapshot["cache"] = {"directory": settings.cache_dir, "entries": len(store), "bytes_on_disk": store.volume(),
+                             "built_with": store.meta()}
+    finally:
+        store.close()
+    if as_json:
+        _dump(snapshot)
+        return
+    click.echo(f"cache {settings.cache_dir}: {snapshot['cache']['entries']:,} entries, {snapshot['cache']['bytes_on_disk']:,} bytes")
+    click.echo(format_table(snapshot))
+
+
+@main.command()
+@cache_dir_option
+@config_option
+@click.option("--stats", "with_stats", is_flag=True, help="Reset the counters too.")
+@click.confirmation_option(prompt="Delete every entry of the cache?")
+def clear(cache_dir: str | None, config: str | None, with_stats: bool) -> None:
+    """Delete every cached entry (and, with --stats, the counters)."""
+    from .store import DiskStore
+
+    settings = _settings(config, cache_dir=cache_dir)
+    store = DiskStore(settings.cache_dir)
+    try:
+        n = len(store)
+        store.clear()
+        if with_stats:
+            store.reset_counters()
+    finally:
+        store.close()
+    click.echo(f"deleted {n:,} entries from {settings.cache_dir}")
+
+
+@main.group(name="eval")
+def eval_group() -> None:
+    """Measure the match policy: on labelled pairs, or on a replayed stream."""
+
+
+def _policy_and_embedder(config, policy, threshold, model):
+    from .cache import policy_from_settings
+    from .embed import SentenceTransformerEmbedder
+
+    settings = _settings(config, policy=policy, threshold=threshold, model=model)
+    return policy_from_settings(settings), SentenceTransformerEmbedder(settings.model)
+
+
+policy_option = click.option("--policy", default=None, type=click.Path(dir_okay=False), help="Policy file from `semcache calibrate`.")
+threshold_option = click.option("--threshold", type=float, default=None, help="Override the policy's threshold.")
+model_option = click.option("--model", default=None, help="Embedding model name or path (default: packaged all-MiniLM-L6-v2).")
+
+
+@eval_group.command(name="pairs")
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--text-a", default="text_a", show_default=True)
+@click.option("--text-b", default="text_b", show_default=True)
+@click.option("--label", default="label", show_default=True, help="Label column (1 = same request); optional in the file.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write one JSON line per pair: score, hit, evidence.")
+@policy_option
+@threshold_option
+@model_option
+@config_option
+def eval_pairs_command(path, text_a, text_b, label, out, policy, threshold, model, config) -> None:
+    """Would text_b hit an entry stored for text_a? Print precision/recall/F1 as JSON."""
+    from .evaluate import eval_pairs, iter_jsonl, read_rows
+
+    rows = read_rows(path, [text_a, text_b])
+    match_policy, embedder = _policy_and_embedder(config, policy, threshold, model)
+    summary, decisions = eval_pairs(rows, embedder=embedder, policy=match_policy, text_a=text_a, text_b=text_b, label=label)
+    if out:
+        with open(out, "w") as f:
+            f.writelines(iter_jsonl(decisions))
+    click.echo(json.dumps(summary))
+
+
+@eval_group.command(name="stream")
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--text", "text_col", default="text", show_default=True)
+@click.option("--group", "group_col", default="group", show_default=True)
+@click.option("--shuffle-seed", type=int, default=None, help="Replay in a seeded random order instead of file order.")
+@policy_option
+@threshold_option
+@model_option
+@config_option
+def eval_stream_command(path, text_col, group_col, shuffle_seed, policy, threshold, model, config) -> None:
+    """Replay rows through a fresh cache; print hit rate and wrong-hit rate as JSON."""
+    from .evaluate import eval_stream, read_rows
+
+    rows = read_rows(path, [text_col, group_col])
+    match_policy, embedder = _policy_and_embedder(config, policy, threshold, model)
+    click.echo(json.dumps(eval_stream(rows, embedder=embedder, policy=match_policy, text=text_col, group=group_col,
+                                      shuffle_seed=shuffle_seed)))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,156 @@
+"""Settings: one frozen object, from CLI flags > environment (SEMCACHE_*) > config file > defaults.
+
+Components take explicit arguments and never read the environment; only ``Settings.load``
+does, from the mapping it is given. The config file is TOML or JSON with the same field names.
+Secrets are never stored here: the upstream key is named by an environment variable
+(``upstream_api_key_env``) and read only when the client is built.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+from .errors import ConfigError
+
+__all__ = ["Settings"]
+
+DAY = 86_400
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of semcache, with its default. See README "Configuration"."""
+
+    # storage
+    cache_dir: str = ".semcache"
+    ttl: float | None = 7 * DAY  # seconds; None or 0 = never expire
+    sliding_ttl: bool = False
+    stale_ttl: float | None = DAY  # how long an expired entry is kept for stale-if-error
+    max_entries: int | None = 1_000_000
+    max_bytes: int | None = 4 * 1024**3
+    # matching
+    model: str | None = None  # None = the packaged all-MiniLM-L6-v2
+    policy: str | None = None  # a policy file written by `semcache calibrate`
+    threshold: float | None = None  # overrides the policy's threshold
+    top_k: int = 5
+    semantic_max_temperature: float = 1.0
+    embed_cache_size: int = 1024
+    tenant: str = ""
+    # upstream
+    upstream_base_url: str = "https://api.openai.com/v1"
+    upstream_api_key_env: str = "OPENAI_API_KEY"
+    rpm: int | None = None
+    tpm: int | None = None
+    max_attempts: int = 5
+    upstream_timeout: float = 60.0
+    deadline: float = 120.0
+    fallback_models: tuple[str, ...] = ()
+    stale_if_error: bool = True
+    budget_tokens_per_day: int | None = None
+    budget_usd_per_day: float | None = None
+    budget_tokens_per_month: int | None = None
+    budget_usd_per_month: float | None = None
+    budget_alert_fraction: float = 0.8
+    pricing: str | None = None  # a JSON file overriding the pricing table
+    # sidecar
+    host: str = "127.0.0.1"
+    port: int = 8080
+    admin_token_env: str = "SEMCACHE_ADMIN_TOKEN"
+    shared_cache: bool = False  # True: one cache for every caller; False: partition by API-key hash
+    pass_through_key: bool = True  # forward the caller's API key upstream when it sends one
+    allow_threshold_header: bool = False
+    max_body_bytes: int = 1_000_000
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is None:
+                continue
+            expected = _base_type(f.type)
+            if expected is float and isinstance(value, int) and not isinstance(value, bool):
+                object.__setattr__(self, f.name, float(value))
+            elif expected is tuple and isinstance(value, list):
+                object.__setattr__(self, f.name, tuple(value))
+            elif not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+                raise ConfigError(f"setting {f.name!r} must be {expected.__name__}, got {value!r}")
+        if self.ttl == 0:
+            object.__setattr__(self, "ttl", None)
+        if self.threshold is not None and not -1 <= self.threshold <= 1:
+            raise ConfigError(f"setting 'threshold' must be a cosine in [-1, 1], got {self.threshold!r}")
+        if not 0 < self.budget_alert_fraction <= 1:
+            raise ConfigError(f"setting 'budget_alert_fraction' must be in (0, 1], got {self.budget_alert_fraction!r}")
+        for name in ("max_entries", "max_bytes", "rpm", "tpm", "top_k", "port", "max_attempts"):
+            value = getattr(self, name)
+            if value is not None and value < (0 if name == "port" else 1):
+                raise ConfigError(f"setting {name!r} must be positive, got {value!r}")
+
+    def replace(self, **changes: Any) -> "Settings":
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def load(cls, *, flags: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None,
+             config_file: str | Path | None = None) -> "Settings":
+        """Merge flags > environ (``SEMCACHE_<FIELD>``) > config file > defaults. None flags are unset."""
+        environ = environ or {}
+        config_file = config_file or environ.get("SEMCACHE_CONFIG")
+        values: dict[str, Any] = dict(_read_file(config_file)) if config_file else {}
+        known = {f.name: f for f in fields(cls)}
+        for name in values:
+            if name not in known:
+                raise ConfigError(f"unknown setting {name!r} in {str(config_file)!r}")
+        for name, f in known.items():
+            raw = environ.get("SEMCACHE_" + name.upper())
+            if raw is not None:
+                values[name] = _parse_env(name, raw, _base_type(f.type))
+        for name, value in (flags or {}).items():
+            if value is not None:
+                if name not in known:
+                    raise ConfigError(f"unknown setting {name!r}")
+                values[name] = value
+        return cls(**values)
+
+
+def _base_type(annotation: str) -> type:
+    name = str(annotation).split("|")[0].strip().split("[")[0]
+    return {"str": str, "int": int, "float": float, "bool": bool, "tuple": tuple}[name]
+
+
+def _parse_env(name: str, raw: str, kind: type) -> Any:
+    if raw.strip().lower() in ("", "none", "null") and kind is not str:
+        return None
+    try:
+        if kind is bool:
+            if raw.strip().lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.strip().lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if kind is tuple:
+            return tuple(p.strip() for p in raw.split(",") if p.strip())
+        return kind(raw)
+    except ValueError as exc:
+        raise ConfigError(f"environment variable SEMCACHE_{name.upper()} must be {kind.__name__}, got {raw!r}") from exc
+
+
+def _read_file(path: str | Path) -> Mapping[str, Any]:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file {str(path)!r} does not exist") from exc
+    try:
+        if path.suffix == ".json":
+            data = json.loads(text)
+        else:
+            import tomllib
+
+            data = tomllib.loads(text)
+    except (ValueError, ImportError) as exc:
+        raise ConfigError(f"config file {str(path)!r} cannot be parsed: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {str(path)!r} must hold a table of settings")
+    return data.get("semcache", data)

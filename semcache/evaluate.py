@@ -1,0 +1,181 @@
+"""Evaluate a match policy on labelled pairs and on replayed streams (``semcache eval``).
+
+``eval pairs``: would ``text_b`` hit an entry stored for ``text_a`` in an otherwise empty cache?
+``eval stream``: replay rows through a fresh cache; on a miss store the row with its group as
+the answer, so a hit is wrong when it returns another group.
+Texts are embedded in batches up front; the decisions are the cache's own.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from .errors import ConfigError, RequestError
+from .match import Candidate, MatchPolicy
+
+__all__ = ["PrecomputedEmbedder", "eval_pairs", "eval_stream", "read_rows"]
+
+_BATCH = 256
+
+
+def read_rows(path: str | Path, columns: Sequence[str], optional: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """Read a .jsonl or .csv file; every row must have ``columns`` (named with its line in errors)."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"input file {str(path)!r} does not exist")
+    if path.suffix not in (".jsonl", ".csv"):
+        raise ConfigError(f"input file {str(path)!r} must be .jsonl or .csv")
+    rows: list[dict[str, Any]] = []
+    with path.open(newline="", encoding="utf-8") as f:
+        if path.suffix == ".csv":
+            source: Iterable[tuple[int, Any]] = enumerate(csv.DictReader(f), start=2)
+        else:
+            source = ((n, line) for n, line in enumerate(f, start=1) if line.strip())
+        for line_no, raw in source:
+            if isinstance(raw, str):
+                try:
+                    raw = json.loads(raw)
+                except json.JSONDecodeError as exc:
+                    raise RequestError(f"{path}:{line_no}: not valid JSON ({exc.msg})", field=f"line {line_no}") from exc
+                if not isinstance(raw, dict):
+                    raise RequestError(f"{path}:{line_no}: expected a JSON object", field=f"line {line_no}")
+            for column in columns:
+                if raw.get(column) in (None, ""):
+                    raise RequestError(f"{path}:{line_no}: missing column {column!r}", field=column)
+            rows.append(raw)
+    if not rows:
+        raise RequestError(f"input file {str(path)!r} has no rows", field="path")
+    return rows
+
+
+def _label(value: Any, where: str) -> int:
+    if value in (1, "1", True, "true", "True"):
+        return 1
+    if value in (0, "0", False, "false", "False"):
+        return 0
+    raise RequestError(f"{where}: label must be 0 or 1, got {value!r}", field="label")
+
+
+def _progress(total: int, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, file=sys.stderr, disable=total < 2000, unit="row")
+
+
+def _embed_unique(embedder, texts: Sequence[str]) -> dict[str, np.ndarray]:
+    unique = list(dict.fromkeys(texts))
+    vectors: dict[str, np.ndarray] = {}
+    with _progress(len(unique), "embedding") as bar:
+        for start in range(0, len(unique), _BATCH):
+            chunk = unique[start:start + _BATCH]
+            for text, vector in zip(chunk, embedder.embed(chunk)):
+                vectors[text] = vector
+            bar.update(len(chunk))
+    return vectors
+
+
+def _normal(text: str) -> str:
+    return " ".join(text.split())
+
+
+def eval_pairs(rows: Sequence[dict], *, embedder, policy: MatchPolicy, text_a: str = "text_a", text_b: str = "text_b",
+               label: str | None = "label") -> tuple[dict, list[dict]]:
+    """Return (summary, one decision per pair in input order)."""
+    vectors = _embed_unique(embedder, [r[text_a] for r in rows] + [r[text_b] for r in rows])
+    labelled = label is not None and all(r.get(label) not in (None, "") for r in rows)
+    decisions: list[dict] = []
+    tp = fp = fn = tn = 0
+    for i, row in enumerate(rows):
+        a, b = str(row[text_a]), str(row[text_b])
+        va, vb = vectors[row[text_a]], vectors[row[text_b]]
+        if _normal(a) == _normal(b):  # the exact tier answers before any policy
+            out = {"score": 1.0, "hit": True, "similarity": 1.0, "reason": "exact", "failed_checks": []}
+        else:
+            d = policy.decide(b, [Candidate(0, a, float(va @ vb), va)], vb)
+            out = {"score": round(d.score, 6), "hit": d.hit, "similarity": round(d.similarity, 6), "reason": d.reason,
+                   "failed_checks": [c.name for c in d.checks if not c.passed]}
+        decisions.append(out)
+        if labelled:
+            y = _label(row[label], f"row {i + 1}")
+            tp += out["hit"] and y
+            fp += out["hit"] and not y
+            fn += (not out["hit"]) and y
+            tn += (not out["hit"]) and not y
+    hits = sum(d["hit"] for d in decisions)
+    summary: dict[str, Any] = {"n": len(rows), "hits": hits, "precision": None, "recall": None, "f1": None,
+                               "false_positive_rate": None, "policy": policy.to_dict()}
+    if labelled:
+        precision = tp / (tp + fp) if tp + fp else None
+        recall = tp / (tp + fn) if tp + fn else None
+        f1 = 2 * precision * recall / (precision + recall) if precision and recall else (0.0 if precision is not None and recall is not None else None)
+        summary.update(precision=_r(precision), recall=_r(recall), f1=_r(f1),
+                       false_positive_rate=_r(fp / (fp + tn) if fp + tn else None), positives=tp + fn, negatives=fp + tn)
+    return summary, decisions
+
+
+def _r(x: float | None) -> float | None:
+    return None if x is None else round(x, 6)
+
+
+class PrecomputedEmbedder:
+    """Serve vectors computed in one batched pass (replays never embed one text at a time)."""
+
+    def __init__(self, inner, vectors: dict[str, np.ndarray]) -> None:
+        self.inner, self.vectors = inner, vectors
+        self.model_id, self.dim = inner.model_id, inner.dim
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        missing = [t for t in texts if t not in self.vectors]
+        if missing:
+            self.vectors.update(zip(missing, self.inner.embed(missing)))
+        return np.stack([self.vectors[t] for t in texts]) if texts else np.zeros((0, self.dim), np.float32)
+
+
+def eval_stream(rows: Sequence[dict], *, embedder, policy: MatchPolicy, text: str = "text", group: str = "group",
+                shuffle_seed: int | None = None) -> dict:
+    """Replay rows through a fresh temporary cache; return hit and wrong-hit counts and rates."""
+    from .cache import SemanticCache
+
+    order = list(range(len(rows)))
+    if shuffle_seed is not None:
+        random.Random(shuffle_seed).shuffle(order)
+    vectors = _embed_unique(embedder, [str(r[text]) for r in rows])
+    seen: set[str] = set()
+    hits = wrong = possible = exact = 0
+    with tempfile.TemporaryDirectory(prefix="semcache-eval-") as directory:
+        cache = SemanticCache(directory, embedder=PrecomputedEmbedder(embedder, vectors), policy=policy,
+                              ttl=None, max_entries=None, max_bytes=None, embed_cache_size=0, flush_interval=3600)
+        try:
+            with _progress(len(order), "replaying") as bar:
+                for i in order:
+                    query, answer = str(rows[i][text]), str(rows[i][group])
+                    possible += answer in seen
+                    hit = cache.lookup(query)
+                    if hit is None:
+                        cache.insert(query, answer)
+                        seen.add(answer)
+                    else:
+                        hits += 1
+                        exact += hit.kind == "exact"
+                        wrong += hit.response != answer
+                    bar.update(1)
+        finally:
+            cache.close()
+    n = len(rows)
+    return {"n": n, "hits": hits, "hit_rate": _r(hits / n), "wrong_hits": wrong, "wrong_rate": _r(wrong / n),
+            "possible_hits": possible, "correct_hits": hits - wrong, "exact_hits": exact,
+            "recall_of_possible": _r((hits - wrong) / possible) if possible else None,
+            "precision": _r((hits - wrong) / hits) if hits else None, "policy": policy.to_dict()}
+
+
+def iter_jsonl(decisions: Iterable[dict]) -> Iterator[str]:
+    for d in decisions:
+        yield json.dumps(d) + "\n"

@@ -1,0 +1,189 @@
+"""Find the stored vectors closest to a query: the VectorIndex protocol and its FAISS implementation.
+
+Derived state: every index can be rebuilt from the store. Vectors are unit-norm, so inner
+product is cosine similarity, and ``search`` returns cosines (higher is closer).
+
+A partition's index is exact (``IndexFlatIP``) while small and switches to an approximate
+inverted-file index (``IndexIVFFlat``, ``nlist = 4·sqrt(n)``) past ``approximate_threshold``
+vectors, because a flat scan grows linearly: see benchmarks/results/lookup.json for where the
+cross-over lies on a 2-core CPU and the IVF recall there. IVF (not HNSW) because FAISS's HNSW
+cannot remove vectors and rebuilds slowly, while TTL and eviction remove vectors constantly.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from typing import Iterable, Protocol
+
+import faiss
+import numpy as np
+
+__all__ = ["FaissIndex", "PartitionedIndex", "VectorIndex"]
+
+APPROXIMATE_THRESHOLD = 50_000
+
+
+class VectorIndex(Protocol):
+    """Add, search and remove unit-norm vectors by integer id."""
+
+    dim: int
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None: ...
+
+    def search(self, vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def reconstruct(self, entry_id: int) -> np.ndarray: ...
+
+    def remove(self, ids: Iterable[int]) -> int: ...
+
+    def __len__(self) -> int: ...
+
+
+def _as_ids(ids: Iterable[int]) -> np.ndarray:
+    return np.ascontiguousarray(np.fromiter(ids, dtype=np.int64) if not isinstance(ids, np.ndarray) else ids, dtype=np.int64)
+
+
+class FaissIndex:
+    """One FAISS index: exact inner product while small, IVF past ``approximate_threshold``."""
+
+    def __init__(self, dim: int, *, approximate_threshold: int = APPROXIMATE_THRESHOLD, nprobe: int = 16) -> None:
+        self.dim = dim
+        self.approximate_threshold = approximate_threshold
+        self.nprobe = nprobe
+        self._index: faiss.Index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+        self._trained_size = 0  # size the IVF was trained at; 0 while flat
+
+    @property
+    def approximate(self) -> bool:
+        return self._trained_size > 0
+
+    def __len__(self) -> int:
+        return int(self._index.ntotal)
+
+    def __repr__(self) -> str:
+        kind = "ivf" if self.approximate else "flat"
+        return f"FaissIndex(dim={self.dim}, n={len(self)}, kind={kind!r})"
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        ids = _as_ids(ids)
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim)
+        if len(ids) != len(vectors):
+            raise ValueError(f"{len(ids)} ids for {len(vectors)} vectors")
+        if not len(ids):
+            return
+        self._index.add_with_ids(vectors, ids)
+        n = len(self)
+        if (not self.approximate and n > self.approximate_threshold) or (self.approximate and n > 4 * self._trained_size):
+            self._retrain()
+
+    def _all(self) -> tuple[np.ndarray, np.ndarray]:
+        if self.approximate:
+            invlists = self._index.invlists
+            ids = np.concatenate([faiss.rev_swig_ptr(invlists.get_ids(i), invlists.list_size(i)).copy()
+                                  for i in range(self._index.nlist) if invlists.list_size(i)] or [np.zeros(0, np.int64)])
+            return ids, self._index.reconstruct_batch(ids)
+        ids = faiss.vector_to_array(self._index.id_map).astype(np.int64)
+        return ids, self._index.index.reconstruct_n(0, len(ids))
+
+    def _retrain(self) -> None:
+        ids, vectors = self._all()
+        nlist = max(1, int(4 * math.sqrt(len(ids))))
+        quantizer = faiss.IndexFlatIP(self.dim)
+        ivf = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        ivf.train(vectors)
+        ivf.set_direct_map_type(faiss.DirectMap.Hashtable)  # O(1) removals by id
+        ivf.add_with_ids(vectors, ids)
+        ivf.nprobe = self.nprobe
+        # The Python wrapper keeps the quantizer alive (and frees it); own_fields=True here would
+        # free it twice and segfault at garbage collection.
+        self._quantizer = quantizer
+        self._index, self._trained_size = ivf, len(ids)
+
+    def search(self, vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Return (cosines, ids) of up to ``k`` nearest vectors, best first."""
+        if not len(self) or k <= 0:
+            return np.zeros(0, np.float32), np.zeros(0, np.int64)
+        query = np.ascontiguousarray(vector, dtype=np.float32).reshape(1, self.dim)
+        sims, ids = self._index.search(query, min(k, len(self)))
+        keep = ids[0] >= 0
+        return sims[0][keep], ids[0][keep]
+
+    def reconstruct(self, entry_id: int) -> np.ndarray:
+        """Return the stored vector of ``entry_id`` (KeyError-like RuntimeError when absent)."""
+        return self._index.reconstruct(int(entry_id))
+
+    def remove(self, ids: Iterable[int]) -> int:
+        ids = _as_ids(ids)
+        if not len(ids) or not len(self):
+            return 0
+        # An IVF with a hashtable direct map only accepts IDSelectorArray (FAISS DirectMap.cpp).
+        selector = faiss.IDSelectorArray(ids) if self.approximate else faiss.IDSelectorBatch(ids)
+        return int(self._index.remove_ids(selector))
+
+
+class PartitionedIndex:
+    """One vector index per partition; vectors of different partitions are never compared."""
+
+    def __init__(self, dim: int, factory=None) -> None:
+        self.dim = dim
+        self._factory = factory or (lambda: FaissIndex(dim))
+        self._indexes: dict[str, VectorIndex] = {}
+        self._partition_of: dict[int, str] = {}
+        self._lock = threading.RLock()  # FAISS indexes are not safe for concurrent add + search
+
+    def __len__(self) -> int:
+        return len(self._partition_of)
+
+    def __contains__(self, entry_id: int) -> bool:
+        return entry_id in self._partition_of
+
+    def ids(self) -> set[int]:
+        return set(self._partition_of)
+
+    def partitions(self) -> dict[str, int]:
+        return {p: len(index) for p, index in self._indexes.items()}
+
+    def add(self, partition: str, ids: np.ndarray, vectors: np.ndarray) -> None:
+        with self._lock:
+            stale = [int(i) for i in ids if int(i) in self._partition_of]
+            if stale:
+                self.remove(stale)
+            index = self._indexes.get(partition)
+            if index is None:
+                index = self._indexes[partition] = self._factory()
+            index.add(_as_ids(ids), vectors)
+            for i in ids:
+                self._partition_of[int(i)] = partition
+
+    def search(self, partition: str, vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        with self._lock:
+            index = self._indexes.get(partition)
+            if index is None:
+                return np.zeros(0, np.float32), np.zeros(0, np.int64)
+            return index.search(vector, k)
+
+    def vector(self, entry_id: int) -> np.ndarray | None:
+        with self._lock:
+            partition = self._partition_of.get(int(entry_id))
+            return None if partition is None else self._indexes[partition].reconstruct(entry_id)
+
+    def remove(self, ids: Iterable[int]) -> int:
+        with self._lock:
+            by_partition: dict[str, list[int]] = {}
+            for i in ids:
+                partition = self._partition_of.pop(int(i), None)
+                if partition is not None:
+                    by_partition.setdefault(partition, []).append(int(i))
+            removed = 0
+            for partition, members in by_partition.items():
+                index = self._indexes[partition]
+                removed += index.remove(members)
+                if not len(index):
+                    del self._indexes[partition]
+            return removed
+
+    def clear(self) -> None:
+        with self._lock:
+            self._indexes.clear()
+            self._partition_of.clear()

@@ -1,0 +1,154 @@
+"""Split a request into what must be equal (partition) and what may be similar (query text).
+
+Pure logic. The **partition** hashes everything that must match exactly for two requests to
+share an answer: tenant, request kind, model, system prompt, tools, response format, the
+sampling parameters that change the answer, and every message other than the last user
+message. Fields semcache does not know are put in the partition too (default-deny: an unknown
+field can only cost hits, never serve a wrong answer). The **query text** is the last user
+message's text; only it is embedded. The **exact key** hashes partition + query text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from .errors import RequestError
+
+__all__ = ["RequestKey", "normalize", "tenant_from_api_key"]
+
+# Fields that never change the answer: transport, bookkeeping and privacy knobs.
+_IGNORED = frozenset({
+    "stream", "stream_options", "user", "metadata", "store", "service_tier", "prompt_cache_key",
+    "safety_identifier", "timeout", "extra_headers", "extra_query", "parallel_tool_calls_hint",
+})
+_MAX_TOKENS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
+_KINDS = ("chat", "completions", "responses")
+_SPACE = re.compile(r"\s+")
+
+
+@dataclass(frozen=True, slots=True)
+class RequestKey:
+    """The keys of one request. ``semantic`` is False when only the exact tier may answer."""
+
+    partition: str
+    query_text: str
+    exact_key: str
+    tenant: str
+    model: str
+    semantic: bool = True
+    bypass_reason: str | None = None
+
+
+def tenant_from_api_key(api_key: str) -> str:
+    """Return a tenant id derived from an API key: a hash, never the key."""
+    return "k-" + hashlib.sha256(api_key.encode()).hexdigest()[:24]
+
+
+def _digest(obj: Any) -> str:
+    canonical = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+def _content_text(content: Any, field: str) -> tuple[str, list]:
+    """Return (text, non-text parts) of a message content: a string or a list of parts."""
+    if content is None:
+        return "", []
+    if isinstance(content, str):
+        return content, []
+    if isinstance(content, list):
+        texts, others = [], []
+        for i, part in enumerate(content):
+            if isinstance(part, str):
+                texts.append(part)
+            elif isinstance(part, Mapping) and part.get("type") in ("text", "input_text") and isinstance(part.get("text"), str):
+                texts.append(part["text"])
+            elif isinstance(part, Mapping):
+                others.append(part)  # images, audio, files: must be equal, so they go to the partition
+            else:
+                raise RequestError(f"{field}[{i}] must be a string or a content-part object, got {type(part).__name__}", field=f"{field}[{i}]")
+        return "\n".join(texts), others
+    raise RequestError(f"{field} must be a string or a list of content parts, got {type(content).__name__}", field=field)
+
+
+def _split_messages(messages: Any, field: str) -> tuple[str, list]:
+    """Return (last user message text, everything else in a canonical form)."""
+    if not isinstance(messages, list) or not messages:
+        raise RequestError(f"{field} must be a non-empty list of messages", field=field)
+    last_user = None
+    for i, message in enumerate(messages):
+        if not isinstance(message, Mapping):
+            raise RequestError(f"{field}[{i}] must be an object with 'role' and 'content'", field=f"{field}[{i}]")
+        if message.get("role") == "user":
+            last_user = i
+    if last_user is None:
+        raise RequestError(f"{field} has no message with role 'user'", field=field)
+    query, parts = _content_text(messages[last_user].get("content"), f"{field}[{last_user}].content")
+    rest = [dict(m) for i, m in enumerate(messages) if i != last_user]
+    extra = {k: v for k, v in messages[last_user].items() if k not in ("role", "content")}
+    context = {"before": rest[:last_user], "after": rest[last_user:], "last_user_extra": extra, "last_user_parts": parts}
+    return query, context
+
+
+def _bucket_max_tokens(value: Any) -> Any:
+    # Answers differ only when truncated; powers of two keep near limits together.
+    if isinstance(value, int) and value > 0:
+        return 1 << math.ceil(math.log2(value))
+    return value
+
+
+def normalize(request: Mapping[str, Any] | str, *, tenant: str = "", kind: str = "chat", semantic_max_temperature: float = 1.0) -> RequestKey:
+    """Key a chat/completions/responses request body, or a plain prompt string.
+
+    Raises ``RequestError`` naming the field when the request cannot be keyed.
+    ``semantic_max_temperature``: above it only the exact tier may answer.
+    """
+    if kind not in _KINDS:
+        raise RequestError(f"kind must be one of {_KINDS}, got {kind!r}", field="kind")
+    if isinstance(request, str):
+        request = {"prompt": request}
+        kind = "completions" if kind == "chat" else kind
+    if not isinstance(request, Mapping):
+        raise RequestError(f"request must be an object or a prompt string, got {type(request).__name__}", field="request")
+
+    params = {k: v for k, v in request.items() if k not in _IGNORED}
+    if "messages" in params:
+        query, context = _split_messages(params.pop("messages"), "messages")
+    elif "prompt" in params:
+        prompt = params.pop("prompt")
+        if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
+            prompt = prompt[0]
+        if not isinstance(prompt, str):
+            raise RequestError("prompt must be a string (batched prompts cannot share one cache entry)", field="prompt")
+        query, context = prompt, {}
+    elif "input" in params:
+        raw = params.pop("input")
+        if isinstance(raw, str):
+            query, context = raw, {}
+        else:
+            query, context = _split_messages(raw, "input")
+    else:
+        raise RequestError("request needs 'messages', 'prompt' or 'input'", field="messages")
+
+    for name in _MAX_TOKENS:
+        if name in params:
+            params[name] = _bucket_max_tokens(params[name])
+    temperature = params.get("temperature")
+    if temperature is not None and not isinstance(temperature, (int, float)):
+        raise RequestError(f"temperature must be a number, got {temperature!r}", field="temperature")
+    semantic, reason = True, None
+    if temperature is not None and temperature > semantic_max_temperature and params.get("seed") is None:
+        semantic, reason = False, f"temperature {temperature} > {semantic_max_temperature}"
+    elif (params.get("n") or 1) > 1:
+        semantic, reason = False, "n > 1"
+
+    model = params.get("model") or ""
+    if not isinstance(model, str):
+        raise RequestError(f"model must be a string, got {type(model).__name__}", field="model")
+    partition = _digest({"tenant": tenant, "kind": kind, "params": params, "context": context})
+    exact_key = _digest({"partition": partition, "query": _SPACE.sub(" ", query).strip()})
+    return RequestKey(partition, query, exact_key, tenant, model, semantic, reason)

@@ -1,0 +1,254 @@
+"""Decide whether a stored entry answers a new query: a learned match score plus verification.
+
+Pure logic: no disk, network or model (the shipped verifier weights are read once from
+package data). ``SemanticCache`` hands the policy the query text (and vector) and the top-k
+candidates of one partition; the policy returns a ``Decision`` carrying its evidence.
+
+Two scales, both "higher is closer": ``similarity`` is always the cosine in [-1, 1];
+``score`` is the policy's match score -- for the default ("learned") policy the verifier's
+probability in [0, 1] that the texts ask the same thing, for ``MatchPolicy.cosine`` the
+cosine itself. ``threshold`` and ``margin`` are on the score scale.
+
+A hit needs ``score >= threshold`` *and* every check to pass (``checks.py``: numbers, units,
+versions, dates, negation, names, quoted strings, code identifiers, question words,
+language, order; plus ``feedback``: the candidate's ``rejected`` texts must not match the
+query). The default threshold and its measured precision/recall are in
+benchmarks/results/match_quality.json.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .checks import CHECKS, Check, Facts, analyze, normalize_text, run_checks
+from .errors import ConfigError
+from .verifier import Verifier, pair_features
+
+__all__ = ["Candidate", "Check", "Decision", "MatchPolicy", "COSINE_THRESHOLD", "DEFAULT_THRESHOLD"]
+
+# Operating points measured on the held-out QQP split (benchmarks/match_quality.py); the
+# learned one targets precision >= 0.95, the cosine one is the baseline's precision-first point.
+DEFAULT_THRESHOLD = 0.80
+COSINE_THRESHOLD = 0.95
+DEFAULT_MARGIN = 0.10
+# Checks that veto a hit. All of them by default: each fails only on a contradiction, and
+# together they cost ~2% of QQP duplicate recall (benchmarks/results/match_checks.json).
+DEFAULT_CHECKS = tuple(CHECKS)
+# A rejected text this close (character-trigram Jaccard) to the query counts as the same query.
+FEEDBACK_JACCARD = 0.9
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A stored entry found by the index: its id, stored query text and cosine to the query.
+
+    ``vector`` is the entry's unit-norm embedding (the learned score uses it when the query
+    vector is given too). ``rejected`` holds query texts this entry was marked wrong for
+    (``cache.feedback``); a query equal to one of them after ``normalize_text``, or nearly
+    so, never hits this entry.
+    """
+
+    entry_id: int
+    query_text: str
+    similarity: float
+    vector: "np.ndarray | None" = None
+    rejected: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The policy's verdict, with its evidence.
+
+    ``score`` is the policy's match score (higher = more likely the same request); ``hit`` is
+    ``score >= threshold`` and every check passed. ``entry_id`` is the chosen entry on a hit,
+    else the best-scoring candidate considered (or ``None`` when there was none).
+    """
+
+    hit: bool
+    entry_id: int | None
+    similarity: float
+    score: float
+    threshold: float
+    checks: tuple[Check, ...] = ()
+    reason: str = ""
+
+    def as_dict(self) -> dict:
+        return {
+            "hit": self.hit,
+            "entry_id": self.entry_id,
+            "similarity": round(self.similarity, 6),
+            "score": round(self.score, 6),
+            "threshold": self.threshold,
+            "reason": self.reason,
+            "checks": [{"name": c.name, "passed": c.passed, "detail": c.detail} for c in self.checks],
+        }
+
+
+def _trigram_set(text: str) -> set[str]:
+    padded = f" {normalize_text(text)} "
+    return {padded[i:i + 3] for i in range(len(padded) - 2)}
+
+
+def check_feedback(query_text: str, rejected: Sequence[str]) -> Check:
+    """Fail when the query is (nearly) a text this entry was already marked wrong for."""
+    if not rejected:
+        return Check("feedback", True)
+    query = _trigram_set(query_text)
+    for text in rejected:
+        other = _trigram_set(text)
+        if normalize_text(text) == normalize_text(query_text) or len(query & other) / max(len(query | other), 1) >= FEEDBACK_JACCARD:
+            return Check("feedback", False, f"marked wrong for {text[:60]!r}")
+    return Check("feedback", True)
+
+
+@lru_cache(maxsize=4)
+def _packaged(name: str) -> Verifier:
+    return Verifier.packaged(name)
+
+
+@dataclass(frozen=True)
+class MatchPolicy:
+    """A hit needs a match score at or above ``threshold`` and every check to pass.
+
+    ``MatchPolicy()`` is the shipped default: the learned verifier in ``semcache/data`` at
+    its measured threshold. ``MatchPolicy.cosine(t)`` is plain cosine (the baseline).
+    ``margin`` is how far below the threshold (on the score scale) a candidate that passes
+    every check may be and still be served as *stale* when upstream fails.
+    """
+
+    threshold: float = DEFAULT_THRESHOLD
+    margin: float = DEFAULT_MARGIN
+    kind: str = "learned"
+    checks: tuple[str, ...] = DEFAULT_CHECKS
+    verifier: Verifier | None = field(default=None, repr=False, compare=False)
+    verifier_name: str = "verifier.json"
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("learned", "cosine"):
+            raise ConfigError(f"match policy 'kind' must be 'learned' or 'cosine', got {self.kind!r}")
+        low = -1.0 if self.kind == "cosine" else 0.0
+        if not low <= self.threshold <= 1.0:
+            raise ConfigError(f"match 'threshold' must be in [{low:g}, 1] for a {self.kind} policy, got {self.threshold!r}")
+        if not 0.0 <= self.margin <= 1.0:
+            raise ConfigError(f"match 'margin' must be in [0, 1], got {self.margin!r}")
+        unknown = [name for name in self.checks if name not in CHECKS]
+        if unknown:
+            raise ConfigError(f"match 'checks' has unknown names {unknown}; known: {sorted(CHECKS)}")
+        if self.kind == "learned" and self.verifier is None:
+            object.__setattr__(self, "verifier", _packaged(self.verifier_name))
+
+    @classmethod
+    def cosine(cls, threshold: float = COSINE_THRESHOLD, margin: float = 0.03, checks: Sequence[str] = ()) -> "MatchPolicy":
+        """Return the plain-cosine baseline: score = cosine, no checks unless named."""
+        return cls(threshold=threshold, margin=margin, kind="cosine", checks=tuple(checks))
+
+    def with_threshold(self, threshold: float) -> "MatchPolicy":
+        return replace(self, threshold=float(threshold))
+
+    def with_verifier(self, verifier: Verifier) -> "MatchPolicy":
+        return replace(self, verifier=verifier, verifier_name="")
+
+    # -- scoring -----------------------------------------------------------------------
+
+    def _scores(self, facts: list[tuple[Facts, Facts]], sims: np.ndarray, vecs_a, vecs_b) -> np.ndarray:
+        if self.kind == "cosine":
+            return np.asarray(sims, dtype=np.float64)
+        scalar = np.stack([pair_features(a, b, float(s)) for (a, b), s in zip(facts, sims)])
+        if self.verifier.embedding and (vecs_a is None or vecs_b is None):
+            raise ConfigError("this policy's verifier needs the query and candidate vectors")
+        return self.verifier.score(scalar, vecs_a, vecs_b).astype(np.float64)
+
+    def pair_features(self, texts_a: Sequence[str], texts_b: Sequence[str], sims: np.ndarray) -> np.ndarray:
+        """Return the verifier's scalar features for each pair (n, len(verifier.FEATURES))."""
+        return np.stack([pair_features(analyze(a), analyze(b), float(s)) for a, b, s in zip(texts_a, texts_b, sims)])
+
+    def score_pairs(self, texts_a: Sequence[str], texts_b: Sequence[str], sims, vecs_a=None, vecs_b=None, *, apply_checks: bool = True) -> np.ndarray:
+        """Return the match score of each pair; with ``apply_checks`` a pair failing a check scores the floor.
+
+        The floor is 0 for a learned policy and -1 for cosine, so ``score >= threshold``
+        on the result is exactly the policy's hit rule (for evaluation and calibration).
+        """
+        if not len(texts_a) == len(texts_b) == len(sims):
+            raise ConfigError("score_pairs needs texts_a, texts_b and sims of one length")
+        cache: dict[str, Facts] = {}
+        facts = [(cache.get(a) or cache.setdefault(a, analyze(a)), cache.get(b) or cache.setdefault(b, analyze(b))) for a, b in zip(texts_a, texts_b)]
+        scores = self._scores(facts, np.asarray(sims), vecs_a, vecs_b)
+        if apply_checks and self.checks:
+            vetoed = np.array([not all(c.passed for c in run_checks(a, b, self.checks)) for a, b in facts])
+            scores = np.where(vetoed, -1.0 if self.kind == "cosine" else 0.0, scores)
+        return scores
+
+    def decide(self, query_text: str, candidates: Sequence[Candidate], query_vector: "np.ndarray | None" = None) -> Decision:
+        """Return a hit for the best-scoring candidate that clears the threshold and every check.
+
+        Without a hit, return the best-scoring candidate's verdict (the stale-if-error
+        candidate when its score is within ``margin`` and its checks passed).
+        """
+        if not candidates:
+            return Decision(False, None, -1.0, -1.0, self.threshold, reason="no-candidates")
+        query = analyze(query_text)
+        facts = [(query, analyze(c.query_text)) for c in candidates]
+        sims = np.array([c.similarity for c in candidates], dtype=np.float64)
+        vecs_a = vecs_b = None
+        if self.kind == "learned" and self.verifier.embedding:
+            if query_vector is None or any(c.vector is None for c in candidates):
+                raise ConfigError("the learned policy needs query_vector and every candidate's vector")
+            vecs_b = np.stack([np.asarray(c.vector, dtype=np.float32) for c in candidates])
+            vecs_a = np.broadcast_to(np.asarray(query_vector, dtype=np.float32), vecs_b.shape)
+        scores = self._scores(facts, sims, vecs_a, vecs_b)
+        decisions = []
+        for candidate, (a, b), score in zip(candidates, facts, scores):
+            checks = run_checks(a, b, self.checks) + (check_feedback(query_text, candidate.rejected),)
+            failed = [c.name for c in checks if not c.passed]
+            hit = score >= self.threshold and not failed
+            reason = "hit" if hit else ("check-failed:" + ",".join(failed) if failed else "below-threshold")
+            decisions.append(Decision(hit, candidate.entry_id, float(candidate.similarity), float(score), self.threshold, checks, reason))
+        hits = [d for d in decisions if d.hit]
+        pool = hits or [d for d in decisions if not d.reason.startswith("check-failed")] or decisions
+        return max(pool, key=lambda d: (d.score, d.similarity))
+
+    # -- persistence ---------------------------------------------------------------------
+
+    def to_dict(self) -> dict:
+        out = {"kind": self.kind, "threshold": self.threshold, "margin": self.margin, "checks": list(self.checks)}
+        if self.kind == "learned":
+            out["verifier"] = self.verifier_name or self.verifier.to_dict()
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "MatchPolicy":
+        """Build a policy from ``to_dict`` output; a missing ``kind`` means cosine (older files)."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"a match policy must be a JSON object, got {type(data).__name__}")
+        kind = data.get("kind", "cosine")
+        try:
+            threshold = float(data["threshold"])
+            margin = float(data.get("margin", DEFAULT_MARGIN if kind == "learned" else 0.03))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"policy needs a numeric 'threshold' (and 'margin'), got {data!r}") from exc
+        checks = tuple(data.get("checks", DEFAULT_CHECKS if kind == "learned" else ()))
+        if kind != "learned":
+            return cls(threshold=threshold, margin=margin, kind=kind, checks=checks)
+        spec = data.get("verifier", "verifier.json")
+        if isinstance(spec, str):
+            return cls(threshold=threshold, margin=margin, kind=kind, checks=checks, verifier_name=spec)
+        return cls(threshold=threshold, margin=margin, kind=kind, checks=checks, verifier=Verifier.from_dict(spec), verifier_name="")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "MatchPolicy":
+        try:
+            data = json.loads(Path(path).read_text())
+        except FileNotFoundError as exc:
+            raise ConfigError(f"policy file {str(path)!r} does not exist") from exc
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"policy file {str(path)!r} is not valid JSON: {exc}") from exc
+        return cls.from_dict(data)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")

@@ -1,0 +1,147 @@
+"""Counters of what the cache did and saved, per tenant and per model, persisted in the store.
+
+Counting is on the hot path, so ``Stats.incr`` only adds to an in-memory table; the deltas are
+flushed to the store (one transaction) every ``flush_interval`` seconds, on ``flush()`` and at
+close. Several processes sharing a store add their deltas to the same persisted totals.
+
+"Saved" means: a hit served the stored answer, so the request, its prompt and completion
+tokens (the stored ``usage``) and their price were not spent upstream.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict
+from typing import Callable, Mapping, Protocol
+
+__all__ = ["COUNTERS", "CounterSink", "Stats", "format_table"]
+
+# Every counter, in report order. Counters named "errors.<Class>" are added as they occur.
+COUNTERS = (
+    "requests",
+    "exact_hits",
+    "semantic_hits",
+    "misses",
+    "bypasses",
+    "stale_serves",
+    "requests_saved",
+    "prompt_tokens_saved",
+    "completion_tokens_saved",
+    "cost_saved_usd",
+    "upstream_calls",
+    "upstream_attempts",
+    "upstream_prompt_tokens",
+    "upstream_completion_tokens",
+    "cost_spent_usd",
+    "retries",
+    "rate_limited_429",
+    "ratelimit_wait_s",
+    "lookup_errors",
+    "budget_alerts",
+    "budget_stops",
+)
+
+Key = tuple[str, str, str]  # (tenant, model, counter)
+
+
+class CounterSink(Protocol):
+    """Where counters persist: ``Store`` implements it."""
+
+    def add_counters(self, deltas: Mapping[Key, float]) -> None: ...
+
+    def counters(self) -> dict[Key, float]: ...
+
+
+class Stats:
+    """Count events; report totals, per tenant and per model."""
+
+    def __init__(self, sink: CounterSink | None = None, *, flush_interval: float = 1.0, timer: Callable[[], float] = time.monotonic) -> None:
+        self._sink = sink
+        self._flush_interval = flush_interval
+        self._timer = timer
+        self._pending: dict[Key, float] = defaultdict(float)
+        self._lock = threading.Lock()
+        self._last_flush = timer()
+
+    def incr(self, counter: str, amount: float = 1, *, tenant: str = "", model: str = "") -> None:
+        """Add ``amount`` to ``counter`` for (tenant, model); persisted at the next flush."""
+        if not amount:
+            return
+        with self._lock:
+            self._pending[(tenant, model or "", counter)] += amount
+            due = self._sink is not None and self._timer() - self._last_flush >= self._flush_interval
+        if due:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write pending deltas to the sink."""
+        with self._lock:
+            pending, self._pending = self._pending, defaultdict(float)
+            self._last_flush = self._timer()
+        if self._sink is not None and pending:
+            try:
+                self._sink.add_counters(pending)
+            except Exception:
+                with self._lock:  # keep them for the next flush rather than lose them
+                    for key, value in pending.items():
+                        self._pending[key] += value
+                raise
+
+    def _all(self) -> dict[Key, float]:
+        merged: dict[Key, float] = defaultdict(float)
+        if self._sink is not None:
+            for key, value in self._sink.counters().items():
+                merged[key] += value
+        with self._lock:
+            for key, value in self._pending.items():
+                merged[key] += value
+        return merged
+
+    def snapshot(self) -> dict:
+        """Return ``{"total": {...}, "by_tenant": {t: {...}}, "by_model": {m: {...}}}``."""
+        total: dict[str, float] = defaultdict(float)
+        by_tenant: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+        by_model: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+        for (tenant, model, counter), value in self._all().items():
+            total[counter] += value
+            by_tenant[tenant or "default"][counter] += value
+            if model:
+                by_model[model][counter] += value
+        return {
+            "total": _report(total),
+            "by_tenant": {t: _report(c) for t, c in sorted(by_tenant.items())},
+            "by_model": {m: _report(c) for m, c in sorted(by_model.items())},
+        }
+
+
+def _report(counts: Mapping[str, float]) -> dict:
+    out: dict[str, float] = {}
+    for name in COUNTERS:
+        value = counts.get(name, 0)
+        out[name] = round(value, 6) if isinstance(value, float) and not float(value).is_integer() else int(value)
+    for name in sorted(counts):
+        if name not in out:
+            out[name] = int(counts[name]) if float(counts[name]).is_integer() else round(counts[name], 6)
+    requests = out["requests"]
+    hits = out["exact_hits"] + out["semantic_hits"]
+    out["hit_rate"] = round(hits / requests, 4) if requests else 0.0
+    return out
+
+
+def format_table(snapshot: dict) -> str:
+    """Render a snapshot as a plain-text table (totals, then one column per tenant)."""
+    columns = [("total", snapshot["total"])] + [(f"tenant {t}", c) for t, c in snapshot["by_tenant"].items()]
+    if len(columns) == 2:  # one tenant: its column repeats the total
+        columns = columns[:1]
+    names = [n for n in snapshot["total"] if any(c.get(n) for _, c in columns)] or ["requests"]
+    width = max(len(n) for n in names) + 2
+    header = "".join(f"{title:>18}" for title, _ in columns)
+    lines = [" " * width + header]
+    for name in names:
+        cells = ""
+        for _, counts in columns:
+            value = counts.get(name, 0)
+            cells += f"{value:>18.4f}" if isinstance(value, float) else f"{value:>18,}"
+        lines.append(f"{name:<{width}}{cells}")
+    return "\n".join(lines)

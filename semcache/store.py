@@ -1,0 +1,285 @@
+"""Keep entries on disk: the Store protocol, its diskcache implementation and the change log.
+
+The store is the source of truth; every index is derived from it. Each write is one SQLite
+transaction that stores the entry, its exact-key pointer and a change-log record (a monotonic
+sequence number), so an entry is visible only when complete, a crash loses at most the entry
+being written, and every process sharing the directory can replay what others wrote.
+
+Keys inside the diskcache directory::
+
+    meta             {"format", "model_id", "dim"}  what the directory was built with
+    seq              head of the change log
+    ids              last entry id handed out
+    e:<id>           an entry (a plain dict, see Entry.to_record)
+    x:<exact_key>    id of the entry stored for that exact key
+    l:<seq>          change record (op, id)   op: "put" | "del"
+    s:<tenant>|<model>|<counter>   persisted stats counter
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from dataclasses import dataclass, field, replace
+from typing import Any, Iterable, Iterator, Mapping, Protocol
+
+import diskcache
+import numpy as np
+
+from .errors import ConfigError, StoreError
+
+__all__ = ["Change", "DiskStore", "Entry", "Store"]
+
+FORMAT = 1
+LOG_KEEP = 100_000  # change records kept; a process further behind rebuilds its index
+_SEP = "\x1f"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One cached prompt/response pair. ``expires_at`` None means it never expires."""
+
+    id: int
+    partition: str
+    exact_key: str
+    query_text: str
+    embedding: np.ndarray | None
+    response: Any
+    model: str = ""
+    tenant: str = ""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    created_at: float = 0.0
+    expires_at: float | None = None
+    hits: int = 0
+    last_hit_at: float | None = None
+    rejected: tuple[str, ...] = field(default=())  # query texts feedback marked wrong for this entry
+    size: int = 0  # bytes of the pickled response + query + vector, for the byte cap
+
+    def expired(self, now: float) -> bool:
+        return self.expires_at is not None and now >= self.expires_at
+
+    def to_record(self) -> dict:
+        record = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        record["embedding"] = None if self.embedding is None else np.asarray(self.embedding, np.float32).tobytes()
+        record["rejected"] = list(self.rejected)
+        return record
+
+    @classmethod
+    def from_record(cls, record: Mapping) -> "Entry":
+        data = dict(record)
+        raw = data.get("embedding")
+        data["embedding"] = None if raw is None else np.frombuffer(raw, dtype=np.float32)
+        data["rejected"] = tuple(data.get("rejected") or ())
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+    def with_(self, **changes) -> "Entry":
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    seq: int
+    op: str  # "put" | "del"
+    entry_id: int
+
+
+class Store(Protocol):
+    """Persist entries and the change log; several processes may share one."""
+
+    def get(self, entry_id: int) -> Entry | None: ...
+
+    def put(self, entry: Entry) -> int: ...
+
+    def delete(self, entry_ids: Iterable[int]) -> int: ...
+
+    def scan(self) -> Iterator[Entry]: ...
+
+    def changes_since(self, seq: int) -> tuple[int, list[Change] | None]: ...
+
+
+class DiskStore:
+    """A ``Store`` in a diskcache directory (SQLite + files), safe for several processes."""
+
+    def __init__(self, directory: str, *, timeout: float = 60.0) -> None:
+        self.directory = str(directory)
+        try:
+            # eviction_policy "none": diskcache would otherwise write on every read (access time)
+            # and cull entries behind our back; semcache evicts itself, vector and log included.
+            self._cache = diskcache.Cache(self.directory, timeout=timeout, eviction_policy="none",
+                                          size_limit=2**62, cull_limit=0, statistics=False)
+            self._cache.get("meta")
+        except (sqlite3.DatabaseError, OSError) as exc:
+            raise ConfigError(f"cache directory {self.directory!r} is not a usable semcache store: {exc}") from exc
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"DiskStore({self.directory!r})"
+
+    def close(self) -> None:
+        self._cache.close()
+
+    # -- what the directory was built with -------------------------------------------------
+
+    def bind(self, model_id: str, dim: int) -> None:
+        """Record the embedding model of a new directory; refuse one built with another."""
+        expected = {"format": FORMAT, "model_id": model_id, "dim": int(dim)}
+        with self._translate("bind"):
+            meta = self._cache.get("meta")
+            if meta is None:
+                self._cache.add("meta", expected)
+                meta = self._cache.get("meta")
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            raise ConfigError(f"cache directory {self.directory!r} has an unknown format {meta!r}; use a new directory")
+        if (meta["model_id"], meta["dim"]) != (model_id, int(dim)):
+            raise ConfigError(
+                f"cache directory {self.directory!r} was built with model {meta['model_id']!r} "
+                f"(dim {meta['dim']}), not {model_id!r} (dim {dim}); use another directory or clear it"
+            )
+
+    def meta(self) -> dict | None:
+        return self._cache.get("meta")
+
+    # -- entries ---------------------------------------------------------------------------
+
+    def next_id(self) -> int:
+        with self._translate("allocate an id"):
+            return int(self._cache.incr("ids"))
+
+    def get(self, entry_id: int) -> Entry | None:
+        with self._translate("read"):
+            record = self._cache.get(f"e:{entry_id}")
+        return None if record is None else Entry.from_record(record)
+
+    def get_exact(self, exact_key: str) -> Entry | None:
+        with self._translate("read"):
+            entry_id = self._cache.get(f"x:{exact_key}")
+        return None if entry_id is None else self.get(entry_id)
+
+    def put(self, entry: Entry) -> int:
+        """Store an entry (replacing any entry of the same exact key); return its change seq."""
+        record = entry.to_record()
+        with self._translate("write"), self._cache.transact():
+            previous = self._cache.get(f"x:{entry.exact_key}")
+            if previous is not None and previous != entry.id:
+                self._delete_one(previous)
+            self._cache.set(f"e:{entry.id}", record)
+            self._cache.set(f"x:{entry.exact_key}", entry.id)
+            return self._log("put", entry.id)
+
+    def update(self, entries: Iterable[Entry], *, log: bool = False) -> None:
+        """Rewrite existing entries (hit counts, sliding expiry); skip ones deleted meanwhile."""
+        with self._translate("write"), self._cache.transact():
+            for entry in entries:
+                if f"e:{entry.id}" in self._cache:
+                    self._cache.set(f"e:{entry.id}", entry.to_record())
+                    if log:
+                        self._log("put", entry.id)
+
+    def delete(self, entry_ids: Iterable[int]) -> int:
+        with self._translate("delete"), self._cache.transact():
+            return sum(self._delete_one(i) for i in entry_ids)
+
+    def _delete_one(self, entry_id: int) -> int:
+        record = self._cache.get(f"e:{entry_id}")
+        if record is None:
+            return 0
+        self._cache.delete(f"e:{entry_id}")
+        if self._cache.get(f"x:{record['exact_key']}") == entry_id:
+            self._cache.delete(f"x:{record['exact_key']}")
+        self._log("del", entry_id)
+        return 1
+
+    def scan(self) -> Iterator[Entry]:
+        """Yield every entry (in no particular order)."""
+        with self._translate("scan"):
+            keys = [k for k in self._cache.iterkeys() if isinstance(k, str) and k.startswith("e:")]
+        for key in keys:
+            record = self._cache.get(key)
+            if record is not None:
+                yield Entry.from_record(record)
+
+    def __len__(self) -> int:
+        return sum(1 for k in self._cache.iterkeys() if isinstance(k, str) and k.startswith("e:"))
+
+    def clear(self) -> None:
+        """Delete every entry (logged, so other processes drop their vectors too)."""
+        ids = [int(k[2:]) for k in self._cache.iterkeys() if isinstance(k, str) and k.startswith("e:")]
+        self.delete(ids)
+
+    def volume(self) -> int:
+        """Return the bytes the directory takes on disk."""
+        return int(self._cache.volume())
+
+    # -- change log ------------------------------------------------------------------------
+
+    def _log(self, op: str, entry_id: int) -> int:
+        seq = int(self._cache.incr("seq"))
+        self._cache.set(f"l:{seq}", (op, entry_id))
+        if seq % 1024 == 0 and seq > LOG_KEEP:
+            for old in range(seq - LOG_KEEP - 1024, seq - LOG_KEEP):
+                self._cache.delete(f"l:{old}")
+        return seq
+
+    def head(self) -> int:
+        """Return the newest change seq: one cheap read, done before every lookup."""
+        with self._translate("read"):
+            return int(self._cache.get("seq", 0))
+
+    def changes_since(self, seq: int) -> tuple[int, list[Change] | None]:
+        """Return (head, changes after ``seq``), or (head, None) when the log no longer reaches back."""
+        head = self.head()
+        if head <= seq:
+            return head, []
+        changes = []
+        with self._translate("read"):
+            for s in range(seq + 1, head + 1):
+                record = self._cache.get(f"l:{s}")
+                if record is None:
+                    return head, None
+                changes.append(Change(s, record[0], int(record[1])))
+        return head, changes
+
+    # -- stats counters --------------------------------------------------------------------
+
+    def add_counters(self, deltas: Mapping[tuple[str, str, str], float]) -> None:
+        with self._translate("write"), self._cache.transact():
+            for (tenant, model, counter), value in deltas.items():
+                key = f"s:{tenant}{_SEP}{model}{_SEP}{counter}"
+                self._cache.set(key, self._cache.get(key, 0) + value)
+
+    def counters(self) -> dict[tuple[str, str, str], float]:
+        with self._translate("read"):
+            out = {}
+            for key in self._cache.iterkeys():
+                if isinstance(key, str) and key.startswith("s:"):
+                    tenant, model, counter = key[2:].split(_SEP)
+                    out[(tenant, model, counter)] = self._cache.get(key, 0)
+            return out
+
+    def reset_counters(self) -> None:
+        with self._translate("write"), self._cache.transact():
+            for key in [k for k in self._cache.iterkeys() if isinstance(k, str) and k.startswith("s:")]:
+                self._cache.delete(key)
+
+    # -- errors ----------------------------------------------------------------------------
+
+    def _translate(self, what: str):
+        return _Translate(self.directory, what)
+
+
+class _Translate:
+    """Turn SQLite/OS failures into StoreError, naming the directory and the operation."""
+
+    __slots__ = ("directory", "what")
+
+    def __init__(self, directory: str, what: str) -> None:
+        self.directory, self.what = directory, what
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, exc, tb) -> bool:
+        if exc is not None and isinstance(exc, (sqlite3.Error, OSError, diskcache.Timeout)):
+            raise StoreError(f"cannot {self.what} cache directory {self.directory!r}: {exc}") from exc
+        return False

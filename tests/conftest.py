@@ -1,0 +1,90 @@
+"""Shared fakes: a deterministic embedder, a hand-advanced clock, a temporary cache."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+
+import numpy as np
+import pytest
+
+from semcache import SemanticCache
+
+_WORD = re.compile(r"\w+")
+
+
+class WordEmbedder:
+    """A deterministic embedder: the bag of words, each word a fixed random direction.
+
+    Texts sharing most words are close; it needs no model, so unit tests stay instant.
+    """
+
+    model_id = "test-words"
+    dim = 32
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def _word(self, word: str) -> np.ndarray:
+        seed = int.from_bytes(hashlib.sha256(word.encode()).digest()[:8], "little")
+        return np.random.default_rng(seed).standard_normal(self.dim)
+
+    def embed(self, texts):
+        self.calls += 1
+        rows = []
+        for text in texts:
+            words = _WORD.findall(text.lower()) or ["<empty>"]
+            v = sum(self._word(w) for w in words)
+            rows.append(v / np.linalg.norm(v))
+        return np.asarray(rows, dtype=np.float32).reshape(len(texts), self.dim)
+
+
+class Clock:
+    """A clock that moves only when told: ``clock.advance(seconds)``."""
+
+    def __init__(self, start: float = 1_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch):
+    for name in list(os.environ):
+        if name.startswith(("SEMCACHE_", "OPENAI_")):
+            monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def embedder():
+    return WordEmbedder()
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def make_cache(tmp_path, embedder, clock):
+    """Build SemanticCaches in a temporary directory with the fake embedder and clock."""
+    caches = []
+
+    def make(directory=None, **kwargs):
+        kwargs.setdefault("embedder", embedder)
+        kwargs.setdefault("timer", clock)
+        cache = SemanticCache(str(directory or tmp_path / "cache"), **kwargs)
+        caches.append(cache)
+        return cache
+
+    yield make
+    for cache in caches:
+        try:
+            cache.close()
+        except Exception:
+            pass

@@ -1,0 +1,88 @@
+"""Stats: in-memory counting, periodic flush to a sink, per-tenant/per-model reports."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import pytest
+
+from semcache.stats import COUNTERS, Stats, format_table
+
+
+class DictSink:
+    """A CounterSink in a dict; ``fail`` makes the next add_counters raise."""
+
+    def __init__(self) -> None:
+        self.data: dict = defaultdict(float)
+        self.fail = False
+
+    def add_counters(self, deltas):
+        if self.fail:
+            raise OSError("disk full")
+        for key, value in deltas.items():
+            self.data[key] += value
+
+    def counters(self):
+        return dict(self.data)
+
+
+def test_counts_are_flushed_only_after_the_interval(clock):
+    sink = DictSink()
+    stats = Stats(sink, flush_interval=10, timer=clock)
+    stats.incr("requests", tenant="a", model="m")
+    assert sink.data == {}
+    assert stats.snapshot()["total"]["requests"] == 1  # pending counts are reported too
+    clock.advance(10)
+    stats.incr("requests", tenant="a", model="m")
+    assert sink.data == {("a", "m", "requests"): 2}
+    assert stats.snapshot()["total"]["requests"] == 2
+
+
+def test_snapshot_groups_by_tenant_and_model():
+    stats = Stats()
+    stats.incr("requests", 3, tenant="a", model="m1")
+    stats.incr("exact_hits", 1, tenant="a", model="m1")
+    stats.incr("semantic_hits", 1, tenant="b", model="m2")
+    stats.incr("requests", 1, tenant="b", model="m2")
+    stats.incr("requests", 1)
+    stats.incr("errors.StoreError", 2)
+    snap = stats.snapshot()
+    assert snap["total"]["requests"] == 5
+    assert snap["total"]["hit_rate"] == pytest.approx(2 / 5)
+    assert snap["by_tenant"]["a"]["requests"] == 3 and snap["by_tenant"]["b"]["semantic_hits"] == 1
+    assert snap["by_tenant"]["default"]["requests"] == 1
+    assert set(snap["by_model"]) == {"m1", "m2"}
+    assert snap["by_model"]["m1"]["exact_hits"] == 1
+    assert snap["total"]["errors.StoreError"] == 2
+    assert list(snap["total"])[: len(COUNTERS)] == list(COUNTERS)
+
+
+def test_a_failed_flush_keeps_the_counts(clock):
+    sink = DictSink()
+    stats = Stats(sink, flush_interval=1000, timer=clock)
+    stats.incr("misses", 2)
+    sink.fail = True
+    with pytest.raises(OSError):
+        stats.flush()
+    sink.fail = False
+    stats.flush()
+    assert sink.data == {("", "", "misses"): 2}
+    stats.flush()  # nothing pending: nothing added twice
+    assert sink.data == {("", "", "misses"): 2}
+
+
+def test_zero_increments_are_ignored():
+    stats = Stats()
+    stats.incr("requests", 0)
+    assert stats.snapshot()["by_tenant"] == {}
+
+
+def test_format_table_shows_counters_and_tenants():
+    stats = Stats()
+    stats.incr("requests", 1234, tenant="a")
+    stats.incr("requests", 1, tenant="b")
+    stats.incr("cost_saved_usd", 0.5, tenant="a")
+    table = format_table(stats.snapshot())
+    assert "tenant a" in table and "tenant b" in table
+    assert "1,235" in table and "0.5000" in table
+    assert "semantic_hits" not in table  # all-zero rows are left out

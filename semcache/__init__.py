@@ -1,6 +1,8 @@
 """semcache: a semantic cache for LLM APIs — right answers on hits, paced quota on misses."""
 
 from .cache import Hit, Result, SemanticCache
+from .config import Settings
+from .decorator import CacheInfo, cached
 from .embed import Embedder, SentenceTransformerEmbedder
 from .errors import (
     AuthenticationFailed,
@@ -26,6 +28,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AuthenticationFailed",
     "BudgetExceeded",
+    "CacheInfo",
     "ConfigError",
     "Decision",
     "Embedder",
@@ -41,10 +44,12 @@ __all__ = [
     "SemanticCache",
     "SemcacheError",
     "SentenceTransformerEmbedder",
+    "Settings",
     "StoreError",
     "UpstreamConnectionError",
     "UpstreamError",
     "UpstreamStatusError",
     "UpstreamTimeout",
+    "cached",
     "normalize",
 ]

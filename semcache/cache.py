@@ -131,7 +131,12 @@ class SemanticCache:
         self.embedder = CachingEmbedder(inner, embed_cache_size) if embed_cache_size else inner
         self.policy = policy if policy is not None else MatchPolicy()
         self.store = store if store is not None else DiskStore(directory)
-        self.store.bind(self.embedder.model_id, self.embedder.dim)
+        try:
+            self.store.bind(self.embedder.model_id, self.embedder.dim)
+        except Exception:
+            if store is None:  # ours: a refused directory must not leak its open SQLite handle
+                self.store.close()
+            raise
         self.upstream = upstream
         self.ttl, self.sliding_ttl, self.stale_ttl = ttl, sliding_ttl, stale_ttl
         self.max_entries, self.max_bytes = max_entries, max_bytes
@@ -294,8 +299,8 @@ class SemanticCache:
         stale: Hit | None = None
         entry_id = self._exact.get(key.exact_key)
         if entry_id is not None:
-            entry = self.store.get(entry_id)
-            if entry is not None and self._servable(entry, key.query_text):
+            entry = self._entry(entry_id)
+            if entry is not None:
                 if not entry.expired(now):
                     return self._touch(Hit(entry, "exact"), now), None
                 stale = Hit(entry, "stale")
@@ -308,9 +313,7 @@ class SemanticCache:
             meta = self._meta.get(entry_id)
             if meta is None or meta.partition != key.partition:
                 continue
-            candidate = Candidate(entry_id, meta.query_text, sim, self._index.vector(entry_id))
-            if meta.rejected and _rejected(key.query_text, meta.rejected):
-                continue
+            candidate = Candidate(entry_id, meta.query_text, sim, self._index.vector(entry_id), meta.rejected)
             if meta.expires_at is not None and now >= meta.expires_at:
                 expired[entry_id] = candidate
             else:
@@ -318,7 +321,7 @@ class SemanticCache:
         policy = self.policy if threshold is None else _with_threshold(self.policy, threshold)
         decision = policy.decide(key.query_text, candidates, vector)
         if decision.hit:
-            entry = self.store.get(decision.entry_id)
+            entry = self._entry(decision.entry_id)
             if entry is not None and not entry.expired(now):
                 return self._touch(Hit(entry, "semantic", decision), now), None
         if stale is None and self.stale_if_error:
@@ -338,8 +341,14 @@ class SemanticCache:
             return None if entry is None else Hit(entry, "stale", decision)
         return None
 
-    def _servable(self, entry: Entry, query_text: str) -> bool:
-        return not (entry.rejected and _rejected(query_text, entry.rejected))
+    def _entry(self, entry_id: int) -> Entry | None:
+        """Read an entry with this process's unflushed sliding expiry applied (else a hit
+        before the next flush would see the stored, older expiry and miss)."""
+        entry = self.store.get(entry_id)
+        pending = self._pending_hits.get(entry_id)
+        if entry is None or pending is None or pending[2] == entry.expires_at:
+            return entry
+        return entry.with_(expires_at=pending[2])
 
     def _touch(self, hit: Hit, now: float) -> Hit:
         entry = hit.entry
@@ -603,11 +612,6 @@ def _estimate_usage(request: Mapping[str, Any] | str, response: str) -> tuple[in
         return prompt, count_tokens(response, model)
     except Exception:  # a request shape tiktoken cannot count: report nothing rather than guess
         return 0, 0
-
-
-def _rejected(query_text: str, rejected: tuple[str, ...]) -> bool:
-    normal = " ".join(query_text.lower().split())
-    return any(normal == " ".join(r.lower().split()) for r in rejected)
 
 
 def _with_threshold(policy: MatchPolicy, threshold: float) -> MatchPolicy:

@@ -157,5 +157,26 @@ def eval_stream_command(path, text_col, group_col, shuffle_seed, policy, thresho
                                       shuffle_seed=shuffle_seed)))
 
 
+@main.command(name="mock-upstream")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8099, show_default=True)
+@click.option("--rpm", type=int, default=None, help="Requests-per-minute limit (token bucket; 429 when over).")
+@click.option("--tpm", type=int, default=None, help="Tokens-per-minute limit (prompt + max_tokens per request).")
+@click.option("--latency-ms", type=float, default=0, show_default=True, help="Added to every API request.")
+@click.option("--faults", default="", help="e.g. '429:30%,500:5%,quota:1%,slow:10%:3,drop:1%,garbage:1%'.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fault draws.")
+@click.option("--slow-s", type=float, default=2.0, show_default=True, help="Delay of a 'slow' fault.")
+@click.option("--api-key-env", default=None, help="Environment variable holding the only key accepted (else any).")
+def mock_upstream(host, port, rpm, tpm, latency_ms, faults, seed, slow_s, api_key_env) -> None:
+    """Run the bundled OpenAI-compatible mock upstream (for demos, tests and benchmarks)."""
+    from .upstream.mock import serve
+
+    api_key = os.environ.get(api_key_env) if api_key_env else None
+    if api_key_env and not api_key:
+        raise SemcacheError(f"environment variable {api_key_env} is not set")
+    click.echo(f"mock upstream on http://{host}:{port}/v1 (rpm={rpm}, tpm={tpm}, faults={faults!r})", err=True)
+    serve(host, port, rpm=rpm, tpm=tpm, latency_ms=latency_ms, faults=faults, seed=seed, slow_s=slow_s, api_key=api_key)
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -140,6 +140,9 @@ def normalize(request: Mapping[str, Any] | str, *, tenant: str = "", kind: str =
     temperature = params.get("temperature")
     if temperature is not None and not isinstance(temperature, (int, float)):
         raise RequestError(f"temperature must be a number, got {temperature!r}", field="temperature")
+    n = params.get("n")
+    if n is not None and (not isinstance(n, int) or isinstance(n, bool)):
+        raise RequestError(f"n must be an integer, got {n!r}", field="n")
     semantic, reason = True, None
     if temperature is not None and temperature > semantic_max_temperature and params.get("seed") is None:
         semantic, reason = False, f"temperature {temperature} > {semantic_max_temperature}"

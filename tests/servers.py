@@ -1,60 +1,8 @@
-"""Run an ASGI app on a real loopback port for a test: ``with running_server(app) as url: ...``.
+"""``running_server`` for tests: ``from servers import running_server`` or ``from tests.servers import ...``.
 
-Import it as ``from tests.servers import running_server`` or ``from servers import running_server``
-(pytest puts ``tests/`` on ``sys.path``; there is deliberately no ``tests/__init__.py``).
+The implementation lives in ``semcache.serving`` (the demo and the benchmarks use it too).
 """
 
-from __future__ import annotations
-
-import contextlib
-import socket
-import threading
-import time
-from typing import Iterator
-
-import uvicorn
+from semcache.serving import running_server
 
 __all__ = ["running_server"]
-
-_START_TIMEOUT_S = 10.0
-
-
-@contextlib.contextmanager
-def running_server(app, *, host: str = "127.0.0.1") -> Iterator[str]:
-    """Serve ``app`` with uvicorn in a background thread on a free port; yield its base URL.
-
-    The socket is bound before the thread starts, so the port is known and no other process
-    can take it. On exit the server finishes open requests, stops, and the thread is joined;
-    an error inside the server thread is re-raised here.
-    """
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, 0))
-    port = sock.getsockname()[1]
-    # log_config=None: uvicorn must not reconfigure the test process's logging.
-    config = uvicorn.Config(app, lifespan="off", log_config=None, access_log=False, timeout_graceful_shutdown=2)
-    server = uvicorn.Server(config)
-    failure: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            server.run(sockets=[sock])
-        except BaseException as exc:  # re-raised in the test's thread below
-            failure.append(exc)
-
-    thread = threading.Thread(target=run, name=f"uvicorn-{port}", daemon=True)
-    thread.start()
-    try:
-        for _ in range(int(_START_TIMEOUT_S / 0.01)):
-            if server.started or failure or not thread.is_alive():
-                break
-            time.sleep(0.01)
-        if not server.started:
-            raise RuntimeError(f"server on {host}:{port} did not start") from (failure[0] if failure else None)
-        yield f"http://{host}:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(_START_TIMEOUT_S)
-        sock.close()
-    if failure:
-        raise failure[0]

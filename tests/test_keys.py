@@ -163,6 +163,7 @@ def test_unknown_fields_change_the_partition():
     ({"model": 4, "messages": [{"role": "user", "content": "hi"}]}, "model"),
     ({"model": "m", "prompt": ["one", "two"]}, "prompt"),
     ({"model": "m", "prompt": "hi", "temperature": "hot"}, "temperature"),
+    ({"model": "m", "prompt": "hi", "n": "2"}, "n"),
 ])
 def test_malformed_requests_raise_request_error_naming_the_field(request_body, field):
     with pytest.raises(RequestError) as caught:

@@ -230,6 +230,27 @@ class OpenAIUpstream:
         names = ", ".join(e.label for e in self.endpoints)
         return f"OpenAIUpstream(endpoints=[{names}], limiter={self.limiter!r}, fallback_models={list(self.fallback_models)!r})"
 
+    def close(self) -> None:
+        """Close the sync SDK clients (and their connections); the upstream stays usable."""
+        with self._lock:
+            clients = [c for (_, asynchronous), c in self._clients.items() if not asynchronous]
+            self._clients = {k: c for k, c in self._clients.items() if k[1]}
+        for client in clients:
+            client.close()
+
+    async def aclose(self) -> None:
+        """Close every SDK client, async ones included."""
+        with self._lock:
+            clients, self._clients = list(self._clients.items()), {}
+        for (_, asynchronous), client in clients:
+            await client.close() if asynchronous else client.close()
+
+    def __enter__(self) -> "OpenAIUpstream":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     # -- public API ------------------------------------------------------------------------
     def call(self, request: dict, *, kind: str = "chat", tenant: str = "") -> UpstreamResponse:
         """Send one request and return its answer; raise an ``UpstreamError`` subclass on failure."""

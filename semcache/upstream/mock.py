@@ -44,7 +44,18 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from semcache.errors import ConfigError
-from semcache.upstream.mock_faults import FaultPlan, Refusal, RateLimits, error_body, parse_faults, refusal_body, retry_headers
+from semcache.upstream.mock_faults import (
+    JSON_PARSE_ERROR,
+    FaultPlan,
+    Invalid,
+    RateLimits,
+    check_field,
+    error_body,
+    fault_reply,
+    parse_faults,
+    refusal_body,
+    retry_headers,
+)
 from semcache.upstream.tokens import count_message_tokens, count_tokens, encoding_for
 
 __all__ = ["DEFAULT_MAX_TOKENS", "MODELS", "create_app", "serve"]
@@ -60,49 +71,6 @@ _WORDS = ("the", "cache", "answer", "quickly", "model", "token", "request", "ret
           "remains", "valid", "until", "it", "expires", "so", "latency", "drops", "while", "quota", "lasts",
           "longer", "for", "users", "who", "ask", "again", "about", "weather", "in", "paris", "today", "with",
           "clear", "skies", "bright", "river", "history", "science", "numbers", "seven", "twelve", "forty")
-_GARBAGE = b'{"id": "chatcmpl-mock", "object": "chat.completion", "choices": [{"index": 0, "mess'
-_JSON_PARSE_ERROR = (
-    "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP "
-    "library correctly. The OpenAI API expects a JSON payload, but what was sent was not valid JSON.)"
-)
-_QUOTA = ("You exceeded your current quota, please check your plan and billing details. For more information on "
-          "this error, read the docs: https://platform.openai.com/docs/guides/error-codes/api-errors.")
-
-
-class Invalid(Exception):
-    """A request OpenAI would answer with 400 invalid_request_error."""
-
-    def __init__(self, message: str, param: str | None = None, code: str | None = None) -> None:
-        super().__init__(message)
-        self.param, self.code = param, code
-
-
-_JSON_TYPES = {"string": str, "integer": int, "number": (int, float), "boolean": bool, "array": list, "object": dict}
-
-
-def _json_type(value: Any) -> str:
-    for name, kind in (("boolean", bool), ("integer", int), ("number", float), ("string", str), ("array", list), ("object", dict)):
-        if isinstance(value, kind):
-            return name
-    return "null"
-
-
-def _field(body: dict, name: str, kind: str, *, required: bool = False, minimum: int | None = None, maximum: int | None = None) -> Any:
-    """Return ``body[name]`` checked like OpenAI checks it (type, integer range); None when absent."""
-    value = body.get(name)
-    if value is None:
-        if required:
-            raise Invalid(f"Missing required parameter: '{name}'.", name, "missing_required_parameter")
-        return None
-    if not isinstance(value, _JSON_TYPES[kind]) or (kind in ("integer", "number") and isinstance(value, bool)):
-        an = "an" if kind[0] in "aeiou" else "a"
-        got = _json_type(value)
-        raise Invalid(f"Invalid type for '{name}': expected {an} {kind}, but got {'an' if got[0] in 'aeiou' else 'a'} {got} instead.", name, "invalid_type")
-    if minimum is not None and value < minimum:
-        raise Invalid(f"Invalid '{name}': integer below minimum value. Expected a value >= {minimum}, but got {value} instead.", name, "integer_below_min_value")
-    if maximum is not None and value > maximum:
-        raise Invalid(f"Invalid '{name}': integer above maximum value. Expected a value <= {maximum}, but got {value} instead.", name, "integer_above_max_value")
-    return value
 
 
 def _digest(*parts: Any) -> bytes:
@@ -115,7 +83,7 @@ def _rng(digest: bytes) -> random.Random:
 
 def _sentence(digest: bytes) -> str:
     rng = _rng(digest)
-    words = [rng.choice(_WORDS) for _ in range(8 + rng.randrange(25))]
+    words = [rng.choice(_WORDS) for _ in range(16 + rng.randrange(48))]
     return " ".join(words).capitalize() + "."
 
 
@@ -209,19 +177,22 @@ def _chat_choice(body: dict, messages: list, index: int, model: str, limit: int 
 
 
 def _validate_chat(body: dict) -> tuple[str, list, int, int | None]:
-    model = _field(body, "model", "string", required=True)
-    messages = _field(body, "messages", "array", required=True)
+    model = check_field(body, "model", "string", required=True)
+    messages = check_field(body, "messages", "array", required=True)
     if not messages:
-        raise Invalid("Invalid 'messages': empty array. Expected an array with minimum length 1, but got an empty array instead.", "messages", "empty_array")
+        raise Invalid("Invalid 'messages': empty array. Expected an array with minimum length 1, but got an empty array instead.",
+                      "messages", "empty_array")
     for i, message in enumerate(messages):
         if not isinstance(message, dict) or message.get("role") not in ("system", "developer", "user", "assistant", "tool", "function"):
-            raise Invalid(f"Invalid value for 'messages[{i}].role': expected one of system, developer, user, assistant, tool.", f"messages[{i}].role", "invalid_value")
-    n = _field(body, "n", "integer", minimum=1, maximum=128) or 1
-    limit = _field(body, "max_completion_tokens", "integer", minimum=1) or _field(body, "max_tokens", "integer", minimum=1)
-    _field(body, "tools", "array")
-    fmt = _field(body, "response_format", "object")
+            raise Invalid(f"Invalid value for 'messages[{i}].role': expected one of system, developer, user, assistant, tool.",
+                          f"messages[{i}].role", "invalid_value")
+    n = check_field(body, "n", "integer", minimum=1, maximum=128) or 1
+    limit = check_field(body, "max_completion_tokens", "integer", minimum=1) or check_field(body, "max_tokens", "integer", minimum=1)
+    check_field(body, "tools", "array")
+    fmt = check_field(body, "response_format", "object")
     if fmt is not None and fmt.get("type") not in ("text", "json_object", "json_schema"):
-        raise Invalid("Invalid value for 'response_format.type': expected text, json_object or json_schema.", "response_format.type", "invalid_value")
+        raise Invalid("Invalid value for 'response_format.type': expected text, json_object or json_schema.",
+                      "response_format.type", "invalid_value")
     return model, messages, n, limit
 
 
@@ -258,7 +229,9 @@ def _stream_chat(base: dict, choices: list, usage: dict, include_usage: bool, mo
 class _Mock:
     """The mock's state: limits, fault plan, stats and options shared by every route."""
 
-    def __init__(self, *, rpm, tpm, latency_ms, faults, seed, slow_s, api_key, embedding_dims, timer, sleep) -> None:
+    def __init__(self, *, rpm: int | None, tpm: int | None, latency_ms: float, faults: str, seed: int, slow_s: float,
+                 api_key: str | None, embedding_dims: int, timer: Callable[[], float],
+                 sleep: Callable[[float], Awaitable[Any]]) -> None:
         self.limits = RateLimits(rpm, tpm, timer=timer)
         self.plan = FaultPlan(parse_faults(faults), seed=seed, slow_s=slow_s)
         self.latency_s = latency_ms / 1000
@@ -322,24 +295,11 @@ async def _drop(request: Request) -> Response:
 
 async def _faulted(mock: _Mock, request: Request, kind: str, seconds: float | None, model: str, stream: bool) -> Response:
     mock.faults[kind] += 1
-    if kind == "429":
-        limit = mock.limits.requests.limit if mock.limits.requests else 60
-        refusal = Refusal("requests", limit, limit, 1, seconds)
-        return _error(429, refusal_body(refusal, model), retry_headers(seconds or 1.0))
-    if kind == "quota":
-        return _error(429, error_body(_QUOTA, "insufficient_quota", code="insufficient_quota"))
-    if kind == "500":
-        return _error(500, error_body("The server had an error while processing your request. Sorry about that!", "server_error"))
-    if kind == "502":  # what OpenAI's edge really returns: an HTML page, not JSON
-        return Response("<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1>"
-                        "</center><hr><center>cloudflare</center></body></html>", 502, media_type="text/html")
-    if kind == "503":
-        return _error(503, error_body("The engine is currently overloaded, please try again later.", "server_error"))
-    if kind == "garbage":
-        if stream:
-            return Response(b"data: " + _GARBAGE + b"\n\n", 200, media_type="text/event-stream")
-        return Response(_GARBAGE, 200, media_type="application/json")
-    return await _drop(request)
+    if kind == "drop":
+        return await _drop(request)
+    limit = mock.limits.requests.limit if mock.limits.requests else None
+    status, content, media_type, headers = fault_reply(kind, seconds, model, rpm=limit, stream=stream)
+    return Response(content, status, headers=headers, media_type=media_type)
 
 
 Handler = Callable[[_Mock, dict, str], tuple[str, int, int, Callable[[], Response]]]
@@ -360,10 +320,10 @@ def _api(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         try:
             body = json.loads(await request.body())
         except (ValueError, UnicodeDecodeError):
-            return _error(400, error_body(_JSON_PARSE_ERROR))
+            return _error(400, error_body(JSON_PARSE_ERROR))
         try:
             if not isinstance(body, dict):
-                raise Invalid(_JSON_PARSE_ERROR)
+                raise Invalid(JSON_PARSE_ERROR)
             model, prompt_tokens, reserved, render = handler(mock, body, request.state.mock_request_id)
         except Invalid as exc:
             return _error(400, error_body(str(exc), param=exc.param, code=exc.code))
@@ -425,15 +385,15 @@ def _chat(mock: _Mock, body: dict, rid: str):
 
 
 def _completions(mock: _Mock, body: dict, rid: str):
-    model = _field(body, "model", "string", required=True)
+    model = check_field(body, "model", "string", required=True)
     prompts = body.get("prompt")
     if prompts is None:
         raise Invalid("Missing required parameter: 'prompt'.", "prompt", "missing_required_parameter")
     prompts = [prompts] if isinstance(prompts, str) else prompts
     if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) for p in prompts):
         raise Invalid("Invalid 'prompt': expected a string or a non-empty array of strings.", "prompt", "invalid_type")
-    n = _field(body, "n", "integer", minimum=1, maximum=128) or 1
-    limit = _field(body, "max_tokens", "integer", minimum=1)
+    n = check_field(body, "n", "integer", minimum=1, maximum=128) or 1
+    limit = check_field(body, "max_tokens", "integer", minimum=1)
     limit = 16 if limit is None else limit  # the legacy endpoint's real default
     prompt = sum(count_tokens(p, model) for p in prompts)
     choices, completion = [], 0
@@ -482,11 +442,11 @@ def _response_messages(body: dict) -> list[dict]:
 
 
 def _responses(mock: _Mock, body: dict, rid: str):
-    model = _field(body, "model", "string", required=True)
+    model = check_field(body, "model", "string", required=True)
     if body.get("input") is None:
         raise Invalid("Missing required parameter: 'input'.", "input", "missing_required_parameter")
     messages = _response_messages(body)
-    limit = _field(body, "max_output_tokens", "integer", minimum=16)
+    limit = check_field(body, "max_output_tokens", "integer", minimum=16)
     fmt = ((body.get("text") or {}).get("format") or {}) if isinstance(body.get("text"), dict) else {}
     digest = _digest(model, messages, fmt)
     if fmt.get("type") == "json_object":
@@ -543,7 +503,7 @@ def _vector(model: str, item: Any, dims: int) -> np.ndarray:
 
 
 def _embeddings(mock: _Mock, body: dict, rid: str):
-    model = _field(body, "model", "string", required=True)
+    model = check_field(body, "model", "string", required=True)
     raw = body.get("input")
     if raw is None:
         raise Invalid("Missing required parameter: 'input'.", "input", "missing_required_parameter")
@@ -553,7 +513,7 @@ def _embeddings(mock: _Mock, body: dict, rid: str):
         (isinstance(x, str) and x) or (isinstance(x, list) and x and all(isinstance(t, int) for t in x)) for x in raw)
     if not valid:
         raise Invalid("'$.input' is invalid. Please check the API reference: https://platform.openai.com/docs/api-reference.", "input")
-    dims = _field(body, "dimensions", "integer", minimum=1, maximum=4096) or mock.embedding_dims
+    dims = check_field(body, "dimensions", "integer", minimum=1, maximum=4096) or mock.embedding_dims
     encoding = body.get("encoding_format", "float")
     if encoding not in ("float", "base64"):
         raise Invalid("Invalid value for 'encoding_format': expected 'float' or 'base64'.", "encoding_format", "invalid_value")

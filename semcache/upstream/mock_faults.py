@@ -1,7 +1,8 @@
-"""The mock upstream's misbehaviour: scripted faults, rate-limit windows and OpenAI's error bodies.
+"""The mock upstream's refusals: scripted faults, rate-limit buckets, and OpenAI's error answers.
 
-Pure logic, no I/O: ``mock.py`` asks a ``FaultPlan`` what to do with each request and a
-``RateLimits`` whether to admit it, then renders what they return.
+Pure logic, no I/O: ``mock.py`` checks a request's fields with ``check_field``, asks a
+``FaultPlan`` what to do with it and a ``RateLimits`` whether to admit it, then sends what
+``fault_reply``, ``refusal_body`` or ``error_body`` return.
 
 Fault spec (``--faults``): comma-separated ``KIND:RATE[:SECONDS]``; RATE is ``30%`` or ``0.3``.
 
@@ -19,24 +20,31 @@ order injects the same faults.
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 from semcache.errors import ConfigError
 
 __all__ = [
     "FAULT_KINDS",
+    "JSON_PARSE_ERROR",
     "Fault",
     "FaultPlan",
-    "Refusal",
+    "Invalid",
     "RateLimits",
+    "Refusal",
     "TokenBucket",
+    "check_field",
     "error_body",
+    "fault_reply",
     "format_duration",
     "parse_faults",
+    "refusal_body",
+    "retry_headers",
 ]
 
 FAULT_KINDS = ("429", "quota", "500", "502", "503", "drop", "garbage", "slow")
@@ -268,3 +276,84 @@ def refusal_body(refusal: Refusal, model: str) -> dict:
 def retry_headers(seconds: float) -> dict[str, str]:
     """Return ``retry-after`` (whole seconds, rounded up) and ``retry-after-ms``."""
     return {"retry-after": str(max(1, math.ceil(seconds))), "retry-after-ms": str(max(1, math.ceil(seconds * 1000)))}
+
+
+# --- OpenAI's answers to bad requests and to faults -----------------------------------------------
+
+_GARBAGE = b'{"id": "chatcmpl-mock", "object": "chat.completion", "choices": [{"index": 0, "mess'
+JSON_PARSE_ERROR = (
+    "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP "
+    "library correctly. The OpenAI API expects a JSON payload, but what was sent was not valid JSON.)"
+)
+_QUOTA = ("You exceeded your current quota, please check your plan and billing details. For more information on "
+          "this error, read the docs: https://platform.openai.com/docs/guides/error-codes/api-errors.")
+
+
+class Invalid(Exception):
+    """A request OpenAI would answer with 400 invalid_request_error; ``param`` and ``code`` go in the body."""
+
+    def __init__(self, message: str, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.param, self.code = param, code
+
+
+_JSON_TYPES = {"string": str, "integer": int, "number": (int, float), "boolean": bool, "array": list, "object": dict}
+
+
+def _json_type(value: Any) -> str:
+    for name, kind in (("boolean", bool), ("integer", int), ("number", float), ("string", str), ("array", list), ("object", dict)):
+        if isinstance(value, kind):
+            return name
+    return "null"
+
+
+def check_field(body: dict, name: str, kind: str, *, required: bool = False, minimum: int | None = None,
+                maximum: int | None = None) -> Any:
+    """Return ``body[name]`` checked like OpenAI checks it (JSON type, integer range); None when absent.
+
+    Raises ``Invalid`` with OpenAI's message and code (missing_required_parameter, invalid_type,
+    integer_below_min_value, integer_above_max_value) and ``param`` set to ``name``.
+    """
+    value = body.get(name)
+    if value is None:
+        if required:
+            raise Invalid(f"Missing required parameter: '{name}'.", name, "missing_required_parameter")
+        return None
+    if not isinstance(value, _JSON_TYPES[kind]) or (kind in ("integer", "number") and isinstance(value, bool)):
+        got = _json_type(value)
+        message = f"Invalid type for '{name}': expected {_article(kind)} {kind}, but got {_article(got)} {got} instead."
+        raise Invalid(message, name, "invalid_type")
+    if minimum is not None and value < minimum:
+        message = f"Invalid '{name}': integer below minimum value. Expected a value >= {minimum}, but got {value} instead."
+        raise Invalid(message, name, "integer_below_min_value")
+    if maximum is not None and value > maximum:
+        message = f"Invalid '{name}': integer above maximum value. Expected a value <= {maximum}, but got {value} instead."
+        raise Invalid(message, name, "integer_above_max_value")
+    return value
+
+
+def _article(word: str) -> str:
+    return "an" if word[0] in "aeiou" else "a"
+
+
+_BAD_GATEWAY = ("<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center>"
+                "<hr><center>cloudflare</center></body></html>")
+
+
+def fault_reply(kind: str, seconds: float | None, model: str, *, rpm: int | None, stream: bool) -> tuple[int, bytes, str, dict]:
+    """Return (status, body, media type, headers) of a terminal fault other than ``drop``."""
+    if kind == "429":
+        limit = rpm or 60
+        body = refusal_body(Refusal("requests", limit, limit, 1, seconds or 1.0), model)
+        return 429, json.dumps(body).encode(), "application/json", retry_headers(seconds or 1.0)
+    if kind == "quota":  # no retry-after: waiting does not bring quota back
+        return 429, json.dumps(error_body(_QUOTA, "insufficient_quota", code="insufficient_quota")).encode(), "application/json", {}
+    if kind == "502":  # what OpenAI's edge really sends: an HTML page, not JSON
+        return 502, _BAD_GATEWAY.encode(), "text/html", {}
+    if kind in ("500", "503"):
+        message = ("The server had an error while processing your request. Sorry about that!" if kind == "500"
+                   else "The engine is currently overloaded, please try again later.")
+        return int(kind), json.dumps(error_body(message, "server_error")).encode(), "application/json", {}
+    if kind == "garbage":
+        return (200, b"data: " + _GARBAGE + b"\n\n", "text/event-stream", {}) if stream else (200, _GARBAGE, "application/json", {})
+    raise ValueError(f"no reply for fault kind {kind!r}")

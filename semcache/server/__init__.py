@@ -1,0 +1,22 @@
+"""The sidecar: ``semcache serve``, an OpenAI-compatible caching proxy (see ``app.create_app``)."""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+from ..config import Settings
+from .app import create_app
+
+__all__ = ["create_app", "serve"]
+
+
+def serve(settings: Settings, *, environ: Mapping[str, str] | None = None, log_level: str = "info") -> None:
+    """Serve the sidecar on ``settings.host:settings.port`` with uvicorn until interrupted.
+
+    ``environ`` (default ``os.environ``) supplies the admin token and the sidecar's own upstream
+    key, by the names in ``settings``. Raises ``ConfigError`` when the model cannot be loaded.
+    """
+    import uvicorn
+
+    app = create_app(settings, environ=environ)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=log_level, lifespan="on")

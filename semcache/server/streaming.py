@@ -1,0 +1,188 @@
+"""Server-sent events both ways: assemble a streamed answer to store it, replay a stored one as a stream.
+
+Pure functions of dicts. ``assemble(kind, chunks)`` turns the chunks of a streamed miss into the
+answer the non-streaming API would have given (tool calls included), which is what the cache
+stores; ``replay(kind, response, ...)`` turns a stored answer back into the events a streaming
+client expects: ``chat.completion.chunk`` events ending in ``data: [DONE]`` (with a usage
+chunk when asked), ``text_completion`` chunks, or the Responses API's typed events.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterable, Iterator
+
+__all__ = ["assemble", "encode", "fresh", "replay", "strip_usage"]
+
+DONE = b"data: [DONE]\n\n"
+
+
+def encode(kind: str, data: Any) -> bytes:
+    """Return one SSE event; the Responses API names its events (``event: <type>``)."""
+    payload = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    if kind == "responses" and isinstance(data, dict) and isinstance(data.get("type"), str):
+        return f"event: {data['type']}\ndata: {payload}\n\n".encode()
+    return f"data: {payload}\n\n".encode()
+
+
+def fresh(kind: str, response: dict, new_id: str, now: int) -> dict:
+    """Return a stored answer as a new one: a fresh ``id`` and creation time, the rest as stored."""
+    prefix = {"chat": "chatcmpl-", "completions": "cmpl-", "responses": "resp_"}.get(kind)
+    if prefix is None or not isinstance(response, dict):
+        return response
+    out = dict(response, id=prefix + new_id)
+    out["created_at" if kind == "responses" else "created"] = now
+    return out
+
+
+def strip_usage(chunk: dict) -> dict | None:
+    """Return a chunk without its ``usage`` (None for the usage-only chunk): for clients that did not ask."""
+    if "usage" not in chunk:
+        return chunk
+    if not chunk.get("choices"):
+        return None
+    return {k: v for k, v in chunk.items() if k != "usage"}
+
+
+# -- assemble: chunks -> one answer -----------------------------------------------------------
+
+def assemble(kind: str, chunks: Iterable[dict]) -> dict | None:
+    """Return the complete answer the chunks of one stream add up to; None if it never completed."""
+    chunks = list(chunks)
+    if kind == "responses":
+        for chunk in reversed(chunks):
+            if chunk.get("type") in ("response.completed", "response.incomplete") and isinstance(chunk.get("response"), dict):
+                return chunk["response"]
+        return None
+    if not chunks:
+        return None
+    return _assemble_chat(chunks) if kind == "chat" else _assemble_completions(chunks)
+
+
+def _head(chunks: list[dict], object_: str) -> dict:
+    first = chunks[0]
+    head = {k: first[k] for k in ("id", "created", "model", "system_fingerprint", "service_tier") if k in first}
+    return {**head, "object": object_}
+
+
+def _usage(chunks: list[dict]) -> dict | None:
+    return next((c["usage"] for c in reversed(chunks) if isinstance(c.get("usage"), dict)), None)
+
+
+def _assemble_chat(chunks: list[dict]) -> dict | None:
+    choices: dict[int, dict] = {}
+    for chunk in chunks:
+        for part in chunk.get("choices") or []:
+            choice = choices.setdefault(part.get("index", 0), {"content": [], "refusal": [], "tools": {}, "role": "assistant",
+                                                               "finish_reason": None, "logprobs": None})
+            delta = part.get("delta") or {}
+            choice["role"] = delta.get("role") or choice["role"]
+            if delta.get("content"):
+                choice["content"].append(delta["content"])
+            if delta.get("refusal"):
+                choice["refusal"].append(delta["refusal"])
+            for call in delta.get("tool_calls") or []:
+                slot = choice["tools"].setdefault(call.get("index", 0), {"id": None, "type": "function", "name": "", "arguments": []})
+                slot["id"] = call.get("id") or slot["id"]
+                slot["type"] = call.get("type") or slot["type"]
+                function = call.get("function") or {}
+                slot["name"] += function.get("name") or ""
+                slot["arguments"].append(function.get("arguments") or "")
+            if part.get("logprobs"):
+                choice["logprobs"] = part["logprobs"]
+            choice["finish_reason"] = part.get("finish_reason") or choice["finish_reason"]
+    if not choices or any(c["finish_reason"] is None for c in choices.values()):
+        return None  # cut off: never store half an answer
+    out = _head(chunks, "chat.completion")
+    out["choices"] = []
+    for index in sorted(choices):
+        c = choices[index]
+        message: dict[str, Any] = {"role": c["role"], "content": "".join(c["content"]) if c["content"] or not c["tools"] else None,
+                                   "refusal": "".join(c["refusal"]) or None}
+        if c["tools"]:
+            message["tool_calls"] = [{"id": t["id"], "type": t["type"], "function": {"name": t["name"], "arguments": "".join(t["arguments"])}}
+                                     for _, t in sorted(c["tools"].items())]
+        out["choices"].append({"index": index, "message": message, "logprobs": c["logprobs"], "finish_reason": c["finish_reason"]})
+    out["usage"] = _usage(chunks)
+    return out
+
+
+def _assemble_completions(chunks: list[dict]) -> dict | None:
+    choices: dict[int, dict] = {}
+    for chunk in chunks:
+        for part in chunk.get("choices") or []:
+            choice = choices.setdefault(part.get("index", 0), {"text": [], "finish_reason": None, "logprobs": None})
+            choice["text"].append(part.get("text") or "")
+            choice["finish_reason"] = part.get("finish_reason") or choice["finish_reason"]
+            choice["logprobs"] = part.get("logprobs") or choice["logprobs"]
+    if not choices or any(c["finish_reason"] is None for c in choices.values()):
+        return None
+    out = _head(chunks, "text_completion")
+    out["choices"] = [{"index": i, "text": "".join(c["text"]), "logprobs": c["logprobs"], "finish_reason": c["finish_reason"]}
+                      for i, c in sorted(choices.items())]
+    out["usage"] = _usage(chunks)
+    return out
+
+
+# -- replay: one answer -> events -------------------------------------------------------------
+
+def replay(kind: str, response: dict, *, include_usage: bool = False) -> Iterator[bytes]:
+    """Yield a stored answer as the SSE events of a streamed one (ends with ``[DONE]`` where the API does)."""
+    if kind == "responses":
+        for event in _response_events(response):
+            yield encode(kind, event)
+        return
+    base = {k: response[k] for k in ("id", "created", "model", "system_fingerprint", "service_tier") if k in response}
+    extra: dict = {"usage": None} if include_usage else {}
+    if kind == "chat":
+        base["object"] = "chat.completion.chunk"
+        for choice in response.get("choices") or []:
+            for delta, finish in _chat_deltas(choice):
+                part = {"index": choice.get("index", 0), "delta": delta, "logprobs": None, "finish_reason": finish}
+                yield encode(kind, {**base, "choices": [part], **extra})
+    else:
+        base["object"] = "text_completion"
+        for choice in response.get("choices") or []:
+            yield encode(kind, {**base, "choices": [{**choice, "finish_reason": None}], **extra})
+            yield encode(kind, {**base, "choices": [{**choice, "text": ""}], **extra})
+    if include_usage:
+        yield encode(kind, {**base, "choices": [], "usage": response.get("usage")})
+    yield DONE
+
+
+def _chat_deltas(choice: dict) -> Iterator[tuple[dict, str | None]]:
+    message = choice.get("message") or {}
+    yield {"role": message.get("role", "assistant"), "content": ""}, None
+    for i, call in enumerate(message.get("tool_calls") or []):
+        yield {"tool_calls": [{"index": i, "id": call.get("id"), "type": call.get("type", "function"), "function": call.get("function")}]}, None
+    if message.get("content"):
+        yield {"content": message["content"]}, None
+    if message.get("refusal"):
+        yield {"refusal": message["refusal"]}, None
+    yield {}, choice.get("finish_reason") or "stop"
+
+
+def _response_events(response: dict) -> Iterator[dict]:
+    seq = iter(range(1 << 30))
+    pending = {**response, "status": "in_progress", "output": [], "usage": None}
+    yield {"type": "response.created", "sequence_number": next(seq), "response": pending}
+    yield {"type": "response.in_progress", "sequence_number": next(seq), "response": pending}
+    for index, item in enumerate(response.get("output") or []):
+        is_message = item.get("type") == "message"
+        opened = {**item, "status": "in_progress", "content": []} if is_message else item
+        yield {"type": "response.output_item.added", "sequence_number": next(seq), "output_index": index, "item": opened}
+        for part_index, part in enumerate(item.get("content") or [] if is_message else []):
+            ids = {"item_id": item.get("id"), "output_index": index, "content_index": part_index}
+            if part.get("type") != "output_text":
+                yield {"type": "response.content_part.added", "sequence_number": next(seq), **ids, "part": part}
+                yield {"type": "response.content_part.done", "sequence_number": next(seq), **ids, "part": part}
+                continue
+            text = part.get("text", "")
+            yield {"type": "response.content_part.added", "sequence_number": next(seq), **ids,
+                   "part": {**part, "text": ""}}
+            yield {"type": "response.output_text.delta", "sequence_number": next(seq), **ids, "delta": text, "logprobs": []}
+            yield {"type": "response.output_text.done", "sequence_number": next(seq), **ids, "text": text, "logprobs": []}
+            yield {"type": "response.content_part.done", "sequence_number": next(seq), **ids, "part": part}
+        yield {"type": "response.output_item.done", "sequence_number": next(seq), "output_index": index, "item": item}
+    final = "response.incomplete" if response.get("status") == "incomplete" else "response.completed"
+    yield {"type": final, "sequence_number": next(seq), "response": response}

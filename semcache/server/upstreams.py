@@ -1,0 +1,98 @@
+"""Pick the upstream client for a caller: its own API key (pass-through) or the sidecar's.
+
+``OpenAIUpstream`` holds one key per endpoint, so a caller's own key gets its own client, kept in
+a small LRU by the key's hash (never the key itself as a name anywhere). Each of those clients
+paces itself with its own limiter, which matches the provider: its RPM/TPM limits are per key.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import Any, Mapping
+
+from ..config import Settings
+from ..errors import AuthenticationFailed
+from ..keys import tenant_from_api_key
+from ..stats import Stats
+from ..upstream.budget import BudgetGuard
+from ..upstream.client import Endpoint, OpenAIUpstream
+from ..upstream.pricing import Pricing
+from ..upstream.retry import RetryPolicy
+
+__all__ = ["UpstreamPool", "build_upstream"]
+
+
+def build_upstream(settings: Settings, api_key: str, *, stats: Stats | None = None, pricing: Pricing | None = None,
+                   budget: BudgetGuard | None = None) -> OpenAIUpstream:
+    """Return an ``OpenAIUpstream`` for ``settings.upstream_base_url`` with ``api_key`` and the settings' limits."""
+    return OpenAIUpstream(
+        Endpoint(settings.upstream_base_url, api_key),
+        rpm=settings.rpm, tpm=settings.tpm, retry=RetryPolicy(settings.max_attempts, settings.deadline),
+        budget=budget, fallback_models=settings.fallback_models, stats=stats, pricing=pricing,
+        timeout=settings.upstream_timeout,
+    )
+
+
+def budget_from_settings(settings: Settings, *, pricing: Pricing | None = None, stats: Stats | None = None) -> BudgetGuard | None:
+    """Return the sidecar's budget guard, or None when no budget is configured."""
+    limits = (settings.budget_tokens_per_day, settings.budget_usd_per_day, settings.budget_tokens_per_month, settings.budget_usd_per_month)
+    if all(limit is None for limit in limits):
+        return None
+    return BudgetGuard(*limits, alert_fraction=settings.budget_alert_fraction, pricing=pricing, stats=stats)
+
+
+class UpstreamPool:
+    """Return the upstream for a caller's key; ``fixed`` (tests, embedding) answers every caller.
+
+    With ``settings.pass_through_key`` a caller's bearer key is forwarded (one client per key
+    hash, at most ``size``); otherwise, or when the caller sends none, the sidecar's own key
+    (``own_key``, read from the environment variable ``settings.upstream_api_key_env``) is used.
+    """
+
+    def __init__(self, settings: Settings, *, own_key: str | None, fixed: Any = None, stats: Stats | None = None,
+                 pricing: Pricing | None = None, size: int = 64) -> None:
+        self.settings = settings
+        self._own_key = own_key
+        self._fixed = fixed
+        self._stats, self._pricing = stats, pricing
+        self._budget = budget_from_settings(settings, pricing=pricing, stats=stats) if fixed is None else None
+        self._size = size
+        self._clients: OrderedDict[str, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"UpstreamPool(base_url={self.settings.upstream_base_url!r}, clients={len(self._clients)}, fixed={self._fixed!r})"
+
+    def key_for(self, caller_key: str | None) -> str:
+        """Return the API key a caller's request goes upstream with; raise ``AuthenticationFailed`` if none."""
+        key = caller_key if caller_key and self.settings.pass_through_key else self._own_key
+        if not key:
+            raise AuthenticationFailed(
+                "no API key for the upstream: send 'Authorization: Bearer <key>' or set the environment variable "
+                f"{self.settings.upstream_api_key_env} for the sidecar", status_code=401, code="invalid_api_key")
+        return key
+
+    def for_caller(self, caller_key: str | None) -> Any:
+        """Return the upstream client that answers this caller."""
+        if self._fixed is not None:
+            return self._fixed
+        key = self.key_for(caller_key)
+        name = tenant_from_api_key(key)
+        with self._lock:
+            client = self._clients.get(name)
+            if client is None:
+                client = self._clients[name] = build_upstream(self.settings, key, stats=self._stats, pricing=self._pricing, budget=self._budget)
+                while len(self._clients) > self._size:
+                    self._clients.popitem(last=False)
+            self._clients.move_to_end(name)
+            return client
+
+
+def bearer(headers: Mapping[str, str]) -> str | None:
+    """Return the bearer token of an ``Authorization`` header (or Azure's ``api-key``), else None."""
+    value = headers.get("authorization", "")
+    scheme, _, token = value.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return headers.get("api-key") or None

@@ -1,0 +1,81 @@
+"""Embedders: the packaged sentence-transformers model and the LRU wrapper."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import WordEmbedder
+from semcache.embed import CachingEmbedder, SentenceTransformerEmbedder
+from semcache.errors import ConfigError, EmbeddingError
+
+
+class RecordingEmbedder(WordEmbedder):
+    """WordEmbedder that also keeps every text it was asked to embed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.texts: list[str] = []
+
+    def embed(self, texts):
+        self.texts.extend(texts)
+        return super().embed(texts)
+
+
+@pytest.mark.model
+def test_packaged_model_embeds_unit_vectors_and_ranks_paraphrases_first():
+    embedder = SentenceTransformerEmbedder()
+    assert (embedder.model_id, embedder.dim) == ("all-MiniLM-L6-v2", 384)
+    vectors = embedder.embed([
+        "How do I reset my password?",
+        "What are the steps to change my password?",
+        "What is the boiling point of water?",
+    ])
+    assert vectors.shape == (3, 384) and vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    paraphrase, unrelated = float(vectors[0] @ vectors[1]), float(vectors[0] @ vectors[2])
+    assert paraphrase > unrelated + 0.3
+    assert embedder.embed([]).shape == (0, 384)
+
+
+def test_a_missing_model_path_raises_config_error_naming_it(tmp_path):
+    missing = tmp_path / "no-such-model"
+    with pytest.raises(ConfigError) as caught:
+        SentenceTransformerEmbedder(str(missing))
+    assert str(missing) in str(caught.value)
+
+
+def test_caching_embedder_embeds_a_repeated_text_once():
+    inner = RecordingEmbedder()
+    embedder = CachingEmbedder(inner, maxsize=8)
+    first = embedder.embed(["alpha beta", "gamma"])
+    again = embedder.embed(["gamma", "alpha beta", "alpha beta", "delta"])
+    assert inner.texts == ["alpha beta", "gamma", "delta"]
+    np.testing.assert_array_equal(again[0], first[1])
+    np.testing.assert_array_equal(again[1], first[0])
+    np.testing.assert_array_equal(again[3], inner.embed(["delta"])[0])
+    assert again.shape == (4, inner.dim) and again.dtype == np.float32
+
+
+def test_caching_embedder_forgets_least_recently_used():
+    inner = RecordingEmbedder()
+    embedder = CachingEmbedder(inner, maxsize=2)
+    embedder.embed(["a"])
+    embedder.embed(["b"])
+    embedder.embed(["a"])  # a is now more recent than b
+    embedder.embed(["c"])  # evicts b
+    inner.texts.clear()
+    embedder.embed(["a", "b", "c"])
+    assert inner.texts == ["b"]
+
+
+def test_caching_embedder_handles_empty_batches_and_bad_shapes():
+    embedder = CachingEmbedder(WordEmbedder())
+    assert embedder.embed([]).shape == (0, WordEmbedder.dim)
+
+    class ShortEmbedder(WordEmbedder):
+        def embed(self, texts):
+            return super().embed(texts)[:, :5]
+
+    with pytest.raises(EmbeddingError):
+        CachingEmbedder(ShortEmbedder()).embed(["x"])

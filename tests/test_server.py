@@ -1,0 +1,433 @@
+"""The sidecar, end to end: a real uvicorn server in front of the real mock upstream, driven by the openai SDK."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import httpx2
+import openai
+import pytest
+from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+
+from semcache import MatchPolicy, SemanticCache
+from semcache.config import Settings
+from semcache.errors import QuotaExhausted, RateLimited
+from semcache.server import create_app
+from semcache.upstream.client import FunctionUpstream
+from semcache.upstream.mock import create_app as create_mock
+from servers import running_server
+
+pytestmark = pytest.mark.server
+
+ADMIN = "admin-secret"
+MODEL = "gpt-4o-mini"
+POLICY = MatchPolicy.cosine(0.9)  # plain cosine: independent of the shipped verifier
+
+
+def ask(text: str) -> list[dict]:
+    return [{"role": "user", "content": text}]
+
+
+@pytest.fixture(scope="module")
+def mock_url():
+    with running_server(create_mock()) as url:
+        yield url
+
+
+@pytest.fixture
+def mock(mock_url):
+    """The mock upstream's base URL, its counters reset."""
+    httpx2.post(mock_url + "/mock/reset")
+    return mock_url
+
+
+def upstream_calls(mock_url: str, route: str = "/v1/chat/completions") -> int:
+    return httpx2.get(mock_url + "/mock/stats").json()["by_route"].get(route, 0)
+
+
+@pytest.fixture
+def sidecar(tmp_path, embedder, clock, mock):
+    """Start sidecars: ``sidecar(**settings) -> base URL`` (fake embedder, hand-moved clock, the mock upstream)."""
+    stack = []
+
+    def start(*, upstream=None, environ=None, **options):
+        options.setdefault("upstream_base_url", mock + "/v1")
+        settings = Settings(cache_dir=str(tmp_path / f"cache{len(stack)}"), **options)
+        cache = SemanticCache(settings.cache_dir, embedder=embedder, policy=POLICY, timer=clock)
+        env = {"SEMCACHE_ADMIN_TOKEN": ADMIN} if environ is None else environ
+        server = running_server(create_app(settings, cache=cache, upstream=upstream, environ=env))
+        stack.append((server, cache))
+        return server.__enter__()
+
+    yield start
+    for server, cache in reversed(stack):
+        server.__exit__(None, None, None)
+        cache.close()
+
+
+_CLIENTS: list[openai.OpenAI] = []
+
+
+def client(url: str, key: str = "sk-alice") -> openai.OpenAI:
+    made = openai.OpenAI(base_url=url + "/v1", api_key=key, max_retries=0)
+    _CLIENTS.append(made)
+    return made
+
+
+@pytest.fixture(autouse=True)
+def _close_clients():
+    yield
+    while _CLIENTS:
+        _CLIENTS.pop().close()
+
+
+def chat(c: openai.OpenAI, text: str, **extra):
+    raw = c.chat.completions.with_raw_response.create(model=MODEL, messages=ask(text), **extra)
+    return raw.headers, raw.parse()
+
+
+# -- chat: hits, misses, headers -------------------------------------------------------------
+
+def test_chat_miss_then_exact_then_semantic_hit(sidecar, mock):
+    c = client(sidecar())
+    h1, first = chat(c, "What is the capital of France?")
+    h2, again = chat(c, "What is the capital of France?")
+    h3, paraphrase = chat(c, "what is the capital of  france")
+    assert (h1["x-semcache"], h2["x-semcache"], h3["x-semcache"]) == ("miss", "hit", "hit")
+    assert (h2["x-semcache-match"], h3["x-semcache-match"]) == ("exact", "semantic")
+    assert "x-semcache-similarity" not in h2 and float(h3["x-semcache-similarity"]) >= 0.9
+    assert again.choices[0].message.content == paraphrase.choices[0].message.content == first.choices[0].message.content
+    assert len({first.id, again.id, paraphrase.id}) == 3  # a hit is a new completion
+    assert upstream_calls(mock) == 1
+
+
+def test_unknown_fields_pass_through_and_split_the_cache(sidecar, mock):
+    c = client(sidecar())
+    h1, _ = chat(c, "hello", extra_body={"vendor_flag": 1})
+    h2, _ = chat(c, "hello", extra_body={"vendor_flag": 2})
+    assert (h1["x-semcache"], h2["x-semcache"]) == ("miss", "miss")
+    assert upstream_calls(mock) == 2
+
+
+def test_cache_control_headers(sidecar, mock):
+    c = client(sidecar())
+    h, _ = chat(c, "tell me a joke", extra_headers={"Cache-Control": "no-store"})
+    assert h["x-semcache"] == "miss"
+    h, _ = chat(c, "tell me a joke")
+    assert h["x-semcache"] == "miss"  # the first answer was not stored
+    h, _ = chat(c, "tell me a joke", extra_headers={"Cache-Control": "no-cache"})
+    assert h["x-semcache"] == "bypass"
+    assert upstream_calls(mock) == 3
+
+
+def test_threshold_header_only_when_allowed(sidecar):
+    strict = client(sidecar(allow_threshold_header=True))
+    chat(strict, "what is the capital of spain")
+    h, _ = chat(strict, "What is the capital of Spain?", extra_headers={"x-semcache-threshold": "1.0"})
+    assert h["x-semcache"] == "hit"  # same words: cosine 1.0 still passes
+    h, _ = chat(strict, "what is the capital city of spain", extra_headers={"x-semcache-threshold": "0.999"})
+    assert h["x-semcache"] == "miss"
+    with pytest.raises(openai.BadRequestError) as info:
+        chat(strict, "x", extra_headers={"x-semcache-threshold": "2"})
+    assert info.value.body["param"] == "x-semcache-threshold"
+    lax = client(sidecar())
+    chat(lax, "what is the capital of italy")
+    h, _ = chat(lax, "what is the capital of Italy?", extra_headers={"x-semcache-threshold": "2"})
+    assert h["x-semcache"] == "hit"  # ignored when not allowed
+
+
+# -- tenancy ---------------------------------------------------------------------------------
+
+def test_tenants_never_share_answers(sidecar, mock):
+    url = sidecar()
+    h1, _ = chat(client(url, "sk-alice"), "what is the weather in paris")
+    h2, _ = chat(client(url, "sk-bob"), "what is the weather in paris")
+    h3, _ = chat(client(url, "sk-bob"), "what is the weather in paris")
+    assert (h1["x-semcache"], h2["x-semcache"], h3["x-semcache"]) == ("miss", "miss", "hit")
+    assert upstream_calls(mock) == 2
+    stats = httpx2.get(url + "/semcache/stats", headers={"Authorization": f"Bearer {ADMIN}"}).json()
+    assert not any("sk-alice" in tenant or "sk-bob" in tenant for tenant in stats["by_tenant"])
+
+
+def test_shared_cache_is_one_tenant(sidecar, mock):
+    url = sidecar(shared_cache=True)
+    chat(client(url, "sk-alice"), "what is the weather in rome")
+    h, _ = chat(client(url, "sk-bob"), "what is the weather in rome")
+    assert h["x-semcache"] == "hit"
+    assert upstream_calls(mock) == 1
+
+
+@hsettings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(keys=st.lists(st.sampled_from(["sk-a", "sk-b", "sk-c", "sk-d"]), min_size=1, max_size=6))
+def test_each_tenant_pays_for_its_own_first_answer(sidecar, mock, keys):
+    httpx2.post(mock + "/mock/reset")
+    url = sidecar()
+    for key in keys:
+        chat(client(url, key), "a question asked by many tenants")
+    assert upstream_calls(mock) == len(set(keys))
+
+
+def test_sidecar_key_is_used_when_pass_through_is_off(tmp_path, embedder):
+    with running_server(create_mock(api_key="sk-upstream")) as upstream:
+        settings = Settings(cache_dir=str(tmp_path / "c"), upstream_base_url=upstream + "/v1", pass_through_key=False)
+        with SemanticCache(settings.cache_dir, embedder=embedder, policy=POLICY) as cache:
+            app = create_app(settings, cache=cache, environ={"OPENAI_API_KEY": "sk-upstream"})
+            with running_server(app) as url:
+                h, _ = chat(client(url, "sk-caller-only"), "hi")
+                assert h["x-semcache"] == "miss"
+        settings = settings.replace(pass_through_key=True, cache_dir=str(tmp_path / "d"))
+        with SemanticCache(settings.cache_dir, embedder=embedder, policy=POLICY) as cache:
+            with running_server(create_app(settings, cache=cache, environ={})) as url:
+                with pytest.raises(openai.AuthenticationError):
+                    chat(client(url, "sk-wrong"), "hi")
+
+
+# -- streaming -------------------------------------------------------------------------------
+
+def collect(stream) -> tuple[str, list]:
+    text, usage = [], []
+    for chunk in stream:
+        if chunk.usage is not None:
+            usage.append(chunk.usage.total_tokens)
+        for choice in chunk.choices:
+            text.append(choice.delta.content or "")
+    return "".join(text), usage
+
+
+def test_streamed_miss_is_passed_through_stored_and_replayed(sidecar, mock):
+    c = client(sidecar())
+    _, plain = chat(c, "a plain answer first", extra_headers={"Cache-Control": "no-store"})
+    raw = c.chat.completions.with_raw_response.create(model=MODEL, messages=ask("a plain answer first"), stream=True)
+    assert raw.headers["x-semcache"] == "miss"
+    text, usage = collect(raw.parse())
+    assert text == plain.choices[0].message.content and usage == []  # usage only when asked
+    raw = c.chat.completions.with_raw_response.create(model=MODEL, messages=ask("a plain answer first"), stream=True,
+                                                      stream_options={"include_usage": True})
+    assert raw.headers["x-semcache"] == "hit"
+    text, usage = collect(raw.parse())
+    assert text == plain.choices[0].message.content and len(usage) == 1 and usage[0] > 0
+    h, stored = chat(c, "a plain answer first")
+    assert h["x-semcache"] == "hit" and stored.usage.completion_tokens > 0
+    assert upstream_calls(mock) == 2
+
+
+def test_streamed_tool_calls_are_assembled(sidecar):
+    c = client(sidecar())
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer"}}}}}]
+    stream = c.chat.completions.create(model=MODEL, messages=ask("call get_weather for Oslo"), tools=tools, stream=True)
+    arguments = "".join(tc.function.arguments or "" for chunk in stream for ch in chunk.choices for tc in ch.delta.tool_calls or [])
+    h, hit = chat(c, "call get_weather for Oslo", tools=tools)
+    assert h["x-semcache"] == "hit"
+    call = hit.choices[0].message.tool_calls[0]
+    assert call.function.name == "get_weather" and json.loads(call.function.arguments) == json.loads(arguments)
+    assert hit.choices[0].finish_reason == "tool_calls"
+
+
+def test_async_client_streams_hits_and_misses(sidecar):
+    url = sidecar()
+
+    async def run():
+        c = openai.AsyncOpenAI(base_url=url + "/v1", api_key="sk-async", max_retries=0)
+        texts = []
+        for _ in range(2):
+            stream = await c.chat.completions.create(model=MODEL, messages=ask("stream to me"), stream=True)
+            texts.append("".join([ch.choices[0].delta.content or "" async for ch in stream if ch.choices]))
+        answer = await c.chat.completions.create(model=MODEL, messages=ask("stream to me"))
+        await c.close()
+        return texts, answer.choices[0].message.content
+
+    texts, content = asyncio.run(run())
+    assert texts[0] == texts[1] == content and content
+
+
+# -- the other routes ------------------------------------------------------------------------
+
+def test_completions_route(sidecar, mock):
+    c = client(sidecar())
+    answers = []
+    for _ in range(2):
+        raw = c.completions.with_raw_response.create(model="gpt-3.5-turbo-instruct", prompt="say hi")
+        answers.append((raw.headers["x-semcache"], raw.parse().choices[0].text))
+    stream = c.completions.create(model="gpt-3.5-turbo-instruct", prompt="say hi", stream=True)
+    streamed = "".join(chunk.choices[0].text for chunk in stream if chunk.choices)
+    assert [s for s, _ in answers] == ["miss", "hit"] and answers[0][1] == answers[1][1] == streamed
+    assert upstream_calls(mock, "/v1/completions") == 1
+
+
+def test_responses_route_streams_and_replays(sidecar, mock):
+    c = client(sidecar())
+    texts = []
+    for _ in range(2):
+        with c.responses.stream(model=MODEL, input="hello from the responses api") as stream:
+            for _event in stream:
+                pass
+            texts.append(stream.get_final_response().output_text)
+    assert texts[0] == texts[1] and texts[0]
+    assert upstream_calls(mock, "/v1/responses") == 1
+
+
+def test_embeddings_cached_exactly(sidecar, mock):
+    c = client(sidecar())
+    raws = [c.embeddings.with_raw_response.create(model="text-embedding-3-small", input=text, encoding_format="float")
+            for text in ("a cat", "a cat", "a cat!")]
+    assert [r.headers["x-semcache"] for r in raws] == ["miss", "hit", "miss"]
+    assert raws[0].parse().data[0].embedding == raws[1].parse().data[0].embedding
+    assert upstream_calls(mock, "/v1/embeddings") == 2
+
+
+def test_models_pass_through(sidecar):
+    c = client(sidecar())
+    assert "gpt-4o-mini" in [m.id for m in c.models.list()]
+    with pytest.raises(openai.NotFoundError):
+        c.models.retrieve("no-such-model")
+
+
+# -- admin, stats, metrics, health -----------------------------------------------------------
+
+def test_stats_metrics_and_health(sidecar):
+    url = sidecar()
+    chat(client(url), "count me")
+    chat(client(url), "count me")
+    public = httpx2.get(url + "/semcache/stats").json()
+    assert public["total"]["requests"] == 2 and public["total"]["exact_hits"] == 1 and "by_tenant" not in public
+    admin = httpx2.get(url + "/semcache/stats", headers={"Authorization": f"Bearer {ADMIN}"}).json()
+    assert len(admin["by_tenant"]) == 1
+    metrics = httpx2.get(url + "/metrics").text
+    assert "semcache_requests_total 2.0" in metrics and "semcache_entries 1.0" in metrics
+    assert httpx2.get(url + "/healthz").json() == {"status": "ok"}
+    assert httpx2.get(url + "/readyz").status_code == 200
+
+
+def test_admin_routes_need_the_token(sidecar):
+    url = sidecar()
+    h, _ = chat(client(url), "delete me")
+    entry = h["x-semcache-entry-id"]
+    assert httpx2.delete(url + f"/semcache/entries?id={entry}").status_code == 401
+    assert httpx2.delete(url + f"/semcache/entries?id={entry}", headers={"Authorization": "Bearer nope"}).status_code == 401
+    auth = {"Authorization": f"Bearer {ADMIN}"}
+    assert httpx2.delete(url + "/semcache/entries?id=x", headers=auth).json()["error"]["param"] == "id"
+    assert httpx2.delete(url + f"/semcache/entries?id={entry}", headers=auth).json() == {"deleted": 1}
+    h, _ = chat(client(url), "delete me")
+    assert h["x-semcache"] == "miss"
+    chat(client(url), "and me")
+    assert httpx2.delete(url + "/semcache/entries?all=true", headers=auth).json() == {"deleted": 2}
+    closed = sidecar(environ={})
+    assert httpx2.delete(closed + "/semcache/entries?all=true", headers=auth).status_code == 403
+
+
+def test_feedback_stops_a_wrong_semantic_hit(sidecar):
+    url = sidecar()
+    h, _ = chat(client(url), "how tall is the eiffel tower")
+    h, _ = chat(client(url), "How tall is the Eiffel tower?")
+    assert h["x-semcache-match"] == "semantic"
+    body = {"id": int(h["x-semcache-entry-id"]), "correct": False, "query": "How tall is the Eiffel tower?"}
+    auth = {"Authorization": f"Bearer {ADMIN}"}
+    assert httpx2.post(url + "/semcache/feedback", json=body).status_code == 401
+    assert httpx2.post(url + "/semcache/feedback", json={**body, "correct": "no"}, headers=auth).json()["error"]["param"] == "correct"
+    assert httpx2.post(url + "/semcache/feedback", json=body, headers=auth).json() == {"marked": True}
+    h, _ = chat(client(url), "How tall is the Eiffel tower?")
+    assert h["x-semcache"] == "miss"
+
+
+# -- errors ----------------------------------------------------------------------------------
+
+def test_malformed_requests_name_the_field(sidecar):
+    url = sidecar()
+    post = lambda body, **kw: httpx2.post(url + "/v1/chat/completions", content=body, **kw)  # noqa: E731
+    assert post(b"{not json").json()["error"]["param"] == "body"
+    missing = post(json.dumps({"model": MODEL}).encode())
+    assert missing.status_code == 400 and missing.json()["error"]["param"] == "messages"
+    assert post(json.dumps({"messages": ask("hi")}).encode()).json()["error"]["param"] == "model"
+    bad = post(json.dumps({"model": MODEL, "messages": [{"role": "system", "content": "no user"}]}).encode())
+    assert bad.status_code == 400 and set(bad.json()["error"]) == {"message", "type", "param", "code"}
+    assert httpx2.get(url + "/v1/nowhere").status_code == 404
+
+
+def test_oversized_body_is_413(sidecar):
+    url = sidecar(max_body_bytes=2000)
+    body = json.dumps({"model": MODEL, "messages": ask("x" * 5000)}).encode()
+    answer = httpx2.post(url + "/v1/chat/completions", content=body)
+    assert answer.status_code == 413 and answer.json()["error"]["code"] == "request_too_large"
+
+
+def test_upstream_unreachable_is_502(sidecar):
+    c = client(sidecar(upstream_base_url="http://127.0.0.1:9/v1", max_attempts=1))
+    with pytest.raises(openai.APIStatusError) as info:
+        chat(c, "anyone there?")
+    assert info.value.status_code == 502
+
+
+def test_upstream_errors_map_to_openai_statuses(sidecar):
+    errors = iter([RateLimited("slow down", retry_after=2.5), QuotaExhausted("no money", status_code=429, code="insufficient_quota")])
+
+    def handler(request, kind):
+        raise next(errors)
+
+    c = client(sidecar(upstream=FunctionUpstream(handler), rpm=60))
+    with pytest.raises(openai.RateLimitError) as limited:
+        chat(c, "one")
+    headers = limited.value.response.headers
+    assert headers["retry-after"] == "3" and headers["x-ratelimit-limit-requests"] == "60"
+    with pytest.raises(openai.RateLimitError) as quota:
+        chat(c, "two")
+    assert quota.value.code == "insufficient_quota"
+
+
+def test_stale_answer_when_upstream_fails(sidecar, clock):
+    state = {"fail": False}
+
+    def handler(request, kind):
+        if state["fail"]:
+            raise QuotaExhausted("no money", code="insufficient_quota")
+        return {"id": "c1", "object": "chat.completion", "created": 1, "model": MODEL,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": "stored"}, "finish_reason": "stop"}]}
+
+    c = client(sidecar(upstream=FunctionUpstream(handler)))
+    chat(c, "the capital of peru")
+    clock.advance(7 * 86_400 + 60)  # expired, still within the stale bound
+    state["fail"] = True
+    h, answer = chat(c, "the capital of peru")
+    assert h["x-semcache"] == "stale" and answer.choices[0].message.content == "stored"
+    with pytest.raises(openai.RateLimitError):
+        chat(c, "a question never answered")
+
+
+# -- concurrency -----------------------------------------------------------------------------
+
+def test_concurrent_identical_requests_make_one_upstream_call_each(sidecar, mock):
+    url = sidecar()
+    prompts = [f"question number {word} about the weather" for word in
+               ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet",
+                "kilo", "lima", "mike", "november", "oscar", "papa", "quebec", "romeo", "sierra", "tango")]
+
+    async def run():
+        c = openai.AsyncOpenAI(base_url=url + "/v1", api_key="sk-load", max_retries=0)
+        answers = await asyncio.gather(*(c.chat.completions.create(model=MODEL, messages=ask(prompts[i % 20]))
+                                         for i in range(200)))
+        await c.close()
+        return answers
+
+    answers = asyncio.run(run())
+    by_prompt = {}
+    for i, answer in enumerate(answers):
+        by_prompt.setdefault(prompts[i % 20], set()).add(answer.choices[0].message.content)
+    assert all(len(contents) == 1 for contents in by_prompt.values())
+    assert upstream_calls(mock) == 20
+
+
+# -- the real model --------------------------------------------------------------------------
+
+@pytest.mark.model
+def test_real_model_paraphrase_hit(tmp_path, mock):
+    settings = Settings(cache_dir=str(tmp_path / "real"), upstream_base_url=mock + "/v1", threshold=0.8)
+    from semcache.batching import BatchingEmbedder
+    from semcache.embed import SentenceTransformerEmbedder
+
+    with SemanticCache(settings.cache_dir, embedder=BatchingEmbedder(SentenceTransformerEmbedder()), policy=MatchPolicy.cosine(0.8)) as cache:
+        with running_server(create_app(settings, cache=cache, environ={})) as url:
+            c = client(url)
+            chat(c, "How do I reset my password?")
+            h, _ = chat(c, "How can I reset my password?")
+    assert h["x-semcache"] == "hit" and float(h["x-semcache-similarity"]) >= 0.8

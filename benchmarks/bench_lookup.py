@@ -235,10 +235,12 @@ def bench_index(n: int, *, nprobes: Sequence[int], queries: int, seed: int, k: i
     with faiss_threads(1):
         result["flat_1_thread"], _ = _search_timer(flat, probes, k)
     del flat
-    start = time.perf_counter()
+    gc.collect()
+    rss_before, start = rss_bytes(), time.perf_counter()
     ivf = FaissIndex(DIM, approximate_threshold=0)  # trains exactly as the engine does past its threshold
     ivf.add(ids, vectors)
     result["ivf_build_s"] = round(time.perf_counter() - start, 3)
+    result["ivf_rss_growth_bytes_per_vector"] = round((rss_bytes() - rss_before) / n, 1)
     result["ivf_nlist"] = int(ivf._index.nlist)
     result["ivf"] = {}
     for nprobe in nprobes:
@@ -355,6 +357,10 @@ def plot(results: dict, out: Path) -> list[str]:
     return [str(p) for p in paths]
 
 
+def _progress(what: str, started: float) -> None:
+    print(f"[{time.perf_counter() - started:6.1f}s] {what}", file=sys.stderr, flush=True)
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
     """Run the benchmark, write ``lookup.json`` and the plots to ``--out``, return the results."""
     args = parse_args(argv)
@@ -372,11 +378,17 @@ def main(argv: Sequence[str] | None = None) -> dict:
     }
     policy, policy_note = default_policy()
     results["parameters"]["policy"] = {"repr": repr(policy), "note": policy_note}
-    results["cache"] = [bench_cache(n, policy=policy, inserts=args.inserts, lookups=args.lookups, seed=args.seed) for n in args.sizes]
-    results["index"] = [bench_index(n, nprobes=args.nprobes, queries=min(args.lookups, 300), seed=args.seed)
-                        for n in args.index_sizes]
+    results["cache"], results["index"] = [], []
+    for n in args.sizes:
+        _progress(f"cache with {n} entries", started)
+        results["cache"].append(bench_cache(n, policy=policy, inserts=args.inserts, lookups=args.lookups, seed=args.seed))
+    for n in args.index_sizes:
+        _progress(f"flat vs IVF at {n} vectors", started)
+        results["index"].append(bench_index(n, nprobes=args.nprobes, queries=min(args.lookups, 300), seed=args.seed))
     results["recommendation"] = recommend(results["index"], args.nprobes, budget_ms=TARGETS["semantic_p50_ms_at_100k"] / 2)
     results["policy_decide"] = bench_policy(policy, args.lookups, args.seed)
+    if not args.no_model:
+        _progress("embedding model", started)
     results["embedding"] = None if args.no_model else bench_model(queries=200, batches=20)
     results["machine"]["loadavg_at_end"] = machine_info().get("loadavg_1_5_15")
     results["duration_s"] = round(time.perf_counter() - started, 1)

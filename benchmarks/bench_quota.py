@@ -6,8 +6,9 @@ uvicorn on loopback in this process, resetting the mock's buckets and stats betw
 
   raw_sdk     ``openai.OpenAI`` as shipped (default ``max_retries=2``), sent as fast as it allows;
   paced       ``OpenAIUpstream(rpm=, tpm=)`` without a cache: every request goes upstream;
-  semcache    ``SemanticCache`` (packaged model, default match policy, temporary directory) with
-              that paced client as its upstream, through ``cache.complete(request)``.
+  semcache    ``SemanticCache`` (packaged model, ``--policy``, temporary directory) with that
+              paced client as its upstream, through ``cache.complete(request)``; its wall time
+              in the targets includes loading the model.
 
 All three send from the same ``--concurrency`` threads (default 8: a small app server's worth
 of workers, enough to make the raw SDK meet the limit as real apps do). The mock and the paced
@@ -15,13 +16,15 @@ clients use the same RPM/TPM. The issue states 60 RPM; at 60 RPM the paced mode 
 ~17 minutes for 1,000 requests, so the default is 600 RPM with TPM scaled by the same factor
 (40,000 -> 400,000): every limit and the request stream keep their proportions, only the clock
 runs 10x faster. ``--rpm 60 --tpm 40000`` runs the issue's literal numbers (~20 minutes).
+Each request reserves ~290 tokens (prompt + the default 256 max_tokens) at admission, so at
+these numbers RPM binds first and TPM does not (600 x 290 < 400,000).
 
 Caller-side numbers come from what each call returned or raised; upstream numbers come from
 the mock (``GET /mock/stats``, and a log of every answer's status and time for the plot).
 Wrong hits: every entry the cache stores is tagged with the intent of the request that created
 it; a hit whose entry's intent differs from the request's intent is a wrong answer.
 
-    python -m benchmarks.bench_quota                # ~3 minutes on 2 cores
+    python -m benchmarks.bench_quota                # ~2 minutes on 2 cores
     python -m benchmarks.bench_quota --smoke --out /tmp/q   # a few seconds after the model loads
 """
 
@@ -39,9 +42,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from benchmarks.common import machine_info, write_json
+import httpx2
+import openai
 
-__all__ = ["DEFAULTS", "SMOKE", "main", "run"]
+from benchmarks.common import machine_info, write_json
+from semcache import SemanticCache
+from semcache.errors import RateLimited
+from semcache.match import DEFAULT_CHECKS, MatchPolicy
+from semcache.serving import running_server
+from semcache.stats import Stats
+from semcache.upstream import Endpoint, OpenAIUpstream
+from semcache.upstream.mock import create_app
+from semcache.workload import INTENTS, generate
+
+__all__ = ["DEFAULTS", "MODES", "SMOKE", "main", "run"]
 
 RESULTS = Path(__file__).parent / "results"
 MODES = ("raw_sdk", "paced", "semcache")
@@ -142,9 +156,7 @@ def _mock_stats(http, url: str) -> dict:
     return http.get(url + "/mock/stats").json()
 
 
-def _run_raw_sdk(url: str, workload, args, http) -> dict:
-    import openai
-
+def _run_raw_sdk(url: str, workload, args) -> dict:
     with openai.OpenAI(base_url=url + "/v1", api_key=API_KEY) as client:
         max_retries = client.max_retries
         outcomes, start, wall = drive(workload, lambda r: client.chat.completions.create(**r.body), args.concurrency,
@@ -154,24 +166,14 @@ def _run_raw_sdk(url: str, workload, args, http) -> dict:
 
 
 def _paced_upstream(url: str, args, stats):
-    from semcache.upstream import Endpoint, OpenAIUpstream
-
     return OpenAIUpstream(Endpoint(url + "/v1", API_KEY, name="mock"), rpm=args.rpm, tpm=args.tpm, stats=stats)
 
 
-def _is_semcache_429(exc: BaseException) -> bool:
-    from semcache.errors import RateLimited
-
-    return isinstance(exc, RateLimited)
-
-
-def _run_paced(url: str, workload, args, http) -> dict:
-    from semcache.stats import Stats
-
+def _run_paced(url: str, workload, args) -> dict:
     stats = Stats()
     with _paced_upstream(url, args, stats) as upstream:
         outcomes, start, wall = drive(workload, lambda r: upstream.call(r.body), args.concurrency,
-                                      is_rate_limited=_is_semcache_429)
+                                      is_rate_limited=lambda exc: isinstance(exc, RateLimited))
     return {"start": start, "outcomes": outcomes, "wall": wall, "extra": {"client_stats": _client_stats(stats.snapshot())}}
 
 
@@ -184,8 +186,6 @@ def _client_stats(snapshot: dict) -> dict:
 
 def match_policy(spec: str):
     """Return the policy named by ``--policy``: "default", "cosine" (its threshold, every check) or a file."""
-    from semcache.match import DEFAULT_CHECKS, MatchPolicy
-
     if spec == "default":
         return MatchPolicy()
     if spec == "cosine":
@@ -193,16 +193,14 @@ def match_policy(spec: str):
     return MatchPolicy.load(spec)
 
 
-def _run_semcache(url: str, workload, args, http, directory: str, policy) -> dict:
-    from semcache import SemanticCache
-
+def _run_semcache(url: str, workload, args, directory: str, policy) -> dict:
     loading = time.monotonic()
     cache = SemanticCache(directory, policy=policy)
     setup_s = time.monotonic() - loading
     cache.upstream = _paced_upstream(url, args, cache.stats_recorder)
     try:
         outcomes, start, wall = drive(workload, lambda r: cache.complete(r.body), args.concurrency,
-                                      is_rate_limited=_is_semcache_429)
+                                      is_rate_limited=lambda exc: isinstance(exc, RateLimited))
         cache.flush()
         stats = cache.stats()["total"]
         entry_text = {entry.id: entry.query_text for entry in cache.entries()}
@@ -213,7 +211,7 @@ def _run_semcache(url: str, workload, args, http, directory: str, policy) -> dic
                                             "requests_saved", "prompt_tokens_saved", "completion_tokens_saved",
                                             "cost_saved_usd", "stale_serves", "lookup_errors")}
     return {"start": start, "outcomes": outcomes, "wall": wall,
-            "extra": {"setup_s": round(setup_s, 2), "policy": cache.policy.to_dict(), "cache": saved, "client_stats": _client_stats({"total": stats}),
+            "extra": {"setup_s": round(setup_s, 2), "wall_including_setup_s": round(wall + setup_s, 3), "policy": cache.policy.to_dict(), "cache": saved, "client_stats": _client_stats({"total": stats}),
                       "quality": wrong_hits(workload, outcomes, entry_text)}}
 
 
@@ -257,8 +255,10 @@ def targets(modes: dict) -> dict:
         "semcache_upstream_calls_le_half_of_paced": {
             "measured": round(attempts / b["upstream"]["attempts"], 4) if b["upstream"]["attempts"] else None,
             "required": "<= 0.5", "passed": attempts <= 0.5 * b["upstream"]["attempts"]},
-        "semcache_wall_le_half_of_paced": {"measured": round(c["wall_s"] / b["wall_s"], 4), "required": "<= 0.5",
-                                           "passed": c["wall_s"] <= 0.5 * b["wall_s"]},
+        # Conservative: the cache's wall time here includes loading the embedding model.
+        "semcache_wall_le_half_of_paced": {"measured": round(c["wall_including_setup_s"] / b["wall_s"], 4),
+                                           "required": "<= 0.5 (semcache wall includes model load)",
+                                           "passed": c["wall_including_setup_s"] <= 0.5 * b["wall_s"]},
     }
 
 
@@ -278,7 +278,8 @@ def plot(path: Path, modes: dict, title: str) -> Path:
                                       (bottom, "caller_429_s", "--", f"{name}: 429 reaching the caller")):
             times = sorted(line[key])
             if times or key != "caller_429_s":  # a flat line at 0 says "no 429s" too
-                ax.step([0.0, *times], range(len(times) + 1), style, where="post", color=colors[name], label=label)
+                ax.step([0.0, *times, mode["wall_s"]], [*range(len(times) + 1), len(times)], style, where="post",
+                        color=colors[name], label=label)
     top.set_ylabel("cumulative successes (caller)")
     bottom.set_ylabel("cumulative 429s")
     bottom.set_xlabel("seconds since the mode started")
@@ -295,20 +296,14 @@ def plot(path: Path, modes: dict, title: str) -> Path:
 
 def run(args: argparse.Namespace, command: str) -> dict:
     """Run the three modes once each and return the report (also written to ``args.out``)."""
-    import httpx2
-
-    from semcache.serving import running_server
-    from semcache.upstream.mock import create_app
-    from semcache.workload import INTENTS, generate
-
     workload = generate(args.requests, seed=args.seed)
     policy = match_policy(args.policy)  # before the run: a bad --policy must not cost two modes' time
     log = StatusLog(create_app(rpm=args.rpm, tpm=args.tpm, latency_ms=args.latency_ms, seed=args.seed))
     modes: dict[str, dict] = {}
     with running_server(log) as url, httpx2.Client() as http, tempfile.TemporaryDirectory(prefix="bench-quota-") as directory:
-        runners = {"raw_sdk": lambda: _run_raw_sdk(url, workload, args, http),
-                   "paced": lambda: _run_paced(url, workload, args, http),
-                   "semcache": lambda: _run_semcache(url, workload, args, http, directory, policy)}
+        runners = {"raw_sdk": lambda: _run_raw_sdk(url, workload, args),
+                   "paced": lambda: _run_paced(url, workload, args),
+                   "semcache": lambda: _run_semcache(url, workload, args, directory, policy)}
         for name in MODES:
             http.post(url + "/mock/reset").raise_for_status()
             log.clear()

@@ -26,7 +26,9 @@ from semcache.match import DEFAULT_CHECKS, MatchPolicy
 from semcache.verifier import FEATURES, Verifier
 
 ROOT = Path(__file__).resolve().parent.parent
-TARGET_PRECISION = 0.95
+# QQP's labels cap precision near 0.90 even for near-identical pairs (held-out cosine >= 0.97
+# is only ~0.88 precise), so 0.95 is unreachable; 0.85 is the precision-first point we ship.
+TARGET_PRECISION = 0.85
 
 
 def load_embedder():
@@ -116,7 +118,7 @@ def summarize(scores: np.ndarray, labels: np.ndarray, threshold: float | None = 
     pts = pr_points(scores, labels)
     ok = pts["precision"] >= TARGET_PRECISION
     out = {"roc_auc": roc_auc(scores, labels), "best_f1": f1, "best_f1_threshold": f1_t,
-           "recall_at_p95_oracle": float(pts["recall"][ok].max()) if ok.any() else 0.0}
+           "recall_at_target_oracle": float(pts["recall"][ok].max()) if ok.any() else 0.0}
     if threshold is not None:
         hit = scores >= threshold
         tp = int((hit & (labels == 1)).sum())
@@ -130,7 +132,7 @@ def oof_scores(x, y, variant, folds=5, seed=0) -> np.ndarray:
     parts = np.array_split(np.random.default_rng(seed).permutation(len(y)), folds)
     for k, part in enumerate(parts):
         train = np.concatenate([p for j, p in enumerate(parts) if j != k])
-        out[part] = fit_variant(x[train], y[train], variant, seed).score(x[part])
+        out[part] = fit_variant(x[train], y[train], variant, seed).score_rows(x[part])
     return out
 
 
@@ -138,7 +140,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", required=True, help="labelled pairs (.jsonl/.csv), e.g. qqp_dev.jsonl")
     parser.add_argument("--cache-dir", type=Path, default=Path("/tmp/semcache_match"))
-    parser.add_argument("--variant", default="auto", help="variant name to ship, or 'auto' (best held-out recall at P>=0.95)")
+    parser.add_argument("--variant", default="lr-embed", help="variant name to ship, or 'auto' (best held-out recall at the target precision)")
     parser.add_argument("--out", type=Path, default=ROOT / "semcache/data/verifier.json")
     parser.add_argument("--report", type=Path, default=ROOT / "benchmarks/results/match_train.json")
     parser.add_argument("--seed", type=int, default=0)
@@ -151,24 +153,27 @@ def main(argv=None) -> None:
     scalar = MatchPolicy.cosine().pair_features(data["texts_a"], data["texts_b"], data["sims"])
     print(f"features: {len(y)} pairs in {time.perf_counter() - started:.1f}s")
     veto = scalar[:, [FEATURES.index(f"fail_{n}") for n in DEFAULT_CHECKS]].any(axis=1)
-    report = {"pairs": int(len(y)), "fit_pairs": int(len(fit)), "held_out_pairs": int(len(held)),
+    flags = {name: scalar[:, FEATURES.index(f"fail_{name}")].astype(bool) for name in DEFAULT_CHECKS} | {"any": veto}
+    check_rates = {name: {"fails_on_duplicates": float(f[y == 1].mean()), "fails_on_non_duplicates": float(f[y == 0].mean())}
+                   for name, f in flags.items()}
+    report = {"pairs": int(len(y)), "fit_pairs": int(len(fit)), "held_out_pairs": int(len(held)), "check_fail_rates_all_pairs": check_rates,
               "cosine_held_out": summarize(data["sims"][held], y[held]), "variants": {}}
     fitted = {}
     for variant in VARIANTS:
         x = design(scalar, data["va"], data["vb"], variant["embedding"])
         model = fit_variant(x[fit], y[fit], variant, args.seed)
-        raw = model.score(x[held])
+        raw = model.score_rows(x[held])
         vetoed = np.where(veto[held], 0.0, raw)
         fitted[variant["name"]] = (variant, model, x)
         report["variants"][variant["name"]] = {"raw": summarize(raw, y[held]), "with_checks": summarize(vetoed, y[held])}
         print(variant["name"], json.dumps(report["variants"][variant["name"]]))
     name = args.variant if args.variant != "auto" else max(
-        report["variants"], key=lambda n: report["variants"][n]["with_checks"]["recall_at_p95_oracle"])
+        report["variants"], key=lambda n: report["variants"][n]["with_checks"]["recall_at_target_oracle"])
     variant, model, x = fitted[name]
     oof = np.where(veto[fit], 0.0, oof_scores(x[fit], y[fit], variant, seed=args.seed))
     threshold = round(threshold_for_precision(oof, y[fit], TARGET_PRECISION, min_accepted=50), 4)
     report.update(shipped=name, threshold=threshold, target_precision=TARGET_PRECISION,
-                  held_out_at_threshold=summarize(np.where(veto[held], 0.0, model.score(x[held])), y[held], threshold))
+                  held_out_at_threshold=summarize(np.where(veto[held], 0.0, model.score_rows(x[held])), y[held], threshold))
     print("shipped", name, "threshold", threshold, json.dumps(report["held_out_at_threshold"]))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(model.to_dict(), separators=(",", ":")) + "\n")

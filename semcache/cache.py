@@ -269,7 +269,7 @@ class SemanticCache:
         t, m = key.tenant, key.model
         incr("requests", tenant=t, model=m)
         if hit is None:
-            incr("misses" if key.semantic else "bypasses", tenant=t, model=m)
+            incr("misses", tenant=t, model=m)
             return
         incr("exact_hits" if hit.kind == "exact" else "semantic_hits", tenant=t, model=m)
         self._count_saved(hit, key)
@@ -489,37 +489,33 @@ class SemanticCache:
 
     def complete(self, request: Mapping[str, Any] | str, call: Callable[[Any], Any] | None = None, *, tenant: str | None = None,
                  kind: str = "chat", no_cache: bool = False, no_store: bool = False, threshold: float | None = None) -> Result:
-        """Answer a request from the cache, or by ``call(request)`` (default: the upstream) and store it."""
+        """Answer a request from the cache, or by ``call(request)`` (default: the upstream) and store it.
+
+        Concurrent misses of one exact key make one call, and it is stored before the followers
+        are answered, so no request arriving meanwhile calls upstream again.
+        """
         key = self.key(request, tenant=tenant, kind=kind)
-        stale = None
-        if not no_cache:
-            hit, stale = self._lookup(key, threshold)
-            self._count_lookup(key, hit)
-            if hit is not None:
-                return Result(hit.response, "hit", key, hit, hit.entry.id, hit.decision)
-        else:
-            self._stats.incr("requests", tenant=key.tenant, model=key.model)
-            self._stats.incr("bypasses", tenant=key.tenant, model=key.model)
+        hit, stale = self._begin(key, no_cache, threshold)
+        if hit is not None:
+            return Result(hit.response, "hit", key, hit, hit.entry.id, hit.decision)
         fetch = self._caller(call, key, kind)
+
+        def fetch_and_store() -> Result:
+            return self._stored(request, fetch(request), key, kind, no_store, no_cache)
+
         try:
-            response = self._flight().do(key.exact_key, lambda: fetch(request)) if not no_cache else fetch(request)
+            return self._flight().do((key.exact_key, no_store), fetch_and_store) if not no_cache else fetch_and_store()
         except UpstreamError as exc:
             return self._stale_or_raise(key, stale, exc)
-        return self._stored(request, response, key, kind, no_store, no_cache)
 
     async def acomplete(self, request: Mapping[str, Any] | str, call: Callable[[Any], Any] | None = None, *, tenant: str | None = None,
                         kind: str = "chat", no_cache: bool = False, no_store: bool = False, threshold: float | None = None) -> Result:
-        """Async ``complete``: lookups run in a worker thread; ``call`` may be a coroutine function."""
+        """Async ``complete``: lookups, stores and counter flushes run in worker threads, never on
+        the event loop; ``call`` may be a coroutine function."""
         key = self.key(request, tenant=tenant, kind=kind)
-        stale = None
-        if not no_cache:
-            hit, stale = await asyncio.to_thread(self._lookup, key, threshold)
-            self._count_lookup(key, hit)
-            if hit is not None:
-                return Result(hit.response, "hit", key, hit, hit.entry.id, hit.decision)
-        else:
-            self._stats.incr("requests", tenant=key.tenant, model=key.model)
-            self._stats.incr("bypasses", tenant=key.tenant, model=key.model)
+        hit, stale = await asyncio.to_thread(self._begin, key, no_cache, threshold)
+        if hit is not None:
+            return Result(hit.response, "hit", key, hit, hit.entry.id, hit.decision)
         if call is None:
             if self.upstream is None:
                 raise SemcacheError("no upstream configured: pass call= or build the cache with upstream=")
@@ -529,13 +525,25 @@ class SemanticCache:
             async def fetch(req):
                 value = call(req)
                 return await value if asyncio.iscoroutine(value) else value
+
+        async def fetch_and_store() -> Result:
+            response = await fetch(request)
+            return await asyncio.to_thread(self._stored, request, response, key, kind, no_store, no_cache)
+
         try:
-            response = await (self._flight().ado(key.exact_key, lambda: fetch(request)) if not no_cache else fetch(request))
+            return await (self._flight().ado((key.exact_key, no_store), fetch_and_store) if not no_cache else fetch_and_store())
         except UpstreamError as exc:
-            return self._stale_or_raise(key, stale, exc)
-        if no_store:
-            return Result(response, "bypass" if no_cache else "miss", key)
-        return await asyncio.to_thread(self._stored, request, response, key, kind, no_store, no_cache)
+            return await asyncio.to_thread(self._stale_or_raise, key, stale, exc)
+
+    def _begin(self, key: RequestKey, no_cache: bool, threshold: float | None) -> tuple[Hit | None, Hit | None]:
+        """Look up and count a request (or count it as bypassed); return (hit, stale fallback)."""
+        if no_cache:
+            self._stats.incr("requests", tenant=key.tenant, model=key.model)
+            self._stats.incr("bypasses", tenant=key.tenant, model=key.model)
+            return None, None
+        hit, stale = self._lookup(key, threshold)
+        self._count_lookup(key, hit)
+        return hit, stale
 
     def _caller(self, call, key: RequestKey, kind: str):
         if call is not None:
@@ -593,6 +601,9 @@ class SemanticCache:
             "model": self.embedder.model_id,
             "policy": self.policy.to_dict(),
         }
+        budget = getattr(self.upstream, "budget", None)
+        if budget is not None:
+            snapshot["budget"] = budget.state()
         return snapshot
 
 

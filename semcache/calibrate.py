@@ -235,7 +235,7 @@ def calibrate(
         folds = np.array_split(np.random.default_rng(seed).permutation(fit), 5)
         for k, fold in enumerate(folds):
             train = np.concatenate([f for j, f in enumerate(folds) if j != k])
-            oof[fold] = _refit(features[train], labels[train]).score(features[fold])
+            oof[fold] = _refit(features[train], labels[train]).score_rows(features[fold])
         policy = base.with_verifier(_refit(features[fit], labels[fit]))
         fit_scores = oof[fit]
     else:

@@ -6,7 +6,7 @@ returns a ``Check``. A check fails only on a *conflict* -- both sides state the 
 they disagree, or one side names a literal (quoted string, code identifier) that the other
 text lacks -- so a paraphrase that merely drops a detail passes. One-sided differences are
 reported by ``soft_flags`` and left to the learned score, because on QQP they separate
-duplicates from non-duplicates only weakly (see benchmarks/results/match_checks.json).
+duplicates from non-duplicates only weakly (see benchmarks/results/match_train.json).
 """
 
 from __future__ import annotations
@@ -314,19 +314,31 @@ def _content(facts: Facts) -> set[str]:
     return {w for w in facts.words if w not in _FUNCTION_WORDS and w not in _NEGATIONS and not w.endswith("n't")}
 
 
-def check_negation(a: Facts, b: Facts) -> Check:
-    """Fail when one text is negated, the other is not, and they otherwise say the same thing.
+def _negated_words(facts: Facts) -> set[str]:
+    """Return the first content word after each negation ("without sugar" -> "sugar")."""
+    out = set()
+    for i, w in enumerate(facts.words):
+        if w.endswith("n't") or w.replace("'", "") in _NEGATIONS:
+            out.update(next(([x] for x in facts.words[i + 1:i + 4] if x not in _FUNCTION_WORDS), []))
+    return out
 
-    "can I eat eggs" vs "can't I eat eggs"; "with sugar" vs "without sugar". When the
-    wording differs widely a stray "not" says little (QQP: 4% of duplicates differ in
-    negation), so the check needs half of the content words shared.
+
+def check_negation(a: Facts, b: Facts) -> Check:
+    """Fail when one text negates what the other asserts.
+
+    "can I eat eggs" vs "can't I eat eggs"; "with sugar" vs "without sugar". The word a
+    negation governs must appear in the other text, and half of the content words must be
+    shared: "find my phone without the police" vs "find my lost phone" *adds* a clause
+    rather than flipping one (QQP: 4% of duplicates differ in negation somewhere).
     """
     if a.negated == b.negated:
         return Check("negation", True)
+    negated, other = (a, b) if a.negated else (b, a)
     ca, cb = _content(a), _content(b)
-    if len(ca & cb) / max(len(ca | cb), 1) < NEGATION_OVERLAP:
+    flipped = _negated_words(negated) & _content(other)
+    if not flipped or len(ca & cb) / max(len(ca | cb), 1) < NEGATION_OVERLAP:
         return Check("negation", True, "negation differs, wording too")
-    return Check("negation", False, "negated" + (" query" if a.negated else " candidate") + " only")
+    return Check("negation", False, f"negated {sorted(flipped)} in " + ("query" if a.negated else "candidate") + " only")
 
 
 def _present(entity: str, facts: Facts) -> bool:

@@ -86,6 +86,8 @@ def clear(cache_dir: str | None, config: str | None, with_stats: bool) -> None:
     from .store import DiskStore
 
     settings = _settings(config, cache_dir=cache_dir)
+    if not os.path.isdir(settings.cache_dir):  # a mistyped path must not create an empty cache
+        raise SemcacheError(f"no cache directory at {settings.cache_dir!r}")
     store = DiskStore(settings.cache_dir)
     try:
         n = len(store)
@@ -157,6 +159,32 @@ def eval_stream_command(path, text_col, group_col, shuffle_seed, policy, thresho
                                       shuffle_seed=shuffle_seed)))
 
 
+@main.command()
+@click.option("--host", default=None, help="Address to listen on (default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port (default 8080).")
+@click.option("--upstream-base-url", default=None, help="The provider's base URL (default https://api.openai.com/v1).")
+@click.option("--upstream-api-key-env", default=None, help="Environment variable holding the sidecar's own provider key.")
+@cache_dir_option
+@config_option
+@policy_option
+@threshold_option
+@model_option
+@click.option("--rpm", type=int, default=None, help="Requests per minute to pace under.")
+@click.option("--tpm", type=int, default=None, help="Tokens per minute to pace under.")
+@click.option("--ttl", type=float, default=None, help="Seconds an entry stays fresh (0 = forever).")
+@click.option("--admin-token-env", default=None, help="Environment variable holding the admin token.")
+@click.option("--shared-cache/--no-shared-cache", default=None, help="One cache for every caller (default: one per API-key hash).")
+@click.option("--pass-through-key/--no-pass-through-key", default=None, help="Forward the caller's API key upstream.")
+@click.option("--allow-threshold-header/--no-allow-threshold-header", default=None, help="Honour x-semcache-threshold.")
+@click.option("--max-body-bytes", type=int, default=None, help="Larger request bodies get 413.")
+@click.option("--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"]))
+def serve(config, log_level, **flags) -> None:
+    """Run the OpenAI-compatible caching sidecar: point any client's base_url at it."""
+    from .server import serve as run
+
+    run(_settings(config, **flags), environ=os.environ, log_level=log_level)
+
+
 @main.command(name="mock-upstream")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8099, show_default=True)
@@ -176,6 +204,46 @@ def mock_upstream(host, port, rpm, tpm, latency_ms, faults, seed, slow_s, api_ke
         raise SemcacheError(f"environment variable {api_key_env} is not set")
     click.echo(f"mock upstream on http://{host}:{port}/v1 (rpm={rpm}, tpm={tpm}, faults={faults!r})", err=True)
     serve(host, port, rpm=rpm, tpm=tpm, latency_ms=latency_ms, faults=faults, seed=seed, slow_s=slow_s, api_key=api_key)
+
+
+@main.command()
+@click.option("--workload", required=True, type=click.Path(dir_okay=False),
+              help="JSONL: request bodies, {request, response, timestamp} wrappers, or plain prompt lines.")
+@click.option("--upstream", "upstream_kind", type=click.Choice(["mock", "real"]), default="mock", show_default=True,
+              help="Answers misses whose line logged no response. 'real' = the configured upstream: SPENDS REAL QUOTA.")
+@click.option("--rpm", type=int, default=None, help="Requests-per-minute limit to measure the relief against.")
+@click.option("--tpm", type=int, default=None, help="Tokens-per-minute limit to measure the relief against.")
+@policy_option
+@threshold_option
+@model_option
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a summary.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Also write the JSON report here.")
+@click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Write a PNG of upstream calls with vs without the cache.")
+@click.option("--near", type=click.IntRange(min=0), default=10, show_default=True,
+              help="Show this many lowest-scoring hits and highest-scoring misses.")
+def bench(workload, upstream_kind, rpm, tpm, policy, threshold, model, config, as_json, out, plot, near) -> None:
+    """What would semcache save? Replay logged traffic through a temporary cache.
+
+    Reports hit rate, requests/tokens/dollars saved, rate-limit relief at --rpm/--tpm and the
+    near-threshold pairs to check by eye. The cache is temporary; nothing is kept.
+    """
+    from .replay import bench_upstream, format_summary, parse_workload, plot_timeline, replay
+    from .upstream.pricing import Pricing
+
+    parsed = parse_workload(workload)  # refuse a bad file before loading the model
+    settings = _settings(config, rpm=rpm, tpm=tpm)
+    pricing = Pricing.from_file(settings.pricing) if settings.pricing else None
+    with bench_upstream(upstream_kind, settings, os.environ) as client:  # a missing key fails before the model loads
+        match_policy, embedder = _policy_and_embedder(config, policy, threshold, model)
+        report = replay(parsed, embedder=embedder, policy=match_policy, upstream=client, rpm=settings.rpm,
+                        tpm=settings.tpm, near=near, pricing=pricing)
+    if out:
+        with open(out, "w") as f:
+            json.dump(report, f, indent=2)
+    if plot:
+        plot_timeline(report, plot)
+    click.echo(json.dumps(report) if as_json else format_summary(report))
 
 
 if __name__ == "__main__":  # pragma: no cover

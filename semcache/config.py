@@ -87,6 +87,14 @@ class Settings:
             value = getattr(self, name)
             if value is not None and value < (0 if name == "port" else 1):
                 raise ConfigError(f"setting {name!r} must be positive, got {value!r}")
+        for name in ("ttl", "stale_ttl", "embed_cache_size", "budget_tokens_per_day", "budget_usd_per_day",
+                     "budget_tokens_per_month", "budget_usd_per_month"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ConfigError(f"setting {name!r} must be >= 0, got {value!r}")
+        for name in ("upstream_timeout", "deadline", "max_body_bytes"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"setting {name!r} must be positive, got {getattr(self, name)!r}")
 
     def replace(self, **changes: Any) -> "Settings":
         return dataclasses.replace(self, **changes)

@@ -4,7 +4,7 @@ Derived state: every index can be rebuilt from the store. Vectors are unit-norm,
 product is cosine similarity, and ``search`` returns cosines (higher is closer).
 
 A partition's index is exact (``IndexFlatIP``) while small and switches to an approximate
-inverted-file index (``IndexIVFFlat``, ``nlist = 4·sqrt(n)``) past ``approximate_threshold``
+inverted-file index (``IndexIVFFlat``, ``nlist = sqrt(n)``) past ``approximate_threshold``
 vectors, because a flat scan grows linearly: see benchmarks/results/lookup.json for where the
 cross-over lies on a 2-core CPU and the IVF recall there. IVF (not HNSW) because FAISS's HNSW
 cannot remove vectors and rebuilds slowly, while TTL and eviction remove vectors constantly.
@@ -13,6 +13,7 @@ cannot remove vectors and rebuilds slowly, while TTL and eviction remove vectors
 from __future__ import annotations
 
 import math
+import os
 import threading
 from typing import Iterable, Protocol
 
@@ -24,6 +25,14 @@ __all__ = ["FaissIndex", "PartitionedIndex", "VectorIndex"]
 # Measured in benchmarks/results/lookup.json: past ~10k vectors a flat scan exceeds half the 1 ms
 # semantic-lookup budget on a 2-core CPU, while the IVF still finds the near duplicate (recall@1).
 APPROXIMATE_THRESHOLD = 10_000
+# Training on a sample keeps a rebuild near-linear: k-means on every vector grew as n^1.5
+# (59 s at 100k); FAISS needs >= 39 points a centroid and gains little past ~64.
+TRAIN_POINTS_PER_LIST = 64
+
+# Lookups search one vector at a time, where OpenMP's thread start-up costs more than the scan:
+# on 2 cores a 1k flat search took 19.9 ms with 2 threads and 0.034 ms with 1, and adding one
+# vector to an IVF 12 ms vs 0.018 ms (benchmarks/bench_lookup.py). Only training uses every core.
+faiss.omp_set_num_threads(1)
 
 
 class VectorIndex(Protocol):
@@ -90,12 +99,20 @@ class FaissIndex:
 
     def _retrain(self) -> None:
         ids, vectors = self._all()
-        nlist = max(1, int(4 * math.sqrt(len(ids))))
+        nlist = max(1, int(math.sqrt(len(ids))))
         quantizer = faiss.IndexFlatIP(self.dim)
         ivf = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
-        ivf.train(vectors)
-        ivf.set_direct_map_type(faiss.DirectMap.Hashtable)  # O(1) removals by id
-        ivf.add_with_ids(vectors, ids)
+        sample = vectors
+        if len(vectors) > TRAIN_POINTS_PER_LIST * nlist:
+            rng = np.random.default_rng(len(vectors))
+            sample = vectors[rng.choice(len(vectors), TRAIN_POINTS_PER_LIST * nlist, replace=False)]
+        faiss.omp_set_num_threads(os.cpu_count() or 1)
+        try:
+            ivf.train(sample)
+            ivf.set_direct_map_type(faiss.DirectMap.Hashtable)  # O(1) removals by id
+            ivf.add_with_ids(vectors, ids)
+        finally:
+            faiss.omp_set_num_threads(1)
         ivf.nprobe = self.nprobe
         # The Python wrapper keeps the quantizer alive (and frees it); own_fields=True here would
         # free it twice and segfault at garbage collection.

@@ -27,7 +27,7 @@ _IGNORED = frozenset({
     "safety_identifier", "timeout", "extra_headers", "extra_query", "parallel_tool_calls_hint",
 })
 _MAX_TOKENS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
-_KINDS = ("chat", "completions", "responses")
+_KINDS = ("chat", "completions", "responses", "embeddings")
 _SPACE = re.compile(r"\s+")
 
 
@@ -116,6 +116,15 @@ def normalize(request: Mapping[str, Any] | str, *, tenant: str = "", kind: str =
         raise RequestError(f"request must be an object or a prompt string, got {type(request).__name__}", field="request")
 
     params = {k: v for k, v in request.items() if k not in _IGNORED}
+    if kind == "embeddings":
+        # Vectors are exact-only: two texts that are merely similar must never share vectors.
+        if params.get("input") in (None, "", []):
+            raise RequestError("embeddings request needs a non-empty 'input'", field="input")
+        query = json.dumps(params.pop("input"), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        model = params.get("model") or ""
+        partition = _digest({"tenant": tenant, "kind": kind, "params": params})
+        return RequestKey(partition, query, _digest({"partition": partition, "query": query}), tenant, str(model),
+                          False, "embeddings are cached exactly")
     if "messages" in params:
         query, context = _split_messages(params.pop("messages"), "messages")
     elif "prompt" in params:

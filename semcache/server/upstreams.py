@@ -11,6 +11,8 @@ import threading
 from collections import OrderedDict
 from typing import Any, Mapping
 
+import httpx2
+
 from ..config import Settings
 from ..errors import AuthenticationFailed
 from ..keys import tenant_from_api_key
@@ -24,13 +26,13 @@ __all__ = ["UpstreamPool", "build_upstream"]
 
 
 def build_upstream(settings: Settings, api_key: str, *, stats: Stats | None = None, pricing: Pricing | None = None,
-                   budget: BudgetGuard | None = None) -> OpenAIUpstream:
+                   budget: BudgetGuard | None = None, http: httpx2.AsyncClient | None = None) -> OpenAIUpstream:
     """Return an ``OpenAIUpstream`` for ``settings.upstream_base_url`` with ``api_key`` and the settings' limits."""
     return OpenAIUpstream(
         Endpoint(settings.upstream_base_url, api_key),
         rpm=settings.rpm, tpm=settings.tpm, retry=RetryPolicy(settings.max_attempts, settings.deadline),
         budget=budget, fallback_models=settings.fallback_models, stats=stats, pricing=pricing,
-        timeout=settings.upstream_timeout,
+        timeout=settings.upstream_timeout, async_http_client=http,
     )
 
 
@@ -48,6 +50,7 @@ class UpstreamPool:
     With ``settings.pass_through_key`` a caller's bearer key is forwarded (one client per key
     hash, at most ``size``); otherwise, or when the caller sends none, the sidecar's own key
     (``own_key``, read from the environment variable ``settings.upstream_api_key_env``) is used.
+    All clients share one connection pool, ``http``; ``aclose`` closes it (on the server's loop).
     """
 
     def __init__(self, settings: Settings, *, own_key: str | None, fixed: Any = None, stats: Stats | None = None,
@@ -60,6 +63,12 @@ class UpstreamPool:
         self._size = size
         self._clients: OrderedDict[str, Any] = OrderedDict()
         self._lock = threading.Lock()
+        self.http = httpx2.AsyncClient(limits=httpx2.Limits(max_connections=256, max_keepalive_connections=64),
+                                       timeout=settings.upstream_timeout)
+
+    async def aclose(self) -> None:
+        """Close the connections to the upstream."""
+        await self.http.aclose()
 
     def __repr__(self) -> str:
         return f"UpstreamPool(base_url={self.settings.upstream_base_url!r}, clients={len(self._clients)}, fixed={self._fixed!r})"
@@ -82,7 +91,8 @@ class UpstreamPool:
         with self._lock:
             client = self._clients.get(name)
             if client is None:
-                client = self._clients[name] = build_upstream(self.settings, key, stats=self._stats, pricing=self._pricing, budget=self._budget)
+                client = self._clients[name] = build_upstream(self.settings, key, stats=self._stats, pricing=self._pricing, budget=self._budget,
+                                                             http=self.http)
                 while len(self._clients) > self._size:
                     self._clients.popitem(last=False)
             self._clients.move_to_end(name)

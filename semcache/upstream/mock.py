@@ -488,7 +488,7 @@ def _responses(mock: _Mock, body: dict, rid: str):
 
     def render() -> Response:
         _usage(mock, prompt, completion)
-        usage = {"input_tokens": prompt, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": completion,
+        usage = {"input_tokens": prompt, "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0}, "output_tokens": completion,
                  "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": prompt + completion}
         final = obj("incomplete" if cut else "completed", [message], usage)
         return _sse(stream(final)) if body.get("stream") else JSONResponse(final)

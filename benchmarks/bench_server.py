@@ -1,0 +1,208 @@
+"""Throughput and latency of the sidecar: exact hits, semantic hits and misses at several concurrencies.
+
+    python -m benchmarks.bench_server [--smoke] [--out DIR]
+
+Setup: the mock upstream (zero added latency, so a miss measures the sidecar's own cost plus a
+loopback call) and the sidecar (the real packaged all-MiniLM-L6-v2 behind ``BatchingEmbedder``)
+run in this process on 127.0.0.1; the load comes from a SEPARATE process (multiprocessing
+spawn) running an asyncio ``httpx2`` client with N concurrent workers, so the client's CPU is
+not the server's. Phases, in order, at each concurrency: misses (new questions, which seed the
+cache), exact hits (the same questions again), semantic hits (paraphrases: new wording, so
+each one is embedded; the embedding LRU never helps). Every answer's ``x-semcache`` header is
+checked: an answer of the wrong kind or any error is counted and reported.
+
+The reference bound is one query at a time through the model: 1 / p50 of ``embed([one text])``.
+Target: semantic-hit throughput >= 2x that bound, with no errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import multiprocessing
+import os
+import random
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from benchmarks.common import machine_info, plot_lines, summarize, write_json  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results"
+MODEL = "gpt-4o-mini"
+# Questions are random triples from a broad vocabulary, so that two different ones are rarely similar.
+_WORDS = ("volcano", "mortgage", "penguin", "sourdough", "satellite", "violin", "glacier", "tax return", "kidney",
+          "bitcoin", "marathon", "orchid", "submarine", "chess opening", "wasp nest", "printer driver", "lasagna",
+          "tsunami", "visa application", "guitar string", "compost", "eclipse", "insulin", "skateboard", "vaccine",
+          "parquet floor", "jellyfish", "spreadsheet", "helicopter", "yoga pose", "sunburn", "wedding speech",
+          "fossil", "thermostat", "pottery kiln", "credit score", "hamster", "opera", "cactus", "wifi router",
+          "earthquake", "beekeeping", "asteroid", "dentist", "kayak", "origami", "pension", "tornado", "sushi",
+          "microscope", "sauna", "parachute", "migraine", "lighthouse", "crossword", "espresso", "avalanche", "tuba")
+_FORMS = ("what connects {a}, {b} and {c}", "explain {a} to someone who knows {b} but not {c}",
+          "compare {a} with {b} in terms of {c}", "why would {a} affect {b} and {c}")
+_PARAPHRASES = ("{q}?", "{Q}?", "please tell me {q}", "{q}, thanks", "hey, {q}?", "quick question: {q}",
+                "{q} please", "I wonder: {q}?", "could you explain {q}", "{Q}, please?")
+
+
+def questions() -> list[str]:
+    """Return distinct questions in a fixed shuffled order."""
+    rng, seen = random.Random(7), set()
+    while len(seen) < 4000:
+        a, b, c = rng.sample(_WORDS, 3)
+        seen.add(rng.choice(_FORMS).format(a=a, b=b, c=c))
+    return sorted(seen, key=lambda _: rng.random())
+
+
+def paraphrase(question: str, n: int) -> str:
+    template = _PARAPHRASES[n % len(_PARAPHRASES)]
+    return template.format(q=question, Q=question[:1].upper() + question[1:])
+
+
+# -- the load generator: runs in a separate process ---------------------------------------------
+
+async def _load(url: str, texts: list[str], concurrency: int, expect: str) -> dict:
+    import httpx2
+
+    queue = list(reversed(texts))
+    latencies: list[float] = []
+    statuses: dict[str, int] = {}
+    errors = 0
+    limits = httpx2.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx2.AsyncClient(base_url=url, limits=limits, timeout=60, headers={"Authorization": "Bearer sk-bench"}) as client:
+        async def worker() -> None:
+            nonlocal errors
+            while queue:
+                text = queue.pop()
+                body = {"model": MODEL, "messages": [{"role": "user", "content": text}]}
+                started = time.perf_counter()
+                try:
+                    answer = await client.post("/v1/chat/completions", json=body)
+                    ok = answer.status_code == 200
+                except Exception:
+                    ok, answer = False, None
+                latencies.append(time.perf_counter() - started)
+                if not ok:
+                    errors += 1
+                    continue
+                status = answer.headers.get("x-semcache-match") or answer.headers.get("x-semcache", "?")
+                statuses[status] = statuses.get(status, 0) + 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        wall = time.perf_counter() - started
+    return {"expect": expect, "concurrency": concurrency, "requests": len(texts), "errors": errors, "statuses": statuses,
+            "wall_s": round(wall, 4), "throughput_rps": round(len(texts) / wall, 2), "latency": summarize(latencies)}
+
+
+def run_phase(url: str, texts: list[str], concurrency: int, expect: str) -> dict:
+    """Send ``texts`` as chat requests with ``concurrency`` workers; return throughput, latency, statuses."""
+    return asyncio.run(_load(url, texts, concurrency, expect))
+
+
+# -- the server side ----------------------------------------------------------------------------
+
+def embedding_bound(embedder, texts: list[str]) -> dict:
+    """Return p50 of embedding one text at a time and its reciprocal, the one-at-a-time throughput bound."""
+    for text in texts[:20]:  # the first calls of a torch model are slow: not what is measured
+        embedder.embed([text + " warm"])
+    samples = []
+    for text in texts:
+        started = time.perf_counter()
+        embedder.embed([text])
+        samples.append(time.perf_counter() - started)
+    summary = summarize(samples)
+    return {**summary, "bound_rps": round(1000.0 / summary["p50_ms"], 2)}
+
+
+def main(argv: list[str] | None = None, *, embedder=None) -> dict:
+    """Run the benchmark and write the results; ``embedder`` replaces the real model (tests only)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny run (seconds): checks the script, not the numbers")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="directory for server.json and server.png")
+    args = parser.parse_args(argv)
+
+    from semcache import MatchPolicy, SemanticCache
+    from semcache.batching import BatchingEmbedder
+    from semcache.config import Settings
+    from semcache.embed import SentenceTransformerEmbedder
+    from semcache.errors import ConfigError
+    from semcache.server import create_app
+    from semcache.serving import running_server
+    from semcache.upstream.mock import create_app as create_mock
+
+    levels = (1, 8) if args.smoke else (1, 8, 32, 64)
+    per_level = (lambda c: 12) if args.smoke else (lambda c: max(150, 12 * c))
+    model = embedder if embedder is not None else SentenceTransformerEmbedder()
+    pool = questions()
+    bound = embedding_bound(model, [paraphrase(q, 3) + " x" for q in pool[-(20 if args.smoke else 100):]])
+    try:
+        policy, policy_name = MatchPolicy(), "default (learned verifier)"
+    except ConfigError:  # the packaged verifier is not built yet: plain cosine, documented in the results
+        policy, policy_name = MatchPolicy.cosine(0.85), "cosine 0.85 (packaged verifier unavailable)"
+    batching = BatchingEmbedder(model)
+    phases: list[dict] = []
+    context = multiprocessing.get_context("spawn")
+    with tempfile.TemporaryDirectory() as directory, ProcessPoolExecutor(1, mp_context=context) as loadgen:
+        settings = Settings(cache_dir=directory, upstream_base_url="", shared_cache=True)
+        with running_server(create_mock()) as mock:
+            settings = settings.replace(upstream_base_url=mock + "/v1")
+            with SemanticCache(directory, embedder=batching, policy=policy) as cache, \
+                    running_server(create_app(settings, cache=cache, environ={})) as url:
+                loadgen.submit(run_phase, url, ["warm up the sidecar"] * 4, 2, "miss").result()
+                seeds: list[str] = []
+                taken = 0
+                for c in levels:
+                    n = per_level(c)
+                    fresh, taken = pool[taken:taken + n], taken + n
+                    phases.append(loadgen.submit(run_phase, url, fresh, c, "miss").result())
+                    seeds += fresh
+                for c in levels:
+                    texts = [seeds[i % len(seeds)] for i in range(per_level(c))]
+                    phases.append(loadgen.submit(run_phase, url, texts, c, "exact").result())
+                # Each paraphrase is asked once in the whole run: the embedding LRU must never help.
+                unused = iter(range(len(seeds)))
+                for c in levels:
+                    texts = [paraphrase(seeds[i], i) for i in itertools.islice(unused, per_level(c))]
+                    phases.append(loadgen.submit(run_phase, url, texts, c, "semantic").result())
+                stats = cache.stats()["total"]
+    semantic = {p["concurrency"]: p["throughput_rps"] for p in phases if p["expect"] == "semantic"}
+    best = max(semantic.values())
+    result = {
+        "benchmark": "sidecar throughput and latency (benchmarks/bench_server.py)",
+        "smoke": args.smoke,
+        "setup": {"embedder_model": getattr(model, "model_id", "?"), "upstream": "semcache mock upstream, 0 ms added latency, same process as the sidecar",
+                  "load": "separate process (spawn), asyncio httpx2 client, N workers", "policy": policy_name,
+                  "embedder": "all-MiniLM-L6-v2 (packaged) behind BatchingEmbedder(window=2 ms, max_batch=32)",
+                  "levels": list(levels)},
+        "embedding_one_at_a_time": bound,
+        "phases": phases,
+        "model_batches": {"calls": batching.batches, "texts": batching.texts,
+                          "mean_batch": round(batching.texts / max(batching.batches, 1), 2)},
+        "summary": {"semantic_hit_rps_best": best, "one_at_a_time_bound_rps": bound["bound_rps"],
+                    "ratio": round(best / bound["bound_rps"], 2), "target_ratio": 2.0,
+                    "errors": sum(p["errors"] for p in phases),
+                    "unexpected_statuses": sum(v for p in phases for k, v in p["statuses"].items() if k != p["expect"])},
+        "engine_stats": {k: stats[k] for k in ("requests", "exact_hits", "semantic_hits", "misses", "upstream_calls")},
+        "machine": machine_info(),
+    }
+    out = write_json(args.out / "server.json", result)
+    series = {}
+    for expect in ("exact", "semantic", "miss"):
+        rows = [p for p in phases if p["expect"] == expect]
+        series[f"{expect} (req/s)"] = ([p["concurrency"] for p in rows], [p["throughput_rps"] for p in rows])
+    plot_lines(args.out / "server.png", series, title="semcache sidecar throughput (2 CPU cores)", xlabel="concurrent clients",
+               ylabel="requests per second", hlines={f"one-at-a-time embedding bound {bound['bound_rps']:.0f}/s": bound["bound_rps"]})
+    print(f"wrote {out}")
+    for p in phases:
+        print(f"{p['expect']:>9} c={p['concurrency']:>3}: {p['throughput_rps']:>8.1f} req/s  p50 {p['latency']['p50_ms']:.1f} ms  "
+              f"p99 {p['latency']['p99_ms']:.1f} ms  errors {p['errors']}  {p['statuses']}")
+    print(f"one-at-a-time bound {bound['bound_rps']} req/s; best semantic {best} req/s; ratio {result['summary']['ratio']}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,149 @@
+"""Tests for semcache.calibrate: reading pairs, grouped splits, metrics, calibrate()."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from semcache.calibrate import best_f1, calibrate, group_split, pr_points, read_pairs, roc_auc, threshold_for_precision
+from semcache.errors import ConfigError
+from semcache.match import MatchPolicy
+
+
+class BagOfWordsEmbedder:
+    """Deterministic fake: each word adds a fixed random direction; rows are unit-norm (384-d)."""
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        out = np.zeros((len(texts), 384), dtype=np.float32)
+        for i, text in enumerate(texts):
+            for word in text.lower().split():
+                seed = int(hashlib.sha1(word.encode()).hexdigest()[:8], 16)
+                out[i] += np.random.default_rng(seed).normal(size=384)
+            out[i] /= max(np.linalg.norm(out[i]), 1e-9)
+        return out
+
+
+TOPICS = ["python", "java", "cooking", "pasta", "guitar", "running", "taxes", "gardening", "chess", "painting",
+          "rust", "baking", "swimming", "piano", "budget", "yoga", "photography", "hiking", "excel", "linux"]
+
+
+def synthetic_pairs(n_topics: int = 20, seed: int = 0) -> list[tuple[str, str, int]]:
+    """Paraphrases (shared topic, reworded) and near-misses (another topic or another number)."""
+    rng = random.Random(seed)
+    pairs = []
+    for i, topic in enumerate(TOPICS[:n_topics]):
+        for j in range(6):
+            base = f"how do I get better at {topic} fast {i}{j}"
+            pairs.append((base, f"what is the best way to improve at {topic} quickly {i}{j}", 1))
+            pairs.append((base, f"how do I get better at {topic} fast {i}{j} please", 1))
+            other = rng.choice([t for t in TOPICS if t != topic])
+            pairs.append((base, f"how do I get better at {other} fast {i}{j}", 0))
+            pairs.append((base, f"how do I get better at {topic} fast {i}{j + 50}", 0))
+    return pairs
+
+
+def test_read_pairs_jsonl_and_csv(tmp_path):
+    (tmp_path / "p.jsonl").write_text(json.dumps({"q1": "a", "q2": "b", "dup": 1}) + "\n\n" + json.dumps({"q1": "c", "q2": "d", "dup": "0"}) + "\n")
+    assert read_pairs(tmp_path / "p.jsonl", "q1", "q2", "dup") == [("a", "b", 1), ("c", "d", 0)]
+    (tmp_path / "p.csv").write_text("text_a,text_b,label\n\"x, y\",z,1\nu,v,0\n")
+    assert read_pairs(tmp_path / "p.csv") == [("x, y", "z", 1), ("u", "v", 0)]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('{"text_a": "a", "text_b": "b", "label": 2}\n', "row 1: field 'label' must be 0 or 1"),
+        ('{"text_a": "a", "text_b": "b", "label": "yes"}\n', "row 1: field 'label' must be 0 or 1"),
+        ('{"text_a": "a", "label": 1}\n', "row 1: missing field 'text_b'"),
+        ("{not json\n", "not JSON lines"),
+    ],
+)
+def test_read_pairs_rejects_bad_rows_naming_the_field(tmp_path, content, message):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(content)
+    with pytest.raises(ConfigError, match=message):
+        read_pairs(path)
+
+
+def test_read_pairs_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        read_pairs(tmp_path / "missing.jsonl")
+
+
+pair_lists = st.lists(st.tuples(st.sampled_from("abcdefghijklmnop"), st.sampled_from("abcdefghijklmnop"), st.integers(0, 1)), min_size=1, max_size=60)
+
+
+@settings(max_examples=100, deadline=None)
+@given(pair_lists, st.floats(0.05, 0.95), st.integers(0, 3))
+def test_group_split_never_shares_a_text_and_covers_every_pair(pairs, holdout, seed):
+    fit, held = group_split(pairs, holdout, seed)
+    assert sorted(fit + held) == list(range(len(pairs)))
+    texts_fit = {t for i in fit for t in pairs[i][:2]}
+    texts_held = {t for i in held for t in pairs[i][:2]}
+    assert not texts_fit & texts_held
+    assert group_split(pairs, holdout, seed) == (fit, held)
+
+
+def test_group_split_holds_out_about_the_requested_share():
+    pairs = [(f"q{i}", f"p{i}", i % 2) for i in range(1000)]
+    _, held = group_split(pairs, 0.2, 0)
+    assert 195 <= len(held) <= 205
+
+
+def test_metrics_on_a_known_ranking():
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4])
+    labels = np.array([1, 1, 0, 1, 0, 0])
+    assert roc_auc(scores, labels) == pytest.approx(8 / 9)
+    pts = pr_points(scores, labels)
+    assert pts["precision"].tolist() == pytest.approx([1, 1, 2 / 3, 3 / 4, 3 / 5, 1 / 2])
+    f1, threshold = best_f1(scores, labels)
+    assert f1 == pytest.approx(6 / 7) and threshold == 0.6
+    assert threshold_for_precision(scores, labels, 0.99, min_accepted=1) == 0.8
+    assert threshold_for_precision(scores, labels, 0.7, min_accepted=1) == 0.8  # 0.7 would drop to 2/3 on the way
+    assert roc_auc(np.array([0.5, 0.5]), np.array([1, 0])) == 0.5
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.floats(0, 1), st.integers(0, 1)), min_size=2, max_size=80), st.floats(0.5, 0.99))
+def test_threshold_for_precision_meets_the_target_or_accepts_the_top_only(rows, target):
+    scores = np.array([s for s, _ in rows])
+    labels = np.array([y for _, y in rows])
+    t = threshold_for_precision(scores, labels, target, min_accepted=1)
+    accepted = scores >= t
+    assert accepted.any()
+    assert labels[accepted].mean() >= target or t == scores.max()
+
+
+def test_calibrate_meets_the_target_and_reports_held_out_numbers():
+    pairs = synthetic_pairs()
+    policy, report = calibrate(pairs, 0.9, embedder=BagOfWordsEmbedder(), holdout=0.25, seed=1)
+    assert isinstance(policy, MatchPolicy) and policy.threshold == report["threshold"]
+    assert report["fit"]["precision"] >= 0.9
+    assert set(report["held_out"]) >= {"precision", "recall", "pairs", "roc_auc"}
+    assert report["held_out"]["pairs"] + report["fit"]["pairs"] == len(pairs)
+
+
+def test_calibrate_cosine_base_and_refit():
+    pairs = synthetic_pairs()
+    cosine, report = calibrate(pairs, 0.8, embedder=BagOfWordsEmbedder(), base=MatchPolicy.cosine())
+    assert cosine.kind == "cosine" and -1 <= cosine.threshold <= 1 and not report["refit"]
+    refit, report = calibrate(pairs, 0.8, embedder=BagOfWordsEmbedder(), refit=True)
+    assert report["refit"] and refit.verifier.name == "calibrated"
+    assert MatchPolicy.from_dict(refit.to_dict()).threshold == refit.threshold
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [({"target_precision": 1.0}, "target_precision"), ({"target_precision": 0.9, "holdout": 0}, "holdout")])
+def test_calibrate_rejects_bad_arguments(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        calibrate(synthetic_pairs(), embedder=BagOfWordsEmbedder(), **kwargs)
+
+
+def test_calibrate_needs_both_labels():
+    with pytest.raises(ConfigError, match="5 of each label"):
+        calibrate([(f"a{i}", f"b{i}", 1) for i in range(30)], 0.9, embedder=BagOfWordsEmbedder())

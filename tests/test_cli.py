@@ -1,0 +1,287 @@
+"""The ``semcache`` command, run in-process with click's CliRunner.
+
+Most tests swap the packaged model for the conftest WordEmbedder (``fake_model``); the few
+marked ``model`` load the real one, once each, because CliRunner does not share it.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+import semcache.embed
+from semcache import MatchPolicy
+from semcache.cli import main
+
+from conftest import WordEmbedder
+
+PAIRS = [  # (text_a, text_b, label): paraphrases, near misses and unrelated questions
+    ("What is the capital of France?", "Which city is the capital of France?", 1),
+    ("What is the capital of France?", "What is the capital of Germany?", 0),
+    ("How do I reverse a list in Python?", "What's the way to reverse a Python list?", 1),
+    ("How do I reverse a list in Python?", "How do I sort a list in Python?", 0),
+    ("Convert 5 miles to kilometers.", "How many kilometers is 5 miles?", 1),
+    ("Convert 5 miles to kilometers.", "Convert 50 miles to kilometers.", 0),
+    ("When did World War II end?", "In what year did the Second World War end?", 1),
+    ("When did World War II end?", "When did World War I end?", 0),
+    ("What does HTTP status 404 mean?", "What is an HTTP 404 error?", 1),
+    ("What does HTTP status 404 mean?", "What does HTTP status 500 mean?", 0),
+    ("How does photosynthesis work?", "Explain photosynthesis.", 1),
+    ("How does photosynthesis work?", "How does cellular respiration work?", 0),
+    ("How do you say hello in French?", "Translate hello into French.", 1),
+    ("How do you say hello in French?", "How do you say hello in Spanish?", 0),
+    ("How do I list running Docker containers?", "What command shows the running Docker containers?", 1),
+    ("How do I list running Docker containers?", "How do I stop all running Docker containers?", 0),
+    ("What is the capital of France?", "What is the capital of France?", 1),
+    ("How many hours of sleep do adults need?", "How much sleep does an adult need each night?", 1),
+    ("How many hours of sleep do adults need?", "How many hours of sleep do teenagers need?", 0),
+    ("What is an inner join in SQL?", "What is a left join in SQL?", 0),
+]
+
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+
+
+@pytest.fixture
+def fake_model(monkeypatch):
+    """Make every model load in the CLI return the fake word embedder (no model on disk)."""
+    monkeypatch.setattr(semcache.embed, "SentenceTransformerEmbedder", lambda *args, **kwargs: WordEmbedder())
+
+
+@pytest.fixture
+def no_model(monkeypatch):
+    """Fail loudly if a command tries to load the embedding model."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("this command must not load the embedding model")
+
+    monkeypatch.setattr(semcache.embed, "SentenceTransformerEmbedder", refuse)
+    monkeypatch.setattr("semcache.cache.SentenceTransformerEmbedder", refuse)
+
+
+@pytest.fixture
+def cosine_policy(tmp_path):
+    path = tmp_path / "cosine.json"
+    MatchPolicy.cosine(0.9).save(path)
+    return str(path)
+
+
+@pytest.fixture
+def filled_cache(make_cache, tmp_path):
+    """A cache directory built with the fake embedder: 2 entries, 1 exact and 1 semantic hit."""
+    directory = tmp_path / "filled"
+    cache = make_cache(directory, policy=MatchPolicy.cosine(0.9))
+    ask = lambda text, model="gpt-4o-mini": {"model": model, "messages": [{"role": "user", "content": text}]}  # noqa: E731
+    cache.complete(ask("What is the capital of France?"), lambda r: "Paris.")
+    cache.complete(ask("What is the capital of France?"), lambda r: "unused")
+    cache.complete(ask("the capital of France is what?"), lambda r: "unused")
+    cache.complete(ask("How do I sort a list in Python?", "gpt-4o"), lambda r: "sorted(xs)")
+    cache.close()
+    return str(directory)
+
+
+def invoke(runner, args, **kwargs):
+    return runner.invoke(main, args, catch_exceptions=False, **kwargs)
+
+
+# -- stats / clear ----------------------------------------------------------------------------
+
+
+def test_stats_prints_a_table_without_loading_the_model(runner, filled_cache, no_model):
+    result = invoke(runner, ["stats", "--cache-dir", filled_cache])
+    assert result.exit_code == 0, result.output
+    assert f"cache {filled_cache}: 2 entries" in result.output
+    rows = {line.split()[0]: line.split()[1:] for line in result.output.splitlines()[2:] if line.strip()}
+    assert rows["requests"][0] == "4"
+    assert rows["exact_hits"][0] == "1"
+    assert rows["semantic_hits"][0] == "1"
+    assert rows["misses"][0] == "2"
+
+
+def test_stats_json(runner, filled_cache, no_model):
+    result = invoke(runner, ["stats", "--cache-dir", filled_cache, "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["total"]["requests"] == 4
+    assert data["total"]["hit_rate"] == 0.5
+    assert set(data["by_model"]) == {"gpt-4o-mini", "gpt-4o"}
+    assert data["by_model"]["gpt-4o-mini"]["requests"] == 3
+    assert data["cache"]["entries"] == 2
+    assert data["cache"]["directory"] == filled_cache
+    assert data["cache"]["bytes_on_disk"] > 0
+    assert data["cache"]["built_with"]["model_id"] == WordEmbedder.model_id
+
+
+def test_stats_reads_cache_dir_from_environment(runner, filled_cache, no_model):
+    result = invoke(runner, ["stats", "--json"], env={"SEMCACHE_CACHE_DIR": filled_cache})
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["cache"]["entries"] == 2
+
+
+def test_stats_on_missing_directory_exits_2_with_a_clear_message(runner, tmp_path):
+    missing = tmp_path / "nowhere"
+    result = runner.invoke(main, ["stats", "--cache-dir", str(missing)])
+    assert result.exit_code == 2
+    assert f"semcache: error: no cache directory at {str(missing)!r}" in result.output
+    assert "Traceback" not in result.output
+    assert not missing.exists()  # looking must not create it
+
+
+def test_bad_config_file_exits_2(runner, tmp_path):
+    config = tmp_path / "s.toml"
+    config.write_text("max_entries = -1\n")
+    result = runner.invoke(main, ["stats", "--config", str(config)])
+    assert result.exit_code == 2
+    assert "'max_entries'" in result.output
+
+
+def test_clear_yes_deletes_every_entry(runner, filled_cache, no_model):
+    result = invoke(runner, ["clear", "--cache-dir", filled_cache, "--yes"])
+    assert result.exit_code == 0, result.output
+    assert f"deleted 2 entries from {filled_cache}" in result.output
+    data = json.loads(invoke(runner, ["stats", "--cache-dir", filled_cache, "--json"]).stdout)
+    assert data["cache"]["entries"] == 0
+    assert data["total"]["requests"] == 4  # counters are kept without --stats
+
+
+def test_clear_on_missing_directory_exits_2_and_creates_nothing(runner, tmp_path):
+    missing = tmp_path / "typo"
+    result = runner.invoke(main, ["clear", "--cache-dir", str(missing), "--yes"])
+    assert result.exit_code == 2
+    assert "no cache directory" in result.output
+    assert not missing.exists()
+
+
+def test_clear_with_stats_resets_the_counters(runner, filled_cache, no_model):
+    assert invoke(runner, ["clear", "--cache-dir", filled_cache, "--yes", "--stats"]).exit_code == 0
+    data = json.loads(invoke(runner, ["stats", "--cache-dir", filled_cache, "--json"]).stdout)
+    assert data["total"]["requests"] == 0
+
+
+def test_clear_asks_first_and_keeps_entries_on_no(runner, filled_cache, no_model):
+    result = runner.invoke(main, ["clear", "--cache-dir", filled_cache], input="n\n")
+    assert result.exit_code == 1  # click's Abort
+    data = json.loads(invoke(runner, ["stats", "--cache-dir", filled_cache, "--json"]).stdout)
+    assert data["cache"]["entries"] == 2
+
+
+# -- eval (fake embedder) --------------------------------------------------------------------
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+def test_eval_pairs_csv_with_custom_columns_and_no_labels(runner, tmp_path, fake_model, cosine_policy):
+    path = tmp_path / "pairs.csv"
+    path.write_text("question,paraphrase\n"
+                    "What is the capital of France?,the capital of France is what?\n"
+                    "What is the capital of France?,How do I sort a list in Python?\n")
+    result = invoke(runner, ["eval", "pairs", str(path), "--text-a", "question", "--text-b", "paraphrase",
+                             "--policy", cosine_policy])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["n"] == 2 and summary["hits"] == 1
+    assert summary["precision"] is None and summary["false_positive_rate"] is None
+    assert summary["policy"]["kind"] == "cosine"
+
+
+def test_eval_pairs_threshold_flag_overrides_the_policy(runner, tmp_path, fake_model, cosine_policy):
+    path = write_jsonl(tmp_path / "pairs.jsonl", [{"text_a": "What is the capital of France?",
+                                                   "text_b": "What is the capital city of France?", "label": 1}])
+    loose = json.loads(invoke(runner, ["eval", "pairs", path, "--policy", cosine_policy, "--threshold", "-1"]).stdout)
+    strict = json.loads(invoke(runner, ["eval", "pairs", path, "--policy", cosine_policy, "--threshold", "1"]).stdout)
+    assert (loose["hits"], strict["hits"]) == (1, 0)
+    assert (loose["policy"]["threshold"], strict["policy"]["threshold"]) == (-1.0, 1.0)
+
+
+@pytest.mark.parametrize("name, text, line", [
+    ("bad.jsonl", '{"text_a": "a", "text_b": "b"}\n{"text_a": "a", "text_b":\n', 2),
+    ("bad.jsonl", '{"text_a": "a", "text_b": "b"}\n\n{"text_a": "a"}\n', 3),
+    ("bad.csv", "text_a,text_b\na,b\nc,\n", 3),
+])
+def test_eval_pairs_malformed_line_exits_2_naming_the_line(runner, tmp_path, no_model, name, text, line):
+    path = tmp_path / name
+    path.write_text(text)
+    result = runner.invoke(main, ["eval", "pairs", str(path)])
+    assert result.exit_code == 2
+    assert f"{name}:{line}:" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_eval_pairs_missing_file_exits_2(runner, tmp_path, no_model):
+    result = runner.invoke(main, ["eval", "pairs", str(tmp_path / "none.jsonl")])
+    assert result.exit_code == 2
+    assert "does not exist" in result.output
+
+
+def test_eval_stream_with_fake_embedder(runner, tmp_path, fake_model, cosine_policy):
+    path = write_jsonl(tmp_path / "stream.jsonl", [
+        {"text": "What is the capital of France?", "group": "france"},
+        {"text": "the capital of France is what?", "group": "france"},
+        {"text": "How do I sort a list in Python?", "group": "sort"},
+    ])
+    result = invoke(runner, ["eval", "stream", path, "--policy", cosine_policy])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert (out["n"], out["hits"], out["wrong_hits"], out["possible_hits"]) == (3, 1, 0, 1)
+
+
+def test_mock_upstream_bad_faults_exit_2(runner):
+    result = runner.invoke(main, ["mock-upstream", "--faults", "bogus:1", "--port", "1"])
+    assert result.exit_code == 2
+    assert "unknown kind 'bogus'" in result.output
+
+
+def test_mock_upstream_missing_key_variable_exits_2(runner):
+    result = runner.invoke(main, ["mock-upstream", "--api-key-env", "SEMCACHE_TEST_NO_SUCH_KEY"])
+    assert result.exit_code == 2
+    assert "SEMCACHE_TEST_NO_SUCH_KEY is not set" in result.output
+
+
+# -- eval with the real model (loads it once per test) ---------------------------------------
+
+
+@pytest.mark.model
+def test_eval_pairs_real_model_jsonl_with_out(runner, tmp_path):
+    path = write_jsonl(tmp_path / "pairs.jsonl", [{"text_a": a, "text_b": b, "label": y} for a, b, y in PAIRS])
+    out = tmp_path / "decisions.jsonl"
+    result = invoke(runner, ["eval", "pairs", path, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["n"] == len(PAIRS)
+    assert 0 < summary["hits"] <= len(PAIRS)
+    for name in ("precision", "recall", "f1", "false_positive_rate"):
+        assert 0.0 <= summary[name] <= 1.0, name
+    assert summary["positives"] == sum(y for _, _, y in PAIRS)
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(lines) == len(PAIRS)
+    assert all({"score", "hit"} <= set(d) for d in lines)
+    assert sum(d["hit"] for d in lines) == summary["hits"]
+    exact = [i for i, (a, b, _) in enumerate(PAIRS) if a == b]
+    assert [i for i, d in enumerate(lines) if d["reason"] == "exact"] == exact  # in input order
+    # Near misses that differ only by a number or a name must not hit (the default policy's checks).
+    assert PAIRS[1][1] == "What is the capital of Germany?" and PAIRS[5][1] == "Convert 50 miles to kilometers."
+    assert not lines[1]["hit"] and not lines[5]["hit"]
+
+
+@pytest.mark.model
+def test_eval_stream_real_model_with_shuffle_seed(runner, tmp_path):
+    rows = []
+    for a, b, y in PAIRS:
+        rows.append({"text": a, "group": a})
+        rows.append({"text": b, "group": a if y else b})
+    path = write_jsonl(tmp_path / "stream.jsonl", rows)
+    result = invoke(runner, ["eval", "stream", path, "--shuffle-seed", "3"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["n"] == len(rows)
+    for name in ("hits", "hit_rate", "wrong_hits", "wrong_rate", "possible_hits"):
+        assert name in out
+    assert out["hits"] >= out["exact_hits"] > 0  # the text_a questions repeat
+    assert 0 <= out["wrong_hits"] <= out["hits"]
+    assert out["possible_hits"] >= out["hits"] - out["wrong_hits"]

@@ -1,0 +1,98 @@
+"""The benchmark report: REPORT.md from a hand-made results set, and the peers benchmark's smoke run."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pytest
+
+from benchmarks import report
+
+MACHINE = {"cpu_count": 2, "cpu_model": "Test CPU", "platform": "Linux", "python": "3.11", "numpy": "2", "faiss": "1.8"}
+
+
+def _write(directory, name, data):
+    (directory / f"{name}.json").write_text(json.dumps(data))
+
+
+@pytest.fixture
+def results_dir(tmp_path):
+    _write(tmp_path, "run_all", {"command": "python -m benchmarks.run_all", "smoke": False, "machine": MACHINE,
+                                 "steps": [{"name": "quota", "command": "python -m benchmarks.bench_quota", "exit_code": 0,
+                                            "seconds": 12.5}], "total_seconds": 12.5})
+    _write(tmp_path, "quota", {"machine": MACHINE, "modes": {
+        "paced": {"upstream": {"attempts": 1000}},
+        "semcache": {"upstream": {"attempts": 90}, "caller": {"rate_limited_429": 0},
+                     "cache": {"prompt_tokens_saved": 24041, "completion_tokens_saved": 33039}}},
+        "targets": {"semcache_no_429_to_caller": {"measured": 0, "required": "== 0", "passed": True}}})
+    _write(tmp_path, "lookup", {
+        "parameters": {"approximate_threshold": 10_000, "ivf_nprobe_default": 16},
+        "targets": {"exact_p50_ms": 0.5, "semantic_p50_ms_at_100k": 1.0, "rebuild_s_at_100k": 10.0},
+        "cache": [{"entries": 100_000, "index_kind": "ivf", "rebuild_s": 14.0, "rss_growth_bytes_per_entry": 4600,
+                   "disk_bytes_per_entry": 4229, "exact_lookup": {"p50_ms": 0.07, "p99_ms": 0.2},
+                   "semantic_lookup": {"p50_ms": 0.9, "p99_ms": 1.5}}],
+        "index": [{"size": 100_000, "ivf": {"16": {"p50_ms": 0.2, "p99_ms": 0.4, "recall_at_1": 1.0}}},
+                  {"size": 1_000_000, "ivf": {"16": {"p50_ms": 0.6, "p99_ms": 0.9, "recall_at_1": 0.99}}}]})
+    _write(tmp_path, "peers", {"gptcache_version": "0.1.44", "gptcache_threshold_scale": "cosine >= 2t - 1",
+                               "datasets": {"workload": {"kind": "stream", "max_hit_rate": 0.9, "systems": {
+                                   "semcache": {"hit_rate": 0.8, "wrong_hit_rate": 0.0, "threshold": 0.79},
+                                   "gptcache-default": {"hit_rate": 0.85, "wrong_hit_rate": 0.1, "threshold": 0.8}}}},
+                               "targets": {"hit_rate_at_equal_wrong_rate (workload)": {
+                                   "measured": {"semcache": 0.8}, "required": "higher", "passed": True}}})
+    (tmp_path / "quota.png").write_bytes(b"\x89PNG")
+    return tmp_path
+
+
+def test_report_has_machine_command_headline_targets_and_plots(results_dir):
+    text = report.write_report(results_dir).read_text()
+
+    assert "`python -m benchmarks.run_all`" in text
+    assert "2 CPU cores (Test CPU)" in text
+    assert "## Headline" in text and "## Targets" in text
+    assert "90 vs 1000 (91.0% saved)" in text  # quota saved
+    assert "80.0% / 0.0%" in text  # semcache hit rate / wrong-hit rate
+    assert "85.0% / 10.0%" in text  # the peer beside it
+    assert "| quota: semcache_no_429_to_caller | 0 | == 0 | PASS |" in text
+    assert "| lookup: index rebuild at 100k | 14 | <= 10.0 s | **FAIL** |" in text
+    assert "![quota](quota.png)" in text  # relative link, next to REPORT.md
+    assert "Not run (no JSON found): match_quality, server." in text
+
+
+def test_lookup_at_1m_swaps_the_index_part_of_the_engine_latency(results_dir):
+    results = report.load_results(results_dir)
+
+    estimate = report.lookup_at_1m(results["lookup"])
+    targets = {t["name"]: t for t in report.collect_targets(results)}
+
+    assert estimate["p99_ms"] == pytest.approx(1.5 - 0.4 + 0.9)
+    assert targets["lookup: p99 beyond the embedding at 1M entries"]["passed"] is True
+    assert targets["lookup: exact-hit p50 at every size"]["passed"] is True
+    assert targets["peers: hit_rate_at_equal_wrong_rate (workload)"]["passed"] is True
+
+
+def test_report_on_an_empty_directory_says_nothing_ran(tmp_path):
+    text = report.build_report(report.load_results(tmp_path), [])
+
+    assert "No results found." in text
+    assert "No targets found." in text
+
+
+@pytest.mark.model
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_bench_peers_smoke_compares_semcache_with_gptcache(tmp_path):
+    if importlib.util.find_spec("gptcache") is None:
+        pytest.skip("gptcache is not installed: it is an optional benchmark extra (pip install gptcache sqlalchemy)")
+    from benchmarks import bench_peers
+
+    result = bench_peers.main(["--smoke", "--out", str(tmp_path)])
+
+    written = json.loads((tmp_path / "peers.json").read_text())
+    workload = written["datasets"]["workload"]
+    assert set(workload["systems"]) == {"semcache", "semcache-cosine", "exact-only", "gptcache-default", "gptcache-best"}
+    assert workload["systems"]["exact-only"]["wrong_hits"] == 0
+    # The numpy replay behind the curves decides exactly as the engines do.
+    for system, counts in workload["agreement"].items():
+        assert counts["engine"] == counts["replay"], system
+    assert (tmp_path / "peers_workload.png").exists()
+    assert result["targets"]

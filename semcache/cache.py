@@ -259,10 +259,16 @@ class SemanticCache:
 
     def lookup(self, request: Mapping[str, Any] | str, *, tenant: str | None = None, kind: str = "chat", threshold: float | None = None) -> Hit | None:
         """Return the cached answer for a request, or None on a miss. Counts the request."""
+        return self.probe(request, tenant=tenant, kind=kind, threshold=threshold)[0]
+
+    def probe(self, request: Mapping[str, Any] | str, *, tenant: str | None = None, kind: str = "chat",
+              threshold: float | None = None) -> tuple[Hit | None, Decision | None]:
+        """Look up (and count) like ``lookup``, also returning the policy's decision on a miss:
+        the closest candidate it rejected and why (None when the semantic tier did not run)."""
         key = self.key(request, tenant=tenant, kind=kind)
-        hit, _ = self._lookup(key, threshold)
+        hit, _, decision = self._lookup(key, threshold)
         self._count_lookup(key, hit)
-        return hit
+        return hit, (hit.decision if hit is not None else decision)
 
     def _count_lookup(self, key: RequestKey, hit: Hit | None) -> None:
         incr = self._stats.incr
@@ -281,8 +287,8 @@ class SemanticCache:
         self._stats.incr("completion_tokens_saved", entry.completion_tokens, tenant=t, model=m)
         self._stats.incr("cost_saved_usd", self.pricing.cost(entry.model or m, entry.prompt_tokens, entry.completion_tokens), tenant=t, model=m)
 
-    def _lookup(self, key: RequestKey, threshold: float | None = None) -> tuple[Hit | None, Hit | None]:
-        """Return (fresh hit, stale fallback); both None on a miss. Never raises but RequestError."""
+    def _lookup(self, key: RequestKey, threshold: float | None = None) -> tuple[Hit | None, Hit | None, Decision | None]:
+        """Return (fresh hit, stale fallback, the policy's decision). Never raises but RequestError."""
         try:
             return self._lookup_unsafe(key, threshold)
         except RequestError:
@@ -291,9 +297,9 @@ class SemanticCache:
             log.warning("semcache lookup failed, going upstream: %s: %s", type(exc).__name__, exc)
             self._stats.incr("lookup_errors", tenant=key.tenant, model=key.model)
             self._stats.incr(f"errors.{type(exc).__name__}", tenant=key.tenant, model=key.model)
-            return None, None
+            return None, None, None
 
-    def _lookup_unsafe(self, key: RequestKey, threshold: float | None) -> tuple[Hit | None, Hit | None]:
+    def _lookup_unsafe(self, key: RequestKey, threshold: float | None) -> tuple[Hit | None, Hit | None, Decision | None]:
         self.sync()
         now = self._timer()
         stale: Hit | None = None
@@ -302,10 +308,10 @@ class SemanticCache:
             entry = self._entry(entry_id)
             if entry is not None:
                 if not entry.expired(now):
-                    return self._touch(Hit(entry, "exact"), now), None
+                    return self._touch(Hit(entry, "exact"), now), None, None
                 stale = Hit(entry, "stale")
         if not key.semantic:
-            return None, stale
+            return None, stale, None
         vector = self.embedder.embed([key.query_text])[0]
         sims, ids = self._index.search(key.partition, vector, self.top_k)
         candidates, expired = [], {}
@@ -323,10 +329,10 @@ class SemanticCache:
         if decision.hit:
             entry = self._entry(decision.entry_id)
             if entry is not None and not entry.expired(now):
-                return self._touch(Hit(entry, "semantic", decision), now), None
+                return self._touch(Hit(entry, "semantic", decision), now), None, decision
         if stale is None and self.stale_if_error:
             stale = self._stale_candidate(key.query_text, vector, decision, expired, policy)
-        return None, stale
+        return None, stale, decision
 
     def _stale_candidate(self, query_text: str, vector: np.ndarray, decision: Decision, expired: dict, policy: MatchPolicy) -> Hit | None:
         """Pick an answer to serve only if upstream fails: an expired match, or a near miss."""
@@ -471,7 +477,7 @@ class SemanticCache:
             entry_id = target
         else:
             key = self.key(target, tenant=tenant, kind=kind)
-            hit, _ = self._lookup(key)
+            hit, _, _ = self._lookup(key)
             entry_id, query = (hit.entry.id if hit else None), query or key.query_text
         if entry_id is None or correct:
             return False if entry_id is None else True
@@ -495,13 +501,13 @@ class SemanticCache:
         are answered, so no request arriving meanwhile calls upstream again.
         """
         key = self.key(request, tenant=tenant, kind=kind)
-        hit, stale = self._begin(key, no_cache, threshold)
+        hit, stale, decision = self._begin(key, no_cache, threshold)
         if hit is not None:
             return Result(hit.response, "hit", key, hit, hit.entry.id, hit.decision)
         fetch = self._caller(call, key, kind)
 
         def fetch_and_store() -> Result:
-            return self._stored(request, fetch(request), key, kind, no_store, no_cache)
+            return self._stored(request, fetch(request), key, kind, no_store, no_cache, decision)
 
         try:
             return self._flight().do((key.exact_key, no_store), fetch_and_store) if not no_cache else fetch_and_store()
@@ -513,7 +519,7 @@ class SemanticCache:
         """Async ``complete``: lookups, stores and counter flushes run in worker threads, never on
         the event loop; ``call`` may be a coroutine function."""
         key = self.key(request, tenant=tenant, kind=kind)
-        hit, stale = await asyncio.to_thread(self._begin, key, no_cache, threshold)
+        hit, stale, decision = await asyncio.to_thread(self._begin, key, no_cache, threshold)
         if hit is not None:
             return Result(hit.response, "hit", key, hit, hit.entry.id, hit.decision)
         if call is None:
@@ -528,22 +534,22 @@ class SemanticCache:
 
         async def fetch_and_store() -> Result:
             response = await fetch(request)
-            return await asyncio.to_thread(self._stored, request, response, key, kind, no_store, no_cache)
+            return await asyncio.to_thread(self._stored, request, response, key, kind, no_store, no_cache, decision)
 
         try:
             return await (self._flight().ado((key.exact_key, no_store), fetch_and_store) if not no_cache else fetch_and_store())
         except UpstreamError as exc:
             return await asyncio.to_thread(self._stale_or_raise, key, stale, exc)
 
-    def _begin(self, key: RequestKey, no_cache: bool, threshold: float | None) -> tuple[Hit | None, Hit | None]:
-        """Look up and count a request (or count it as bypassed); return (hit, stale fallback)."""
+    def _begin(self, key: RequestKey, no_cache: bool, threshold: float | None) -> tuple[Hit | None, Hit | None, Decision | None]:
+        """Look up and count a request (or count it as bypassed); return (hit, stale fallback, decision)."""
         if no_cache:
             self._stats.incr("requests", tenant=key.tenant, model=key.model)
             self._stats.incr("bypasses", tenant=key.tenant, model=key.model)
-            return None, None
-        hit, stale = self._lookup(key, threshold)
+            return None, None, None
+        hit, stale, decision = self._lookup(key, threshold)
         self._count_lookup(key, hit)
-        return hit, stale
+        return hit, stale, decision
 
     def _caller(self, call, key: RequestKey, kind: str):
         if call is not None:
@@ -567,17 +573,18 @@ class SemanticCache:
         self._count_saved(stale, key)
         return Result(stale.response, "stale", key, stale, stale.entry.id, stale.decision)
 
-    def _stored(self, request, response, key: RequestKey, kind: str, no_store: bool, no_cache: bool) -> Result:
+    def _stored(self, request, response, key: RequestKey, kind: str, no_store: bool, no_cache: bool,
+                decision: Decision | None = None) -> Result:
         status = "bypass" if no_cache else "miss"
         if no_store:
-            return Result(response, status, key)
+            return Result(response, status, key, decision=decision)
         try:
             entry = self.insert(request, response, kind=kind, key=key)
         except Exception as exc:  # storing is best effort: the caller still gets the answer
             log.warning("semcache could not store an answer: %s: %s", type(exc).__name__, exc)
             self._stats.incr(f"errors.{type(exc).__name__}", tenant=key.tenant, model=key.model)
-            return Result(response, status, key)
-        return Result(response, status, key, entry_id=entry.id)
+            return Result(response, status, key, decision=decision)
+        return Result(response, status, key, entry_id=entry.id, decision=decision)
 
     # -- stats -------------------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ import numpy as np
 from .errors import ConfigError, RequestError
 from .match import Candidate, MatchPolicy
 
-__all__ = ["PrecomputedEmbedder", "eval_pairs", "eval_stream", "read_rows"]
+__all__ = ["PrecomputedEmbedder", "embed_unique", "eval_pairs", "eval_stream", "progress", "read_rows"]
 
 _BATCH = 256
 
@@ -64,16 +64,18 @@ def _label(value: Any, where: str) -> int:
     raise RequestError(f"{where}: label must be 0 or 1, got {value!r}", field="label")
 
 
-def _progress(total: int, desc: str):
+def progress(total: int, desc: str):
+    """Return a tqdm bar on stderr, shown only for long inputs (2,000 rows or more)."""
     from tqdm import tqdm
 
     return tqdm(total=total, desc=desc, file=sys.stderr, disable=total < 2000, unit="row")
 
 
-def _embed_unique(embedder, texts: Sequence[str]) -> dict[str, np.ndarray]:
+def embed_unique(embedder, texts: Sequence[str]) -> dict[str, np.ndarray]:
+    """Embed each distinct text once, in batches; return text -> vector."""
     unique = list(dict.fromkeys(texts))
     vectors: dict[str, np.ndarray] = {}
-    with _progress(len(unique), "embedding") as bar:
+    with progress(len(unique), "embedding") as bar:
         for start in range(0, len(unique), _BATCH):
             chunk = unique[start:start + _BATCH]
             for text, vector in zip(chunk, embedder.embed(chunk)):
@@ -89,7 +91,7 @@ def _normal(text: str) -> str:
 def eval_pairs(rows: Sequence[dict], *, embedder, policy: MatchPolicy, text_a: str = "text_a", text_b: str = "text_b",
                label: str | None = "label") -> tuple[dict, list[dict]]:
     """Return (summary, one decision per pair in input order)."""
-    vectors = _embed_unique(embedder, [r[text_a] for r in rows] + [r[text_b] for r in rows])
+    vectors = embed_unique(embedder, [r[text_a] for r in rows] + [r[text_b] for r in rows])
     labelled = label is not None and all(r.get(label) not in (None, "") for r in rows)
     decisions: list[dict] = []
     tp = fp = fn = tn = 0
@@ -147,14 +149,14 @@ def eval_stream(rows: Sequence[dict], *, embedder, policy: MatchPolicy, text: st
     order = list(range(len(rows)))
     if shuffle_seed is not None:
         random.Random(shuffle_seed).shuffle(order)
-    vectors = _embed_unique(embedder, [str(r[text]) for r in rows])
+    vectors = embed_unique(embedder, [str(r[text]) for r in rows])
     seen: set[str] = set()
     hits = wrong = possible = exact = 0
     with tempfile.TemporaryDirectory(prefix="semcache-eval-") as directory:
         cache = SemanticCache(directory, embedder=PrecomputedEmbedder(embedder, vectors), policy=policy,
                               ttl=None, max_entries=None, max_bytes=None, embed_cache_size=0, flush_interval=3600)
         try:
-            with _progress(len(order), "replaying") as bar:
+            with progress(len(order), "replaying") as bar:
                 for i in order:
                     query, answer = str(rows[i][text]), str(rows[i][group])
                     possible += answer in seen

@@ -27,10 +27,9 @@ from typing import Any, Iterable, Iterator, Mapping
 import numpy as np
 
 from .errors import ConfigError, RequestError
-from .evaluate import PrecomputedEmbedder, _embed_unique, _progress
-from .index import PartitionedIndex
+from .evaluate import PrecomputedEmbedder, embed_unique, progress
 from .keys import RequestKey, normalize
-from .match import Candidate, Decision, MatchPolicy
+from .match import Decision, MatchPolicy
 from .upstream.pricing import Pricing
 from .upstream.tokens import count_tokens, estimate_request_tokens
 
@@ -200,29 +199,6 @@ def _pair(pairs: dict, line: WorkloadLine, matched: str, decision: Decision) -> 
 # -- the replay ---------------------------------------------------------------------------------
 
 
-class _Twin:
-    """What the cache stored, indexed again, to say which entry a miss came closest to.
-
-    ``SemanticCache.lookup`` returns no decision on a miss; re-scoring the query against the
-    same vectors with the same policy and top-k gives the evidence it decided on.
-    """
-
-    def __init__(self, dim: int, k: int) -> None:
-        self.index, self.texts, self.k = PartitionedIndex(dim), {}, k
-
-    def add(self, entry_id: int, key: RequestKey, vector: np.ndarray) -> None:
-        self.index.add(key.partition, np.asarray([entry_id], np.int64), vector.reshape(1, -1))
-        self.texts[entry_id] = key.query_text
-
-    def closest(self, key: RequestKey, vector: np.ndarray, policy: MatchPolicy) -> tuple[str, Decision] | None:
-        sims, ids = self.index.search(key.partition, vector, self.k)
-        candidates = [Candidate(int(i), self.texts[int(i)], float(s), self.index.vector(int(i))) for s, i in zip(sims, ids) if i >= 0]
-        if not candidates:
-            return None
-        decision = policy.decide(key.query_text, candidates, vector)
-        return self.texts[decision.entry_id], decision
-
-
 def replay(lines_or_path: Any, *, embedder, policy: MatchPolicy, upstream: Any = None, rpm: int | None = None,
            tpm: int | None = None, near: int = 10, pricing: Pricing | None = None, default_model: str = DEFAULT_MODEL) -> dict:
     """Replay a workload through a fresh temporary cache and return the report (a JSON-able dict).
@@ -236,18 +212,17 @@ def replay(lines_or_path: Any, *, embedder, policy: MatchPolicy, upstream: Any =
 
     workload = lines_or_path if isinstance(lines_or_path, Workload) else parse_workload(lines_or_path)
     lines, pricing = workload.lines, pricing or Pricing()
-    vectors = _embed_unique(embedder, [line.key.query_text for line in lines if line.key.semantic])
+    vectors = embed_unique(embedder, [line.key.query_text for line in lines if line.key.semantic])
     upstream_calls, tokens, sources = [], [], {"logged": 0, "upstream": 0, "counted": 0}
     spent = {"prompt_tokens": 0, "completion_tokens": 0, "usd": 0.0}
     near_hits, near_misses, unpriced = {}, {}, set()
     with tempfile.TemporaryDirectory(prefix="semcache-bench-") as directory:
         cache = SemanticCache(directory, embedder=PrecomputedEmbedder(embedder, vectors), policy=policy, pricing=pricing,
                               ttl=None, max_entries=None, max_bytes=None, embed_cache_size=0, flush_interval=3600)
-        twin = _Twin(embedder.dim, cache.top_k)
         try:
-            with _progress(len(lines), "replaying") as bar:
+            with progress(len(lines), "replaying") as bar:
                 for line in lines:
-                    hit = cache.lookup(line.request, kind=line.kind)
+                    hit, decision = cache.probe(line.request, kind=line.kind)
                     if hit is not None:
                         entry = hit.entry
                         upstream_calls.append(False)
@@ -256,15 +231,12 @@ def replay(lines_or_path: Any, *, embedder, policy: MatchPolicy, upstream: Any =
                             _pair(near_hits, line, entry.query_text, hit.decision)
                         bar.update(1)
                         continue
-                    vector = vectors.get(line.key.query_text) if line.key.semantic else None
-                    closest = twin.closest(line.key, vector, policy) if vector is not None else None
+                    closest = cache.store.get(decision.entry_id) if decision is not None and decision.entry_id is not None else None
                     if closest is not None:
-                        _pair(near_misses, line, *closest)
+                        _pair(near_misses, line, closest.query_text, decision)
                     response, prompt, completion, source = _answer(line, upstream, default_model)
                     model = (response.get("model") if isinstance(response, Mapping) else None) or line.key.model or default_model
                     entry = cache.insert(line.request, response, kind=line.kind, usage=(prompt, completion), model=model, key=line.key)
-                    if vector is not None:
-                        twin.add(entry.id, line.key, vector)
                     if pricing.price(model) is None:
                         unpriced.add(model)
                     sources[source] += 1

@@ -395,3 +395,16 @@ def test_acomplete_misses_then_hits(make_cache):
     first, second = asyncio.run(run())
     assert (first.status, second.status) == ("miss", "hit")
     assert second.entry_id == first.entry_id and second.response == answer("Paris")
+
+
+def test_a_miss_carries_the_policys_evidence(make_cache):
+    cache = make_cache(policy=POLICY)
+    stored = cache.insert(ask("how many moons does mars have"), answer("Two"))
+    hit, decision = cache.probe(ask("how many moons does jupiter have"))
+    assert hit is None
+    assert decision.entry_id == stored.id and not decision.hit
+    assert decision.similarity < 1.0 and decision.reason
+    result = cache.complete(ask("how many moons does jupiter have"), call=lambda request: answer("95"))
+    assert result.status == "miss" and result.decision.entry_id == stored.id
+    again = cache.complete(ask("how many moons does jupiter have"), call=lambda request: answer("never called"))
+    assert again.status == "hit" and again.response == answer("95")

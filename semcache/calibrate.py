@@ -14,8 +14,6 @@ The metric helpers (``pr_points``, ``best_f1``, ``threshold_for_precision``, ``r
 
 from __future__ import annotations
 
-import csv
-import json
 import random
 from pathlib import Path
 from typing import Iterable, Protocol, Sequence
@@ -23,8 +21,9 @@ from typing import Iterable, Protocol, Sequence
 import numpy as np
 
 from .errors import ConfigError
+from .evaluate import parse_label, read_rows
 from .match import MatchPolicy
-from .verifier import FEATURES, Verifier
+from .verifier import Verifier
 
 __all__ = [
     "Pair",
@@ -45,31 +44,9 @@ class Embedder(Protocol):
 
 
 def read_pairs(path: str | Path, text_a: str = "text_a", text_b: str = "text_b", label: str = "label") -> list[Pair]:
-    """Read labelled pairs from a .jsonl or .csv file; raise ``ConfigError`` naming a bad row or field."""
-    path = Path(path)
-    try:
-        with path.open(newline="", encoding="utf-8") as handle:
-            if path.suffix.lower() == ".csv":
-                rows = list(csv.DictReader(handle))
-            else:
-                rows = [json.loads(line) for line in handle if line.strip()]
-    except FileNotFoundError as exc:
-        raise ConfigError(f"pairs file {str(path)!r} does not exist") from exc
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"pairs file {str(path)!r} is not JSON lines: {exc}") from exc
-    pairs = []
-    for number, row in enumerate(rows, start=1):
-        try:
-            value = int(float(row[label]))
-            a, b = str(row[text_a]), str(row[text_b])
-        except KeyError as exc:
-            raise ConfigError(f"{path.name} row {number}: missing field {exc.args[0]!r}") from exc
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"{path.name} row {number}: field {label!r} must be 0 or 1, got {row[label]!r}") from exc
-        if value not in (0, 1):
-            raise ConfigError(f"{path.name} row {number}: field {label!r} must be 0 or 1, got {row[label]!r}")
-        pairs.append((a, b, value))
-    return pairs
+    """Read labelled pairs from a .jsonl or .csv file (``evaluate.read_rows``: errors name the line)."""
+    rows = read_rows(path, [text_a, text_b, label])
+    return [(str(r[text_a]), str(r[text_b]), parse_label(r[label], f"{path}:{n}")) for n, r in enumerate(rows, start=1)]
 
 
 def group_split(pairs: Sequence[Pair], holdout: float, seed: int = 0) -> tuple[list[int], list[int]]:
@@ -141,19 +118,15 @@ def best_f1(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
 
 
 def threshold_for_precision(scores: np.ndarray, labels: np.ndarray, target: float, min_accepted: int = 20) -> float:
-    """Return the lowest threshold at which precision holds at or above ``target`` all the way up.
+    """Return the lowest threshold whose hits (every pair scoring at or above it) reach ``target`` precision.
 
     Cuts accepting fewer than ``min_accepted`` pairs are ignored (their precision is noise).
     Returns the highest score seen (accept almost nothing) when the target is never reached.
     """
     pts = pr_points(scores, labels)
     accepted = np.rint(pts["accept_rate"] * len(scores))
-    ok = (pts["precision"] >= target) | (accepted < min_accepted)
-    bad = np.nonzero(~ok)[0]
-    stop = bad[0] if len(bad) else len(ok)
-    if stop == 0 or accepted[stop - 1] < min_accepted:
-        return float(pts["threshold"][0])
-    return float(pts["threshold"][stop - 1])
+    ok = np.nonzero((pts["precision"] >= target) & (accepted >= min_accepted))[0]
+    return float(pts["threshold"][ok[-1]]) if len(ok) else float(pts["threshold"][0])
 
 
 def _fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0, iterations: int = 50) -> tuple[np.ndarray, float]:

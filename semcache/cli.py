@@ -185,6 +185,34 @@ def serve(config, log_level, **flags) -> None:
     run(_settings(config, **flags), environ=os.environ, log_level=log_level)
 
 
+@main.command()
+@click.option("--pairs", "pairs_path", required=True, type=click.Path(dir_okay=False), help="Labelled pairs: .jsonl or .csv.")
+@click.option("--target-precision", type=float, required=True, help="Precision the policy must reach, e.g. 0.95.")
+@click.option("--out", type=click.Path(dir_okay=False), default="semcache-policy.json", show_default=True, help="Policy file to write.")
+@click.option("--text-a", default="text_a", show_default=True)
+@click.option("--text-b", default="text_b", show_default=True)
+@click.option("--label", default="label", show_default=True)
+@click.option("--holdout", type=float, default=0.2, show_default=True, help="Share of pairs held out (grouped by text) to report on.")
+@click.option("--refit", is_flag=True, help="Also refit the learned verifier on these pairs (not only its threshold).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@policy_option
+@model_option
+@config_option
+def calibrate(pairs_path, target_precision, out, text_a, text_b, label, holdout, refit, seed, policy, model, config) -> None:
+    """Fit the match policy's operating point to your labelled pairs; write a policy file."""
+    from .calibrate import calibrate as fit, read_pairs
+
+    pairs = read_pairs(pairs_path, text_a, text_b, label)
+    base, embedder = _policy_and_embedder(config, policy, None, model)
+    fitted, report = fit(pairs, target_precision, embedder=embedder, holdout=holdout, seed=seed, base=base, refit=refit)
+    fitted.save(out)
+    report["policy_file"] = out
+    click.echo(json.dumps(report, indent=2, default=float))
+    held = report["held_out"]
+    click.echo(f"wrote {out}: threshold {report['threshold']:.4f}; expect precision {held.get('precision')} and recall "
+               f"{held.get('recall')} on data like the held-out part (use it with --policy {out})", err=True)
+
+
 @main.command(name="mock-upstream")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8099, show_default=True)

@@ -21,7 +21,7 @@ import numpy as np
 from .errors import ConfigError, RequestError
 from .match import Candidate, MatchPolicy
 
-__all__ = ["PrecomputedEmbedder", "embed_unique", "eval_pairs", "eval_stream", "progress", "read_rows"]
+__all__ = ["PrecomputedEmbedder", "embed_unique", "eval_pairs", "eval_stream", "parse_label", "progress", "read_rows"]
 
 _BATCH = 256
 
@@ -56,12 +56,17 @@ def read_rows(path: str | Path, columns: Sequence[str], optional: Sequence[str] 
     return rows
 
 
-def _label(value: Any, where: str) -> int:
-    if value in (1, "1", True, "true", "True"):
-        return 1
-    if value in (0, "0", False, "false", "False"):
-        return 0
-    raise RequestError(f"{where}: label must be 0 or 1, got {value!r}", field="label")
+def parse_label(value: Any, where: str) -> int:
+    """Return a 0/1 label from 0, 1, "0", "1", 0.0, 1.0 or a bool; raise ``RequestError`` naming ``where``."""
+    if isinstance(value, bool):
+        return int(value)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = None
+    if number not in (0.0, 1.0):
+        raise RequestError(f"{where}: label must be 0 or 1, got {value!r}", field="label")
+    return int(number)
 
 
 def progress(total: int, desc: str):
@@ -106,7 +111,7 @@ def eval_pairs(rows: Sequence[dict], *, embedder, policy: MatchPolicy, text_a: s
                    "failed_checks": [c.name for c in d.checks if not c.passed]}
         decisions.append(out)
         if labelled:
-            y = _label(row[label], f"row {i + 1}")
+            y = parse_label(row[label], f"row {i + 1}")
             tp += out["hit"] and y
             fp += out["hit"] and not y
             fn += (not out["hit"]) and y

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from semcache.calibrate import best_f1, calibrate, group_split, pr_points, read_pairs, roc_auc, threshold_for_precision
-from semcache.errors import ConfigError
+from semcache.errors import ConfigError, RequestError
 from semcache.match import MatchPolicy
 
 
@@ -58,16 +58,16 @@ def test_read_pairs_jsonl_and_csv(tmp_path):
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ('{"text_a": "a", "text_b": "b", "label": 2}\n', "row 1: field 'label' must be 0 or 1"),
-        ('{"text_a": "a", "text_b": "b", "label": "yes"}\n', "row 1: field 'label' must be 0 or 1"),
-        ('{"text_a": "a", "label": 1}\n', "row 1: missing field 'text_b'"),
-        ("{not json\n", "not JSON lines"),
+        ('{"text_a": "a", "text_b": "b", "label": 2}\n', "bad.jsonl:1: label must be 0 or 1"),
+        ('{"text_a": "a", "text_b": "b", "label": "yes"}\n', "bad.jsonl:1: label must be 0 or 1"),
+        ('{"text_a": "a", "label": 1}\n', "bad.jsonl:1: missing column 'text_b'"),
+        ("{not json\n", "bad.jsonl:1: not valid JSON"),
     ],
 )
 def test_read_pairs_rejects_bad_rows_naming_the_field(tmp_path, content, message):
     path = tmp_path / "bad.jsonl"
     path.write_text(content)
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(RequestError, match=message):
         read_pairs(path)
 
 
@@ -105,7 +105,8 @@ def test_metrics_on_a_known_ranking():
     f1, threshold = best_f1(scores, labels)
     assert f1 == pytest.approx(6 / 7) and threshold == 0.6
     assert threshold_for_precision(scores, labels, 0.99, min_accepted=1) == 0.8
-    assert threshold_for_precision(scores, labels, 0.7, min_accepted=1) == 0.8  # 0.7 would drop to 2/3 on the way
+    # the lowest cut whose hits are 70% right: 0.6 accepts 1,1,0,1 (75%), though 0.7 alone was 2/3
+    assert threshold_for_precision(scores, labels, 0.7, min_accepted=1) == 0.6
     assert roc_auc(np.array([0.5, 0.5]), np.array([1, 0])) == 0.5
 
 

@@ -7,6 +7,7 @@ marked ``model`` load the real one, once each, because CliRunner does not share 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -285,3 +286,28 @@ def test_eval_stream_real_model_with_shuffle_seed(runner, tmp_path):
     assert out["hits"] >= out["exact_hits"] > 0  # the text_a questions repeat
     assert 0 <= out["wrong_hits"] <= out["hits"]
     assert out["possible_hits"] >= out["hits"] - out["wrong_hits"]
+
+
+@pytest.mark.model
+def test_calibrate_writes_a_policy_that_eval_accepts(runner, tmp_path):
+    suite = Path(__file__).parent.parent / "benchmarks" / "data" / "hard_negatives.jsonl"
+    rows = [json.loads(line) for line in suite.read_text().splitlines() if line.strip()]
+    pairs = write_jsonl(tmp_path / "pairs.jsonl", rows)
+    policy = tmp_path / "policy.json"
+    result = invoke(runner, ["calibrate", "--pairs", pairs, "--target-precision", "0.9", "--out", str(policy)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["target_precision"] == 0.9 and report["held_out"]["pairs"] > 0
+    assert report["fit"]["precision"] >= 0.9
+    fitted = MatchPolicy.load(policy)
+    assert fitted.threshold == pytest.approx(report["threshold"])
+    evaluated = invoke(runner, ["eval", "pairs", pairs, "--policy", str(policy)])
+    assert evaluated.exit_code == 0, evaluated.output
+    assert json.loads(evaluated.stdout)["policy"]["threshold"] == pytest.approx(report["threshold"])
+
+
+def test_calibrate_refuses_an_impossible_target(runner, tmp_path):
+    pairs = write_jsonl(tmp_path / "pairs.jsonl", [{"text_a": "a", "text_b": "b", "label": 1}])
+    result = invoke(runner, ["calibrate", "--pairs", pairs, "--target-precision", "0.9"])
+    assert result.exit_code == 2
+    assert "at least 20 pairs" in result.output

@@ -24,17 +24,20 @@ import numpy as np
 
 from .embed import CachingEmbedder, Embedder, SentenceTransformerEmbedder
 from .errors import RequestError, SemcacheError, UpstreamError
-from .index import PartitionedIndex
 from .keys import RequestKey, normalize
+from .index import PartitionedIndex
 from .match import Candidate, Decision, MatchPolicy
+from .mirror import Mirror
 from .stats import Stats
 from .store import DiskStore, Entry, Store
 from .upstream.pricing import Pricing
+from .upstream.singleflight import SingleFlight
+from .upstream.tokens import estimate_usage, usage_of
 
 if TYPE_CHECKING:
     from .config import Settings
 
-__all__ = ["Hit", "Result", "SemanticCache", "policy_from_settings", "usage_of"]
+__all__ = ["Hit", "Result", "SemanticCache", "policy_from_settings"]
 
 log = logging.getLogger("semcache")
 
@@ -68,32 +71,6 @@ class Result:
     hit: Hit | None = None
     entry_id: int | None = None
     decision: Decision | None = None
-
-
-@dataclass(slots=True)
-class _Meta:
-    """What a process keeps in memory per entry to search and evict without reading the store."""
-
-    partition: str
-    exact_key: str
-    query_text: str
-    expires_at: float | None
-    size: int
-    last_used: float
-    rejected: tuple[str, ...]
-
-
-def usage_of(response: Any) -> tuple[int, int]:
-    """Return (prompt, completion) tokens from an OpenAI-shaped response (dict or SDK object)."""
-    usage = response.get("usage") if isinstance(response, Mapping) else getattr(response, "usage", None)
-    if usage is None:
-        return 0, 0
-    get = usage.get if isinstance(usage, Mapping) else lambda k, d=None: getattr(usage, k, d)
-    prompt = get("prompt_tokens", None)
-    completion = get("completion_tokens", None)
-    if prompt is None and completion is None:  # Responses API names
-        prompt, completion = get("input_tokens", 0), get("output_tokens", 0)
-    return int(prompt or 0), int(completion or 0)
 
 
 class SemanticCache:
@@ -148,16 +125,12 @@ class SemanticCache:
         self._timer = timer
         self._stats = Stats(self.store, flush_interval=flush_interval)
         self._flush_interval = flush_interval
-        self._index = PartitionedIndex(self.embedder.dim)
-        self._meta: dict[int, _Meta] = {}
-        self._exact: dict[str, int] = {}
-        self._bytes = 0
-        self._seq = -1
+        self._mirror = Mirror(self.store, self.embedder.dim)
         self._lock = threading.RLock()
         self._pending_hits: dict[int, tuple[int, float, float | None]] = {}
         self._last_flush = time.monotonic()
         self._last_sweep = 0.0
-        self._flights: Any = None
+        self._flights = SingleFlight()
         self.sync()
 
     @classmethod
@@ -176,11 +149,11 @@ class SemanticCache:
         return cls(settings.cache_dir, **options)
 
     def __repr__(self) -> str:
-        return f"SemanticCache({self.store!r}, entries={len(self._meta)}, embedder={self.embedder!r})"
+        return f"SemanticCache({self.store!r}, entries={len(self._mirror.meta)}, embedder={self.embedder!r})"
 
     def __len__(self) -> int:
         self.sync()
-        return len(self._meta)
+        return len(self._mirror.meta)
 
     def __enter__(self) -> "SemanticCache":
         return self
@@ -193,62 +166,14 @@ class SemanticCache:
         self.flush()
         self.store.close()
 
-    # -- keeping the index in step with the store -------------------------------------------
-
     def sync(self) -> None:
         """Apply the store's new change records to this process's index (rebuild if too far behind)."""
-        with self._lock:
-            head, changes = self.store.changes_since(self._seq) if self._seq >= 0 else (self.store.head(), None)
-            if changes is None:
-                self._rebuild(head)
-                return
-            for change in changes:
-                if change.op == "del":
-                    self._forget(change.entry_id)
-                else:
-                    entry = self.store.get(change.entry_id)
-                    if entry is not None:
-                        self._remember(entry)
-            self._seq = head
+        self._mirror.sync()
 
-    def _rebuild(self, head: int) -> None:
-        self._index.clear()
-        self._meta.clear()
-        self._exact.clear()
-        self._bytes = 0
-        batch: dict[str, tuple[list[int], list[np.ndarray]]] = {}
-        for entry in self.store.scan():
-            self._remember(entry, index=False)
-            if entry.embedding is not None:
-                ids, vectors = batch.setdefault(entry.partition, ([], []))
-                ids.append(entry.id)
-                vectors.append(entry.embedding)
-        for partition, (ids, vectors) in batch.items():
-            self._index.add(partition, np.asarray(ids, np.int64), np.stack(vectors))
-        self._seq = head
-
-    def _remember(self, entry: Entry, *, index: bool = True) -> None:
-        old = self._meta.get(entry.id)
-        if old is not None:
-            self._bytes -= old.size
-            if self._exact.get(old.exact_key) == entry.id:
-                del self._exact[old.exact_key]
-        self._meta[entry.id] = _Meta(entry.partition, entry.exact_key, entry.query_text, entry.expires_at,
-                                     entry.size, entry.last_hit_at or entry.created_at, entry.rejected)
-        self._bytes += entry.size
-        self._exact[entry.exact_key] = entry.id
-        if index and entry.embedding is not None and entry.id not in self._index:
-            self._index.add(entry.partition, np.asarray([entry.id], np.int64), entry.embedding.reshape(1, -1))
-
-    def _forget(self, entry_id: int) -> None:
-        meta = self._meta.pop(entry_id, None)
-        if meta is None:
-            return
-        self._bytes -= meta.size
-        if self._exact.get(meta.exact_key) == entry_id:
-            del self._exact[meta.exact_key]
-        self._index.remove([entry_id])
-        self._pending_hits.pop(entry_id, None)
+    @property
+    def index(self) -> PartitionedIndex:
+        """This process's vector index: derived from the store, read it, never write it."""
+        return self._mirror.index
 
     # -- lookup ------------------------------------------------------------------------------
 
@@ -303,7 +228,7 @@ class SemanticCache:
         self.sync()
         now = self._timer()
         stale: Hit | None = None
-        entry_id = self._exact.get(key.exact_key)
+        entry_id = self._mirror.exact.get(key.exact_key)
         if entry_id is not None:
             entry = self._entry(entry_id)
             if entry is not None:
@@ -313,18 +238,18 @@ class SemanticCache:
         if not key.semantic:
             return None, stale, None
         vector = self.embedder.embed([key.query_text])[0]
-        sims, ids = self._index.search(key.partition, vector, self.top_k)
+        sims, ids = self._mirror.index.search(key.partition, vector, self.top_k)
         candidates, expired = [], {}
         for sim, entry_id in zip(sims.tolist(), ids.tolist()):
-            meta = self._meta.get(entry_id)
+            meta = self._mirror.meta.get(entry_id)
             if meta is None or meta.partition != key.partition:
                 continue
-            candidate = Candidate(entry_id, meta.query_text, sim, self._index.vector(entry_id), meta.rejected)
+            candidate = Candidate(entry_id, meta.query_text, sim, self._mirror.index.vector(entry_id), meta.rejected)
             if meta.expires_at is not None and now >= meta.expires_at:
                 expired[entry_id] = candidate
             else:
                 candidates.append(candidate)
-        policy = self.policy if threshold is None else _with_threshold(self.policy, threshold)
+        policy = self.policy if threshold is None else self.policy.with_threshold(threshold)
         decision = policy.decide(key.query_text, candidates, vector)
         if decision.hit:
             entry = self._entry(decision.entry_id)
@@ -363,7 +288,7 @@ class SemanticCache:
             if self.sliding_ttl and self.ttl is not None:
                 expires = now + self.ttl
             self._pending_hits[entry.id] = (count + 1, now, expires)
-            meta = self._meta.get(entry.id)
+            meta = self._mirror.meta.get(entry.id)
             if meta is not None:
                 meta.last_used, meta.expires_at = now, expires
         if time.monotonic() - self._last_flush >= self._flush_interval:
@@ -393,7 +318,7 @@ class SemanticCache:
         key = key or self.key(request, tenant=tenant, kind=kind)
         prompt_tokens, completion_tokens = usage if usage is not None else usage_of(response)
         if usage is None and isinstance(response, str) and not completion_tokens:
-            prompt_tokens, completion_tokens = _estimate_usage(request, response)
+            prompt_tokens, completion_tokens = estimate_usage(request, response)
         embedding = self.embedder.embed([key.query_text])[0] if key.semantic else None
         now = self._timer()
         ttl = self.ttl if ttl is ... else ttl
@@ -412,35 +337,28 @@ class SemanticCache:
     def _enforce_limits(self, now: float) -> None:
         """Drop entries past their stale bound, then evict least-recently-used down to 90% of the caps."""
         with self._lock:
-            doomed = []
+            doomed: list[int] = []
             if now - self._last_sweep >= 60 or self._over_limits():
                 self._last_sweep = now
-                bound = self.stale_ttl or 0.0
-                doomed = [i for i, m in self._meta.items() if m.expires_at is not None and now >= m.expires_at + bound]
-            if self._over_limits(len(doomed)):
-                alive = sorted((m.last_used, i) for i, m in self._meta.items() if i not in set(doomed))
-                count, volume = len(self._meta) - len(doomed), self._bytes - sum(self._meta[i].size for i in doomed)
-                target_n = int(self.max_entries * 0.9) if self.max_entries else None
-                target_b = int(self.max_bytes * 0.9) if self.max_bytes else None
-                for _, entry_id in alive:
-                    if (target_n is None or count <= target_n) and (target_b is None or volume <= target_b):
-                        break
-                    doomed.append(entry_id)
-                    count, volume = count - 1, volume - self._meta[entry_id].size
+                doomed = self._mirror.expired(now, grace=self.stale_ttl or 0.0)
+            if self._over_limits():
+                doomed += self._mirror.least_recently_used(
+                    keep_entries=int(self.max_entries * 0.9) if self.max_entries else None,
+                    keep_bytes=int(self.max_bytes * 0.9) if self.max_bytes else None, exclude=set(doomed))
         if doomed:
             self.store.delete(doomed)
             self.sync()
 
-    def _over_limits(self, minus: int = 0) -> bool:
-        return bool((self.max_entries and len(self._meta) - minus > self.max_entries)
-                    or (self.max_bytes and self._bytes > self.max_bytes))
+    def _over_limits(self) -> bool:
+        return bool((self.max_entries and len(self._mirror) > self.max_entries)
+                    or (self.max_bytes and self._mirror.bytes > self.max_bytes))
 
     def invalidate(self, entry_ids=None, *, partition: str | None = None) -> int:
         """Delete entries by id, or every entry of a partition; return how many were deleted."""
         self.sync()
         ids = list(entry_ids or [])
         if partition is not None:
-            ids += [i for i, m in self._meta.items() if m.partition == partition]
+            ids += [i for i, m in self._mirror.meta.items() if m.partition == partition]
         removed = self.store.delete(ids)
         self.sync()
         return removed
@@ -510,7 +428,7 @@ class SemanticCache:
             return self._stored(request, fetch(request), key, kind, no_store, no_cache, decision)
 
         try:
-            return self._flight().do((key.exact_key, no_store), fetch_and_store) if not no_cache else fetch_and_store()
+            return self._flights.do((key.exact_key, no_store), fetch_and_store) if not no_cache else fetch_and_store()
         except UpstreamError as exc:
             return self._stale_or_raise(key, stale, exc)
 
@@ -537,7 +455,7 @@ class SemanticCache:
             return await asyncio.to_thread(self._stored, request, response, key, kind, no_store, no_cache, decision)
 
         try:
-            return await (self._flight().ado((key.exact_key, no_store), fetch_and_store) if not no_cache else fetch_and_store())
+            return await (self._flights.ado((key.exact_key, no_store), fetch_and_store) if not no_cache else fetch_and_store())
         except UpstreamError as exc:
             return await asyncio.to_thread(self._stale_or_raise, key, stale, exc)
 
@@ -557,13 +475,6 @@ class SemanticCache:
         if self.upstream is None:
             raise SemcacheError("no upstream configured: pass call= or build the cache with upstream=")
         return lambda req: self.upstream.call(req, kind=kind, tenant=key.tenant).body
-
-    def _flight(self):
-        if self._flights is None:
-            from .upstream.singleflight import SingleFlight
-
-            self._flights = SingleFlight()
-        return self._flights
 
     def _stale_or_raise(self, key: RequestKey, stale: Hit | None, exc: UpstreamError) -> Result:
         if stale is None or not self.stale_if_error:
@@ -602,9 +513,9 @@ class SemanticCache:
         snapshot = self._stats.snapshot()
         snapshot["cache"] = {
             "directory": getattr(self.store, "directory", None),
-            "entries": len(self._meta),
-            "bytes": self._bytes,
-            "partitions": len(self._index.partitions()),
+            "entries": len(self._mirror.meta),
+            "bytes": self._mirror.bytes,
+            "partitions": len(self._mirror.index.partitions()),
             "model": self.embedder.model_id,
             "policy": self.policy.to_dict(),
         }
@@ -617,22 +528,4 @@ class SemanticCache:
 def policy_from_settings(settings: "Settings") -> MatchPolicy:
     """Return the policy file's policy (or the default), with the threshold override applied."""
     policy = MatchPolicy.load(settings.policy) if settings.policy else MatchPolicy()
-    return policy if settings.threshold is None else _with_threshold(policy, settings.threshold)
-
-
-def _estimate_usage(request: Mapping[str, Any] | str, response: str) -> tuple[int, int]:
-    """Count tokens with tiktoken when a function returned bare text and no ``usage``."""
-    from .upstream.tokens import count_tokens, estimate_request_tokens
-
-    model = request.get("model") if isinstance(request, Mapping) else None
-    try:
-        prompt, _ = estimate_request_tokens(request if isinstance(request, Mapping) else {"prompt": request})
-        return prompt, count_tokens(response, model)
-    except Exception:  # a request shape tiktoken cannot count: report nothing rather than guess
-        return 0, 0
-
-
-def _with_threshold(policy: MatchPolicy, threshold: float) -> MatchPolicy:
-    from dataclasses import replace
-
-    return replace(policy, threshold=threshold)
+    return policy if settings.threshold is None else policy.with_threshold(settings.threshold)

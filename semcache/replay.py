@@ -31,7 +31,7 @@ from .evaluate import PrecomputedEmbedder, embed_unique, progress
 from .keys import RequestKey, normalize
 from .match import Decision, MatchPolicy
 from .upstream.pricing import Pricing
-from .upstream.tokens import count_tokens, estimate_request_tokens
+from .upstream.tokens import count_tokens, estimate_request_tokens, usage_of
 
 __all__ = ["DEFAULT_MODEL", "Workload", "WorkloadLine", "bench_upstream", "format_summary", "parse_workload",
            "plot_timeline", "replay"]
@@ -169,7 +169,6 @@ def _body(line: WorkloadLine, default_model: str) -> dict:
 
 def _answer(line: WorkloadLine, upstream: Any, default_model: str) -> tuple[Any, int, int, str]:
     """Return (response, prompt tokens, completion tokens, where the usage came from) for a miss."""
-    from .cache import usage_of
 
     body = _body(line, default_model)
     if line.response is not None:

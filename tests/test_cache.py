@@ -41,7 +41,7 @@ def failing_upstream(request):
 
 
 def index_ids(cache) -> set[int]:
-    return cache._index.ids()
+    return cache.index.ids()
 
 
 def store_ids(cache) -> set[int]:
@@ -378,7 +378,7 @@ def test_reopen_rebuilds_the_index_from_the_store(make_cache, tmp_path):
     cache.close()
     reopened = make_cache(directory, policy=POLICY)
     assert reopened.lookup(ask(FRANCE_PLEASE)).entry.id == entry.id
-    np.testing.assert_allclose(reopened._index.vector(entry.id), entry.embedding, atol=1e-6)
+    np.testing.assert_allclose(reopened.index.vector(entry.id), entry.embedding, atol=1e-6)
 
 
 def test_acomplete_misses_then_hits(make_cache):

@@ -65,7 +65,7 @@ def test_sigkilled_writer_loses_at_most_the_entry_in_flight(tmp_path):
             entries = {entry.id: entry for entry in cache.store.scan()}
             assert set(reported) <= set(entries)
             assert len(set(entries) - set(reported)) <= 2  # one in flight per killed writer
-            assert cache._index.ids() == set(entries)
+            assert cache.index.ids() == set(entries)
             for entry in entries.values():
                 i = entry.response["answer"]
                 assert entry.query_text == f"crash question number {i}"

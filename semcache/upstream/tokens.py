@@ -15,9 +15,9 @@ import tempfile
 import threading
 from functools import lru_cache
 from importlib import resources
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
-__all__ = ["count_message_tokens", "count_tokens", "encoding_for", "estimate_request_tokens"]
+__all__ = ["count_message_tokens", "count_tokens", "encoding_for", "estimate_request_tokens", "estimate_usage", "usage_of"]
 
 _BLOBS = {
     "cl100k_base": (
@@ -122,3 +122,26 @@ def estimate_request_tokens(request: dict, default_max_tokens: int = 256) -> tup
         prompt = count_tokens(text, model)
     completion = request.get("max_completion_tokens") or request.get("max_tokens") or request.get("max_output_tokens")
     return prompt, int(completion or default_max_tokens)
+
+
+def usage_of(response: Any) -> tuple[int, int]:
+    """Return (prompt, completion) tokens from an OpenAI-shaped response (dict or SDK object)."""
+    usage = response.get("usage") if isinstance(response, Mapping) else getattr(response, "usage", None)
+    if usage is None:
+        return 0, 0
+    get = usage.get if isinstance(usage, Mapping) else lambda k, d=None: getattr(usage, k, d)
+    prompt = get("prompt_tokens", None)
+    completion = get("completion_tokens", None)
+    if prompt is None and completion is None:  # Responses API names
+        prompt, completion = get("input_tokens", 0), get("output_tokens", 0)
+    return int(prompt or 0), int(completion or 0)
+
+
+def estimate_usage(request: Mapping[str, Any] | str, response: str) -> tuple[int, int]:
+    """Count tokens with tiktoken when a function returned bare text and no ``usage``."""
+    model = request.get("model") if isinstance(request, Mapping) else None
+    try:
+        prompt, _ = estimate_request_tokens(request if isinstance(request, Mapping) else {"prompt": request})
+        return prompt, count_tokens(response, model)
+    except Exception:  # a request shape tiktoken cannot count: report nothing rather than guess
+        return 0, 0

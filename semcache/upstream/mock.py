@@ -25,11 +25,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import codecs
 import hashlib
 import json
 import logging
-import random
 import time
 from collections import Counter
 from typing import Any, Awaitable, Callable, Iterator
@@ -44,6 +42,19 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from semcache.errors import ConfigError
+from semcache.upstream.mock_answers import (
+    answer_pieces,
+    chat_choice,
+    content_text,
+    json_from_schema,
+    request_digest,
+    seeded_rng,
+    sentence_from,
+    sse_chunk,
+    stream_chat,
+    truncate_answer,
+    validate_chat,
+)
 from semcache.upstream.mock_faults import (
     JSON_PARSE_ERROR,
     FaultPlan,
@@ -56,7 +67,7 @@ from semcache.upstream.mock_faults import (
     refusal_body,
     retry_headers,
 )
-from semcache.upstream.tokens import count_message_tokens, count_tokens, encoding_for
+from semcache.upstream.tokens import count_message_tokens, count_tokens
 
 __all__ = ["DEFAULT_MAX_TOKENS", "MODELS", "create_app", "serve"]
 
@@ -65,165 +76,6 @@ logger = logging.getLogger("semcache")
 DEFAULT_MAX_TOKENS = 256  # the reservation semcache's own limiter assumes (tokens.estimate_request_tokens)
 MODELS = ("gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "gpt-3.5-turbo", "gpt-3.5-turbo-instruct",
           "text-embedding-3-small", "text-embedding-3-large")
-_CHUNK_TOKENS = 3  # tokens per streamed content chunk, about what OpenAI sends
-_WORDS = ("the", "cache", "answer", "quickly", "model", "token", "request", "returns", "a", "simple", "result",
-          "because", "every", "query", "is", "similar", "to", "an", "earlier", "one", "and", "stored", "value",
-          "remains", "valid", "until", "it", "expires", "so", "latency", "drops", "while", "quota", "lasts",
-          "longer", "for", "users", "who", "ask", "again", "about", "weather", "in", "paris", "today", "with",
-          "clear", "skies", "bright", "river", "history", "science", "numbers", "seven", "twelve", "forty")
-
-
-def _digest(*parts: Any) -> bytes:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str).encode()).digest()
-
-
-def _rng(digest: bytes) -> random.Random:
-    return random.Random(int.from_bytes(digest[:8], "big"))
-
-
-def _sentence(digest: bytes) -> str:
-    rng = _rng(digest)
-    words = [rng.choice(_WORDS) for _ in range(16 + rng.randrange(48))]
-    return " ".join(words).capitalize() + "."
-
-
-def _from_schema(schema: Any, rng: random.Random, depth: int = 0) -> Any:
-    """Return a value of a JSON schema's shape (objects, arrays, enums, scalars), chosen by ``rng``."""
-    schema = schema if isinstance(schema, dict) else {}
-    if schema.get("enum"):
-        return rng.choice(schema["enum"])
-    kind = schema.get("type", "object" if "properties" in schema else "string")
-    kind = next((k for k in kind if k != "null"), "string") if isinstance(kind, list) else kind
-    if kind == "object" and depth < 5:
-        return {key: _from_schema(sub, rng, depth + 1) for key, sub in (schema.get("properties") or {}).items()}
-    if kind == "array" and depth < 5:
-        return [_from_schema(schema.get("items"), rng, depth + 1)]
-    if kind == "integer":
-        return rng.randint(1, 100)
-    if kind == "number":
-        return round(rng.uniform(0, 100), 2)
-    if kind == "boolean":
-        return rng.random() < 0.5
-    return " ".join(rng.choice(_WORDS) for _ in range(2))
-
-
-def _truncate(text: str, limit: int | None, model: str) -> tuple[str, bool]:
-    """Cut ``text`` to ``limit`` tokens; return (text, whether it was cut)."""
-    if limit is None:
-        return text, False
-    enc = encoding_for(model)
-    tokens = enc.encode(text, disallowed_special=())
-    return (enc.decode(tokens[:limit]), True) if len(tokens) > limit else (text, False)
-
-
-def _pieces(text: str, model: str) -> Iterator[str]:
-    """Split ``text`` into chunks of a few tokens, never splitting a UTF-8 character."""
-    enc = encoding_for(model)
-    tokens = enc.encode(text, disallowed_special=())
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    for i in range(0, len(tokens), _CHUNK_TOKENS):
-        piece = decoder.decode(b"".join(enc.decode_single_token_bytes(t) for t in tokens[i:i + _CHUNK_TOKENS]))
-        if piece:
-            yield piece
-
-
-def _text(content: Any) -> str:
-    if isinstance(content, list):
-        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
-    return content if isinstance(content, str) else ""
-
-
-# --- chat completions ---------------------------------------------------------------------------
-
-def _chat_tool(body: dict, messages: list) -> dict | None:
-    """Return the tool the answer must call, or None for a text answer."""
-    tools = [t.get("function") for t in body.get("tools") or [] if isinstance(t, dict) and isinstance(t.get("function"), dict)]
-    choice = body.get("tool_choice", "auto")
-    if not tools or choice == "none":
-        return None
-    if isinstance(choice, dict):
-        name = (choice.get("function") or {}).get("name")
-        for tool in tools:
-            if tool.get("name") == name:
-                return tool
-        raise Invalid(f"Invalid value for 'tool_choice': tool '{name}' is not in 'tools'.", "tool_choice", "invalid_value")
-    last_user = next((_text(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "").lower()
-    named = next((t for t in tools if str(t.get("name", "")).lower() in last_user
-                  or str(t.get("name", "")).lower().replace("_", " ") in last_user), None)
-    return named or (tools[0] if choice == "required" else None)
-
-
-def _chat_choice(body: dict, messages: list, index: int, model: str, limit: int | None) -> tuple[dict, int]:
-    """Return (one chat choice, its completion tokens)."""
-    core = {k: v for k, v in body.items() if k in ("model", "messages", "tools", "tool_choice", "response_format")}
-    digest = _digest(core, index)
-    tool = _chat_tool(body, messages)
-    if tool is not None:
-        arguments = json.dumps(_from_schema(tool.get("parameters") or {}, _rng(digest)))
-        call = {"id": "call_" + digest.hex()[:24], "type": "function", "function": {"name": tool.get("name"), "arguments": arguments}}
-        message = {"role": "assistant", "content": None, "refusal": None, "tool_calls": [call]}
-        used = count_tokens(str(tool.get("name")) + arguments, model)
-        return {"index": index, "message": message, "logprobs": None, "finish_reason": "tool_calls"}, used
-    fmt = body.get("response_format") or {}
-    if fmt.get("type") == "json_object":
-        content = json.dumps({"answer": _sentence(digest)})
-    elif fmt.get("type") == "json_schema":
-        content = json.dumps(_from_schema((fmt.get("json_schema") or {}).get("schema") or {}, _rng(digest)))
-    else:
-        content = _sentence(digest)
-    content, cut = _truncate(content, limit, model)
-    message = {"role": "assistant", "content": content, "refusal": None}
-    return {"index": index, "message": message, "logprobs": None, "finish_reason": "length" if cut else "stop"}, count_tokens(content, model)
-
-
-def _validate_chat(body: dict) -> tuple[str, list, int, int | None]:
-    model = check_field(body, "model", "string", required=True)
-    messages = check_field(body, "messages", "array", required=True)
-    if not messages:
-        raise Invalid("Invalid 'messages': empty array. Expected an array with minimum length 1, but got an empty array instead.",
-                      "messages", "empty_array")
-    for i, message in enumerate(messages):
-        if not isinstance(message, dict) or message.get("role") not in ("system", "developer", "user", "assistant", "tool", "function"):
-            raise Invalid(f"Invalid value for 'messages[{i}].role': expected one of system, developer, user, assistant, tool.",
-                          f"messages[{i}].role", "invalid_value")
-    n = check_field(body, "n", "integer", minimum=1, maximum=128) or 1
-    limit = check_field(body, "max_completion_tokens", "integer", minimum=1) or check_field(body, "max_tokens", "integer", minimum=1)
-    check_field(body, "tools", "array")
-    fmt = check_field(body, "response_format", "object")
-    if fmt is not None and fmt.get("type") not in ("text", "json_object", "json_schema"):
-        raise Invalid("Invalid value for 'response_format.type': expected text, json_object or json_schema.",
-                      "response_format.type", "invalid_value")
-    return model, messages, n, limit
-
-
-def _chunk(base: dict, choices: list, usage: Any = ...) -> bytes:
-    payload = {**base, "choices": choices}
-    if usage is not ...:
-        payload["usage"] = usage
-    return b"data: " + json.dumps(payload).encode() + b"\n\n"
-
-
-def _stream_chat(base: dict, choices: list, usage: dict, include_usage: bool, model: str) -> Iterator[bytes]:
-    """Yield a chat completion as OpenAI's SSE chunks: role, content or tool-call pieces, finish, usage, [DONE]."""
-    extra: dict = {"usage": None} if include_usage else {}
-    base = {**base, "object": "chat.completion.chunk"}
-    for choice in choices:
-        i, message = choice["index"], choice["message"]
-        yield _chunk(base, [{"index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}], **extra)
-        for call in message.get("tool_calls") or []:
-            head = {"index": 0, "id": call["id"], "type": "function", "function": {"name": call["function"]["name"], "arguments": ""}}
-            yield _chunk(base, [{"index": i, "delta": {"tool_calls": [head]}, "logprobs": None, "finish_reason": None}], **extra)
-            for piece in _pieces(call["function"]["arguments"], model):
-                delta = {"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}
-                yield _chunk(base, [{"index": i, "delta": delta, "logprobs": None, "finish_reason": None}], **extra)
-        for piece in _pieces(message.get("content") or "", model):
-            yield _chunk(base, [{"index": i, "delta": {"content": piece}, "logprobs": None, "finish_reason": None}], **extra)
-        yield _chunk(base, [{"index": i, "delta": {}, "logprobs": None, "finish_reason": choice["finish_reason"]}], **extra)
-    if include_usage:
-        yield _chunk(base, [], usage)
-    yield b"data: [DONE]\n\n"
-
-
 # --- the app --------------------------------------------------------------------------------------
 
 class _Mock:
@@ -368,9 +220,9 @@ def _include_usage(body: dict) -> bool:
 
 
 def _chat(mock: _Mock, body: dict, rid: str):
-    model, messages, n, limit = _validate_chat(body)
+    model, messages, n, limit = validate_chat(body)
     prompt = count_message_tokens(messages, model)
-    results = [_chat_choice(body, messages, i, model, limit) for i in range(n)]
+    results = [chat_choice(body, messages, i, model, limit) for i in range(n)]
     base = {"id": "chatcmpl-" + rid[4:], "object": "chat.completion", "created": int(time.time()), "model": model,
             "system_fingerprint": "fp_mock", "service_tier": "default"}
 
@@ -378,7 +230,7 @@ def _chat(mock: _Mock, body: dict, rid: str):
         choices = [choice for choice, _ in results]
         usage = _usage(mock, prompt, sum(used for _, used in results))
         if body.get("stream"):
-            return _sse(_stream_chat(base, choices, usage, _include_usage(body), model))
+            return _sse(stream_chat(base, choices, usage, _include_usage(body), model))
         return JSONResponse({**base, "choices": choices, "usage": usage})
 
     return model, prompt, (limit or DEFAULT_MAX_TOKENS) * n, render
@@ -399,7 +251,7 @@ def _completions(mock: _Mock, body: dict, rid: str):
     choices, completion = [], 0
     for j, text in enumerate(prompts):
         for k in range(n):
-            answer, cut = _truncate(" " + _sentence(_digest(model, text, k)), limit, model)
+            answer, cut = truncate_answer(" " + sentence_from(request_digest(model, text, k)), limit, model)
             completion += count_tokens(answer, model)
             choices.append({"text": answer, "index": j * n + k, "logprobs": None, "finish_reason": "length" if cut else "stop"})
     base = {"id": "cmpl-" + rid[4:], "object": "text_completion", "created": int(time.time()), "model": model,
@@ -407,11 +259,11 @@ def _completions(mock: _Mock, body: dict, rid: str):
 
     def stream(usage: dict) -> Iterator[bytes]:
         for choice in choices:
-            for piece in _pieces(choice["text"], model):
-                yield _chunk(base, [{**choice, "text": piece, "finish_reason": None}])
-            yield _chunk(base, [{**choice, "text": ""}])
+            for piece in answer_pieces(choice["text"], model):
+                yield sse_chunk(base, [{**choice, "text": piece, "finish_reason": None}])
+            yield sse_chunk(base, [{**choice, "text": ""}])
         if _include_usage(body):
-            yield _chunk(base, [], usage)
+            yield sse_chunk(base, [], usage)
         yield b"data: [DONE]\n\n"
 
     def render() -> Response:
@@ -435,7 +287,7 @@ def _response_messages(body: dict) -> list[dict]:
         if not isinstance(item, dict):
             raise Invalid(f"Invalid type for 'input[{i}]': expected an object.", f"input[{i}]", "invalid_type")
         if "role" in item:
-            messages.append({"role": item["role"], "content": _text(item.get("content"))})
+            messages.append({"role": item["role"], "content": content_text(item.get("content"))})
         elif item.get("type") == "function_call_output":
             messages.append({"role": "tool", "content": str(item.get("output", ""))})
     return messages
@@ -448,14 +300,14 @@ def _responses(mock: _Mock, body: dict, rid: str):
     messages = _response_messages(body)
     limit = check_field(body, "max_output_tokens", "integer", minimum=16)
     fmt = ((body.get("text") or {}).get("format") or {}) if isinstance(body.get("text"), dict) else {}
-    digest = _digest(model, messages, fmt)
+    digest = request_digest(model, messages, fmt)
     if fmt.get("type") == "json_object":
-        text = json.dumps({"answer": _sentence(digest)})
+        text = json.dumps({"answer": sentence_from(digest)})
     elif fmt.get("type") == "json_schema":
-        text = json.dumps(_from_schema(fmt.get("schema") or {}, _rng(digest)))
+        text = json.dumps(json_from_schema(fmt.get("schema") or {}, seeded_rng(digest)))
     else:
-        text = _sentence(digest)
-    text, cut = _truncate(text, limit, model)
+        text = sentence_from(digest)
+    text, cut = truncate_answer(text, limit, model)
     prompt, completion = count_message_tokens(messages, model), count_tokens(text, model)
     message = {"id": "msg_" + digest.hex()[:24], "type": "message", "status": "incomplete" if cut else "completed",
                "role": "assistant", "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}]}
@@ -477,7 +329,7 @@ def _responses(mock: _Mock, body: dict, rid: str):
                   ("response.in_progress", {"response": obj("in_progress", [], None)}),
                   ("response.output_item.added", {"output_index": 0, "item": {**message, "status": "in_progress", "content": []}}),
                   ("response.content_part.added", {**ids, "part": part})]
-        events += [("response.output_text.delta", {**ids, "delta": piece, "logprobs": []}) for piece in _pieces(text, model)]
+        events += [("response.output_text.delta", {**ids, "delta": piece, "logprobs": []}) for piece in answer_pieces(text, model)]
         events += [("response.output_text.done", {**ids, "text": text, "logprobs": []}),
                    ("response.content_part.done", {**ids, "part": message["content"][0]}),
                    ("response.output_item.done", {"output_index": 0, "item": message}),
@@ -498,7 +350,7 @@ def _responses(mock: _Mock, body: dict, rid: str):
 
 def _vector(model: str, item: Any, dims: int) -> np.ndarray:
     """Return a deterministic unit vector for one input, seeded by the model and the input."""
-    v = np.random.default_rng(int.from_bytes(_digest(model, item)[:8], "big")).standard_normal(dims)
+    v = np.random.default_rng(int.from_bytes(request_digest(model, item)[:8], "big")).standard_normal(dims)
     return (v / np.linalg.norm(v)).astype(np.float32)
 
 

@@ -36,6 +36,7 @@ COUNTERS = (
     "cost_spent_usd",
     "retries",
     "rate_limited_429",
+    "ratelimit_waits",
     "ratelimit_wait_s",
     "lookup_errors",
     "budget_alerts",

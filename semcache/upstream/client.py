@@ -396,6 +396,8 @@ class OpenAIUpstream:
                     reservation = yield _Acquire(tokens, max(0.0, self.retry.deadline - (self._timer() - started)))
                     waited += reservation.waited
                     self._count("ratelimit_wait_s", reservation.waited, tenant, model)
+                    if reservation.waited >= 0.001:  # held back instead of sent into a 429 (not clock noise)
+                        self._count("ratelimit_waits", 1, tenant, model)
                     tries += 1
                     attempts += 1
                     self._count("upstream_attempts", 1, tenant, model)

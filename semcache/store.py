@@ -193,23 +193,36 @@ class DiskStore:
     def scan(self) -> Iterator[Entry]:
         """Yield every entry (in no particular order)."""
         with self._translate("scan"):
-            keys = [k for k in self._cache.iterkeys() if isinstance(k, str) and k.startswith("e:")]
+            keys = self._keys("e:")
         for key in keys:
             record = self._cache.get(key)
             if record is not None:
                 yield Entry.from_record(record)
 
     def __len__(self) -> int:
-        return sum(1 for k in self._cache.iterkeys() if isinstance(k, str) and k.startswith("e:"))
+        return len(self._keys("e:"))
 
     def clear(self) -> None:
         """Delete every entry (logged, so other processes drop their vectors too)."""
-        ids = [int(k[2:]) for k in self._cache.iterkeys() if isinstance(k, str) and k.startswith("e:")]
+        ids = [int(k[2:]) for k in self._keys("e:")]
         self.delete(ids)
 
     def volume(self) -> int:
         """Return the bytes the directory takes on disk."""
         return int(self._cache.volume())
+
+    def _keys(self, prefix: str) -> list[str]:
+        """Return the keys starting with ``prefix``, in one indexed range query.
+
+        diskcache has no prefix lookup, and ``iterkeys`` walks every key (entries, pointers and
+        log records alike): 2.4 s of a 4.3 s rebuild at 30k entries. Its key column is indexed,
+        so a range scan through its connection (``_sql``, stable across diskcache 5.x) is one
+        query. String keys are stored raw.
+        """
+        upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        with self._translate("scan"):
+            rows = self._cache._sql("SELECT key FROM Cache WHERE key >= ? AND key < ? AND raw = 1", (prefix, upper)).fetchall()
+        return [key for (key,) in rows]
 
     # -- change log ------------------------------------------------------------------------
 
@@ -251,15 +264,14 @@ class DiskStore:
     def counters(self) -> dict[tuple[str, str, str], float]:
         with self._translate("read"):
             out = {}
-            for key in self._cache.iterkeys():
-                if isinstance(key, str) and key.startswith("s:"):
-                    tenant, model, counter = key[2:].split(_SEP)
-                    out[(tenant, model, counter)] = self._cache.get(key, 0)
+            for key in self._keys("s:"):
+                tenant, model, counter = key[2:].split(_SEP)
+                out[(tenant, model, counter)] = self._cache.get(key, 0)
             return out
 
     def reset_counters(self) -> None:
         with self._translate("write"), self._cache.transact():
-            for key in [k for k in self._cache.iterkeys() if isinstance(k, str) and k.startswith("s:")]:
+            for key in self._keys("s:"):
                 self._cache.delete(key)
 
     # -- errors ----------------------------------------------------------------------------

@@ -58,7 +58,7 @@ def _as_ids(ids: Iterable[int]) -> np.ndarray:
 class FaissIndex:
     """One FAISS index: exact inner product while small, IVF past ``approximate_threshold``."""
 
-    def __init__(self, dim: int, *, approximate_threshold: int = APPROXIMATE_THRESHOLD, nprobe: int = 16) -> None:
+    def __init__(self, dim: int, *, approximate_threshold: int = APPROXIMATE_THRESHOLD, nprobe: int = 8) -> None:
         self.dim = dim
         self.approximate_threshold = approximate_threshold
         self.nprobe = nprobe

@@ -199,20 +199,32 @@ class MatchPolicy:
             scores = np.where(vetoed, -1.0 if self.kind == "cosine" else 0.0, scores)
         return scores
 
+    def _worth_scoring(self, candidates: Sequence[Candidate]) -> list[Candidate]:
+        """Drop candidates that cannot reach the stale band (``threshold - margin``); keep the best one for its evidence."""
+        if self.kind == "cosine":
+            floor = self.threshold - self.margin
+        elif self.threshold - self.margin >= SCORE_BOUND_BELOW_FLOOR:
+            floor = SIMILARITY_FLOOR
+        else:
+            return list(candidates)
+        ranked = sorted(candidates, key=lambda c: c.similarity, reverse=True)
+        return [c for c in ranked if c.similarity >= floor] or ranked[:1]
+
     def decide(self, query_text: str, candidates: Sequence[Candidate], query_vector: "np.ndarray | None" = None) -> Decision:
         """Return a hit for the best-scoring candidate that clears the threshold and every check.
 
         Without a hit, return the best-scoring candidate's verdict (the stale-if-error
         candidate when its score is within ``margin`` and its checks passed).
         """
-        if self.kind == "learned" and self.threshold - self.margin >= SCORE_BOUND_BELOW_FLOOR:
-            # Not worth scoring: on held-out QQP no pair below this cosine scored above 0.37.
-            candidates = [c for c in candidates if c.similarity >= SIMILARITY_FLOOR] or candidates[:1]
+        candidates = self._worth_scoring(candidates)
         if not candidates:
             return Decision(False, None, -1.0, -1.0, self.threshold, reason="no-candidates")
-        query = _analyze(query_text)
-        facts = [(query, _analyze(c.query_text)) for c in candidates]
-        all_checks = [run_checks(a, b) for a, b in facts]  # every check: the verifier's features need them all
+        # The learned score's features need every check; a cosine policy runs only its own.
+        names = tuple(CHECKS) if self.kind == "learned" else self.checks
+        analyse = _analyze if names else (lambda text: None)
+        query = analyse(query_text)
+        facts = [(query, analyse(c.query_text)) for c in candidates]
+        all_checks = [run_checks(a, b, names) for a, b in facts]
         sims = np.array([c.similarity for c in candidates], dtype=np.float64)
         vecs_a = vecs_b = None
         if self.kind == "learned" and self.verifier.embedding:

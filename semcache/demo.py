@@ -1,22 +1,28 @@
-"""``make demo``: replay a generated workload through ``@semcache.cached`` against the mock upstream.
+"""``make demo``: a generated workload through semcache, against the bundled mock upstream.
 
-Everything runs here, on loopback: the bundled mock OpenAI upstream enforces a tight RPM limit,
-the paced client keeps under it, and the cache answers repeats and paraphrases. No API key.
+Everything runs here, on loopback, with no API key: the mock OpenAI upstream enforces a tight
+RPM limit; semcache paces its misses under it and answers repeats and paraphrases itself.
+``--via sidecar`` (default) starts the mock and ``semcache serve``'s app and sends the workload
+with the official openai SDK pointed at the sidecar; ``--via decorator`` replays it through
+``@semcache.cached(client=...)`` in this process.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import tempfile
 import time
+from typing import Callable, Iterator
 
 __all__ = ["main"]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m semcache.demo", description=__doc__)
+    parser.add_argument("--via", choices=("sidecar", "decorator"), default="sidecar", help="how the workload reaches semcache")
     parser.add_argument("--requests", type=int, default=150, help="requests to replay (default 150)")
     parser.add_argument("--rpm", type=int, default=40, help="the mock upstream's requests-per-minute limit (default 40)")
     parser.add_argument("--latency-ms", type=float, default=150, help="the mock upstream's latency per answer")
@@ -27,67 +33,118 @@ def main(argv: list[str] | None = None) -> int:
 
     import httpx2
 
-    import semcache
     from semcache.serving import running_server
     from semcache.stats import format_table
-    from semcache.upstream import Endpoint, OpenAIUpstream
-    from semcache.upstream.mock import create_app
+    from semcache.upstream.mock import create_app as create_mock
     from semcache.workload import INTENTS, generate
 
     workload = generate(args.requests, seed=args.seed)
-    print(f"semcache demo: {len(workload)} chat requests over {len(INTENTS)} intents (repeats, paraphrases and "
-          f"near misses such as '5 miles' vs '50 miles'),\nagainst the bundled mock upstream at {args.rpm} RPM "
+    print(f"semcache demo ({args.via}): {len(workload)} chat requests over {len(INTENTS)} intents (repeats, paraphrases\n"
+          f"and near misses such as '5 miles' vs '50 miles'), against the bundled mock upstream at {args.rpm} RPM\n"
           f"and {args.latency_ms:.0f} ms a call. Loading the packaged model ...", flush=True)
+    with running_server(create_mock(rpm=args.rpm, latency_ms=args.latency_ms, seed=args.seed)) as mock_url, \
+            tempfile.TemporaryDirectory(prefix="semcache-demo-") as directory:
+        runner = _via_sidecar if args.via == "sidecar" else _via_decorator
+        with runner(mock_url + "/v1", directory, args.rpm) as (ask, stats):
+            wrong, elapsed = _replay(workload, ask, args.show)
+            totals = stats()
+        sent_429 = httpx2.get(mock_url + "/mock/stats").json()["responses_429"]
+    _report(totals, wrong, elapsed, sent_429, args.rpm, format_table)
+    return 0
 
-    mock = create_app(rpm=args.rpm, latency_ms=args.latency_ms, seed=args.seed)
-    with running_server(mock) as url, tempfile.TemporaryDirectory(prefix="semcache-demo-") as directory:
-        cache = semcache.SemanticCache(directory)
-        upstream = OpenAIUpstream(Endpoint(url + "/v1", "sk-demo", name="mock"), rpm=args.rpm,
-                                  stats=cache.stats_recorder)
 
-        @semcache.cached(cache=cache, client=upstream)
-        def ask(messages, model="gpt-4o-mini", temperature=0):
-            """The request is the arguments; on a miss the paced client sends it upstream."""
+Ask = Callable[[dict], tuple[dict, str]]  # request body -> (answer, "hit" | "miss" | ...)
 
-        intent_of_answer: dict[str, str] = {}
-        wrong = 0
-        started = time.perf_counter()
-        for n, request in enumerate(workload, start=1):
-            before = ask.cache_info()
-            answer = ask(request.body["messages"], model=request.body["model"], temperature=0)
-            after = ask.cache_info()
-            status = "hit " if after.hits > before.hits else "miss"
-            if status == "miss":
-                intent_of_answer[answer["id"]] = request.intent
-            elif intent_of_answer.get(answer["id"]) != request.intent:
-                wrong += 1
-                print(f"  [{n:3d}] WRONG HIT: {request.text!r} got the answer of intent {intent_of_answer.get(answer['id'])!r}")
-            if n <= args.show:
-                print(f"  [{n:3d}] {status}  {request.text}", flush=True)
-            elif n == args.show + 1:
-                print("  ... (the rest quietly)", flush=True)
-        elapsed = time.perf_counter() - started
+
+@contextlib.contextmanager
+def _via_sidecar(upstream_url: str, directory: str, rpm: int) -> Iterator[tuple[Ask, Callable[[], dict]]]:
+    """Run the sidecar app on loopback; ask through the official openai SDK."""
+    import httpx2
+    import openai
+
+    from semcache.config import Settings
+    from semcache.server import create_app
+    from semcache.serving import running_server
+
+    settings = Settings(cache_dir=directory, upstream_base_url=upstream_url, rpm=rpm, pass_through_key=False)
+    app = create_app(settings, environ={"OPENAI_API_KEY": "sk-mock", "SEMCACHE_ADMIN_TOKEN": "demo-admin"})
+    with running_server(app) as url:
+        client = openai.OpenAI(base_url=url + "/v1", api_key="sk-demo-user", max_retries=0)
+
+        def ask(body: dict) -> tuple[dict, str]:
+            raw = client.chat.completions.with_raw_response.create(**body)
+            return raw.parse().model_dump(), raw.headers.get("x-semcache", "?")
+
+        def stats() -> dict:
+            return httpx2.get(url + "/semcache/stats", headers={"Authorization": "Bearer demo-admin"}).json()["total"]
+
+        yield ask, stats
+        client.close()
+
+
+@contextlib.contextmanager
+def _via_decorator(upstream_url: str, directory: str, rpm: int) -> Iterator[tuple[Ask, Callable[[], dict]]]:
+    """Decorate a function whose arguments are the request; the paced client answers misses."""
+    import semcache
+    from semcache.upstream import Endpoint, OpenAIUpstream
+
+    cache = semcache.SemanticCache(directory)
+    upstream = OpenAIUpstream(Endpoint(upstream_url, "sk-mock", name="mock"), rpm=rpm, stats=cache.stats_recorder)
+
+    @semcache.cached(cache=cache, client=upstream)
+    def chat(messages, model="gpt-4o-mini", temperature=0):
+        """The request is the arguments; on a miss the paced client sends it upstream."""
+
+    def ask(body: dict) -> tuple[dict, str]:
+        before = chat.cache_info().hits
+        answer = chat(body["messages"], model=body["model"], temperature=body["temperature"])
+        return answer, "hit" if chat.cache_info().hits > before else "miss"
+
+    def stats() -> dict:
         cache.flush()
-        stats = cache.stats()["total"]
-        mock_stats = httpx2.get(url + "/mock/stats").json()
+        return cache.stats()["total"]
+
+    try:
+        yield ask, stats
+    finally:
         upstream.close()
         cache.close()
 
+
+def _replay(workload, ask: Ask, show: int) -> tuple[int, float]:
+    """Send every request; return (wrong answers, seconds). A hit is wrong when its answer was
+    first given to another intent (the mock's answer id names the request that created it)."""
+    intent_of_answer: dict[str, str] = {}
+    wrong = 0
+    started = time.perf_counter()
+    for n, request in enumerate(workload, start=1):
+        answer, status = ask(request.body)
+        if status == "miss":
+            intent_of_answer[answer["id"]] = request.intent
+        elif intent_of_answer.get(answer["id"], request.intent) != request.intent:
+            wrong += 1
+            print(f"  [{n:3d}] WRONG HIT: {request.text!r} got the answer of intent {intent_of_answer[answer['id']]!r}")
+        if n <= show:
+            print(f"  [{n:3d}] {status:<5} {request.text}", flush=True)
+        elif n == show + 1:
+            print("  ... (the rest quietly)", flush=True)
+    return wrong, time.perf_counter() - started
+
+
+def _report(stats: dict, wrong: int, elapsed: float, sent_429: int, rpm: int, format_table) -> None:
     requests = stats["requests"]
     hits = stats["exact_hits"] + stats["semantic_hits"]
     print(f"\nDone in {elapsed:.1f} s.\n")
     print(format_table({"total": stats, "by_tenant": {}}))
-    sent_429 = mock_stats["responses_429"]
     print(f"""
 What semcache saved on {requests} requests:
   answered from the cache    {hits} ({stats['exact_hits']} exact, {stats['semantic_hits']} semantic)  hit rate {stats['hit_rate']:.0%}
   upstream calls             {stats['upstream_calls']} instead of {requests}  ({requests - stats['upstream_calls']} requests saved)
   tokens saved               {stats['prompt_tokens_saved']:,} prompt + {stats['completion_tokens_saved']:,} completion (${stats['cost_saved_usd']:.4f} at gpt-4o-mini prices)
   429s from the upstream     {sent_429}: the paced client held {stats['ratelimit_waits']} calls back ({stats['ratelimit_wait_s']:.1f} s in all)
-                             to stay under {args.rpm} RPM, instead of sending them into 429s
+                             to stay under {rpm} RPM, instead of sending them into 429s
   wrong answers served       {wrong} (a hit whose stored answer belongs to another intent)
 """)
-    return 0
 
 
 if __name__ == "__main__":

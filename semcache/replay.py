@@ -336,10 +336,10 @@ def bench_upstream(kind: str, settings: Any = None, environ: Mapping[str, str] |
     ``real`` builds the configured paced client (``settings.upstream_base_url``, the key from
     the variable named by ``upstream_api_key_env``): every miss spends real quota.
     """
-    from .upstream import Endpoint, OpenAIUpstream, build_upstream
+    from .upstream import Endpoint, OpenAIUpstream, api_key_from, budget_from_settings, build_upstream
 
     if kind == "real":
-        client = build_upstream(settings, environ or {})
+        client = build_upstream(settings, api_key_from(settings, environ or {}), budget=budget_from_settings(settings))
         with client:
             yield client
         return

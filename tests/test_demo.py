@@ -11,10 +11,11 @@ from semcache import demo
 
 @pytest.mark.model
 @pytest.mark.server
-def test_demo_runs_end_to_end_and_reports_savings(capsys):
-    assert demo.main(["--requests", "30", "--rpm", "600", "--latency-ms", "0", "--show", "3"]) == 0
+@pytest.mark.parametrize("via", ["sidecar", "decorator"])
+def test_demo_runs_end_to_end_and_reports_savings(capsys, via):
+    assert demo.main(["--via", via, "--requests", "30", "--rpm", "600", "--latency-ms", "0", "--show", "3"]) == 0
     out = capsys.readouterr().out
-    assert "semcache demo: 30 chat requests" in out
+    assert f"semcache demo ({via}): 30 chat requests" in out
     shown = re.findall(r"^\s+\[\s*\d+\] (hit |miss)", out, flags=re.MULTILINE)
     assert len(shown) == 3  # --show 3 prints three requests one by one
     assert "... (the rest quietly)" in out

@@ -17,31 +17,10 @@ from ..config import Settings
 from ..errors import AuthenticationFailed
 from ..keys import tenant_from_api_key
 from ..stats import Stats
-from ..upstream.budget import BudgetGuard
-from ..upstream.client import Endpoint, OpenAIUpstream
+from ..upstream import budget_from_settings, build_upstream
 from ..upstream.pricing import Pricing
-from ..upstream.retry import RetryPolicy
 
-__all__ = ["UpstreamPool", "build_upstream"]
-
-
-def build_upstream(settings: Settings, api_key: str, *, stats: Stats | None = None, pricing: Pricing | None = None,
-                   budget: BudgetGuard | None = None, http: httpx2.AsyncClient | None = None) -> OpenAIUpstream:
-    """Return an ``OpenAIUpstream`` for ``settings.upstream_base_url`` with ``api_key`` and the settings' limits."""
-    return OpenAIUpstream(
-        Endpoint(settings.upstream_base_url, api_key),
-        rpm=settings.rpm, tpm=settings.tpm, retry=RetryPolicy(settings.max_attempts, settings.deadline),
-        budget=budget, fallback_models=settings.fallback_models, stats=stats, pricing=pricing,
-        timeout=settings.upstream_timeout, async_http_client=http,
-    )
-
-
-def budget_from_settings(settings: Settings, *, pricing: Pricing | None = None, stats: Stats | None = None) -> BudgetGuard | None:
-    """Return the sidecar's budget guard, or None when no budget is configured."""
-    limits = (settings.budget_tokens_per_day, settings.budget_usd_per_day, settings.budget_tokens_per_month, settings.budget_usd_per_month)
-    if all(limit is None for limit in limits):
-        return None
-    return BudgetGuard(*limits, alert_fraction=settings.budget_alert_fraction, pricing=pricing, stats=stats)
+__all__ = ["UpstreamPool"]
 
 
 class UpstreamPool:

@@ -34,7 +34,7 @@ from semcache.keys import normalize
 from semcache.match import Candidate, MatchPolicy
 from semcache.store import DiskStore, Entry
 
-from .common import Timer, machine_info, plot_lines, rss_bytes, summarize, write_json
+from .common import Timer, machine_info, plot_lines, rss_bytes, write_json
 
 DIM = 384  # all-MiniLM-L6-v2
 TOPICS = 2_000

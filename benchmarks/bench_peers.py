@@ -47,7 +47,7 @@ from typing import Sequence
 import numpy as np
 
 from semcache.cache import SemanticCache
-from semcache.calibrate import group_split, read_pairs
+from semcache.calibrate import group_split, intent_groups, read_pairs
 from semcache.evaluate import PrecomputedEmbedder, eval_pairs
 from semcache.keys import normalize
 from semcache.match import Candidate, MatchPolicy
@@ -254,23 +254,9 @@ def qqp_stream(path: str, questions: int, seed: int) -> tuple[list[str], list[st
     """Held-out QQP questions grouped by duplicate edges, whole groups sampled, shuffled (seeded)."""
     pairs = read_pairs(path)
     _, held = group_split(pairs, 0.2, 0)
-    parent: dict[str, str] = {}
-
-    def find(x: str) -> str:
-        parent.setdefault(x, x)
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for i in held:
-        a, b, label = pairs[i]
-        root_a, root_b = find(a), find(b)
-        if label == 1 and root_a != root_b:
-            parent[root_a] = root_b
-    members: dict[str, list[str]] = {}
-    for question in sorted(parent):
-        members.setdefault(find(question), []).append(question)
+    members: dict[int, list[str]] = {}
+    for question, intent in intent_groups(pairs, held).items():
+        members.setdefault(intent, []).append(question)
     components = sorted(members.values())
     rng = random.Random(seed)
     rng.shuffle(components)

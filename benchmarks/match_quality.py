@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.train_verifier import embed_cached, load_dataset, load_embedder
-from semcache.calibrate import best_f1, group_split, pr_points, read_pairs, roc_auc, threshold_for_precision
+from semcache.calibrate import best_f1, group_split, intent_groups, pr_points, read_pairs, roc_auc, threshold_for_precision
 from semcache.match import Candidate, MatchPolicy
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,26 +69,6 @@ def pair_report(name: str, policy: MatchPolicy, data: dict, fit, held) -> tuple[
         out[f"p{round(target * 100)}_threshold_from_fit"] = at_threshold(scores[held], y[held], round(t, 4))
     print(f"{name:14} AUC {out['roc_auc']:.3f}  F1 {f1:.3f}@{f1_t:.3f}  default P {out['default']['precision']:.3f} R {out['default']['recall']:.3f}")
     return out, scores
-
-
-def intent_groups(pairs, idx) -> dict[str, int]:
-    """Map each question of the given pairs to its intent (component over duplicate edges)."""
-    parent: dict[str, str] = {}
-
-    def find(x):
-        parent.setdefault(x, x)
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for i in idx:
-        a, b, y = pairs[i]
-        find(a), find(b)
-        if y == 1:
-            parent[find(a)] = find(b)
-    roots = {}
-    return {q: roots.setdefault(find(q), len(roots)) for q in sorted(parent)}
 
 
 def stream_replay(policy: MatchPolicy, questions: list[str], vectors: np.ndarray, group: dict[str, int], k: int = 5, seed: int = 0) -> dict:

@@ -49,11 +49,10 @@ def read_pairs(path: str | Path, text_a: str = "text_a", text_b: str = "text_b",
     return [(str(r[text_a]), str(r[text_b]), parse_label(r[label], f"{path}:{n}")) for n, r in enumerate(rows, start=1)]
 
 
-def group_split(pairs: Sequence[Pair], holdout: float, seed: int = 0) -> tuple[list[int], list[int]]:
-    """Split pair indices into (fit, held_out) so that no text appears on both sides.
+def components(edges: Iterable[tuple[str, str]]) -> dict[str, int]:
+    """Number the connected components of a graph given by its edges: text -> component id.
 
-    Pairs sharing a text form one connected component; whole components are assigned, in
-    a seeded random order, until the held-out part holds about ``holdout`` of the pairs.
+    Ids are dense and follow sorted text order, so the numbering is the same on every run.
     """
     parent: dict[str, str] = {}
 
@@ -64,14 +63,32 @@ def group_split(pairs: Sequence[Pair], holdout: float, seed: int = 0) -> tuple[l
             x = parent[x]
         return x
 
-    for a, b, _ in pairs:
+    for a, b in edges:
         root_a, root_b = find(a), find(b)
         if root_a != root_b:
             parent[root_a] = root_b
-    components: dict[str, list[int]] = {}
+    ids: dict[str, int] = {}
+    return {text: ids.setdefault(find(text), len(ids)) for text in sorted(parent)}
+
+
+def intent_groups(pairs: Sequence[Pair], indices: Iterable[int]) -> dict[str, int]:
+    """Map every text of the given pairs to its intent: a component over the duplicate (label 1) edges."""
+    chosen = [pairs[i] for i in indices]
+    every_text = [(t, t) for a, b, _ in chosen for t in (a, b)]  # a text with no duplicate is an intent of its own
+    return components([(a, b) for a, b, y in chosen if y == 1] + every_text)
+
+
+def group_split(pairs: Sequence[Pair], holdout: float, seed: int = 0) -> tuple[list[int], list[int]]:
+    """Split pair indices into (fit, held_out) so that no text appears on both sides.
+
+    Pairs sharing a text form one connected component; whole components are assigned, in
+    a seeded random order, until the held-out part holds about ``holdout`` of the pairs.
+    """
+    component = components((a, b) for a, b, _ in pairs)
+    members: dict[int, list[int]] = {}
     for i, (a, _, _) in enumerate(pairs):
-        components.setdefault(find(a), []).append(i)
-    groups = sorted(components.values())
+        members.setdefault(component[a], []).append(i)
+    groups = sorted(members.values())
     random.Random(seed).shuffle(groups)
     fit, held_out, target = [], [], holdout * len(pairs)
     for group in groups:

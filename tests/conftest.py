@@ -41,16 +41,28 @@ class WordEmbedder:
 
 
 class Clock:
-    """A clock that moves only when told: ``clock.advance(seconds)``."""
+    """A clock that moves only when told: ``clock.advance(seconds)``, or by sleeping on it.
+
+    ``sleep``/``asleep`` advance it and record the wait, so code that waits (the limiter,
+    retries) runs instantly and its waits can be checked exactly.
+    """
 
     def __init__(self, start: float = 1_000_000.0) -> None:
         self.now = start
+        self.slept: list[float] = []
 
     def __call__(self) -> float:
         return self.now
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+    async def asleep(self, seconds: float) -> None:
+        self.sleep(seconds)
 
 
 @pytest.fixture(autouse=True)

@@ -11,7 +11,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from semcache.calibrate import best_f1, calibrate, group_split, pr_points, read_pairs, roc_auc, threshold_for_precision
+from semcache.calibrate import (
+    best_f1,
+    calibrate,
+    components,
+    group_split,
+    intent_groups,
+    pr_points,
+    read_pairs,
+    roc_auc,
+    threshold_for_precision,
+)
 from semcache.errors import ConfigError, RequestError
 from semcache.match import MatchPolicy
 
@@ -148,3 +158,13 @@ def test_calibrate_rejects_bad_arguments(kwargs, message):
 def test_calibrate_needs_both_labels():
     with pytest.raises(ConfigError, match="5 of each label"):
         calibrate([(f"a{i}", f"b{i}", 1) for i in range(30)], 0.9, embedder=BagOfWordsEmbedder())
+
+
+def test_components_and_intent_groups_follow_duplicate_edges():
+    assert components([("a", "b"), ("c", "d"), ("b", "e")]) == {"a": 0, "b": 0, "c": 1, "d": 1, "e": 0}
+    pairs = [("q1", "q2", 1), ("q2", "q3", 1), ("q4", "q5", 0), ("q6", "q7", 1)]
+    groups = intent_groups(pairs, range(len(pairs)))
+    assert groups["q1"] == groups["q2"] == groups["q3"]
+    assert len({groups["q4"], groups["q5"], groups["q6"], groups["q1"]}) == 4  # not duplicates: apart
+    assert groups["q6"] == groups["q7"]
+    assert set(intent_groups(pairs, [2])) == {"q4", "q5"}  # only the chosen pairs

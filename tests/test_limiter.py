@@ -8,27 +8,11 @@ from semcache.errors import RateLimited, RequestError
 from semcache.upstream.headers import RateLimitInfo
 from semcache.upstream.limiter import WINDOW, RateLimiter
 
-
-class FakeTime:
-    """A clock whose sleep advances it: waits are instant and exact."""
-
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
-
-    async def asleep(self, seconds: float) -> None:
-        self.sleep(seconds)
+from conftest import Clock
 
 
 def test_full_burst_then_waits_for_the_oldest_request_to_leave_the_window():
-    clock = FakeTime()
+    clock = Clock(1000.0)
     limiter = RateLimiter(rpm=3, timer=clock)
     assert all(limiter.try_acquire(10) for _ in range(3))
     assert limiter.try_acquire(10) is None
@@ -40,7 +24,7 @@ def test_full_burst_then_waits_for_the_oldest_request_to_leave_the_window():
 
 
 def test_token_limit_waits_until_enough_tokens_expire():
-    clock = FakeTime()
+    clock = Clock(1000.0)
     limiter = RateLimiter(tpm=1000, timer=clock)
     limiter.acquire(600)
     clock.now += 10
@@ -51,7 +35,7 @@ def test_token_limit_waits_until_enough_tokens_expire():
 
 
 def test_acquire_past_max_wait_raises_without_consuming():
-    clock = FakeTime()
+    clock = Clock(1000.0)
     limiter = RateLimiter(rpm=1, timer=clock)
     limiter.acquire(1)
     with pytest.raises(RateLimited) as info:
@@ -63,7 +47,7 @@ def test_acquire_past_max_wait_raises_without_consuming():
 
 
 def test_adjust_refunds_tokens():
-    clock = FakeTime()
+    clock = Clock(1000.0)
     limiter = RateLimiter(tpm=1000, timer=clock)
     reservation = limiter.acquire(900)
     assert limiter.try_acquire(200) is None
@@ -72,14 +56,14 @@ def test_adjust_refunds_tokens():
 
 
 def test_adjust_charges_more_when_usage_exceeds_the_estimate():
-    clock = FakeTime()
+    clock = Clock(1000.0)
     limiter = RateLimiter(tpm=1000, timer=clock)
     limiter.adjust(limiter.acquire(100), 950)
     assert limiter.try_acquire(100) is None
 
 
 def test_observe_tightens_to_what_the_provider_says_is_left():
-    clock = FakeTime()
+    clock = Clock(1000.0)
     limiter = RateLimiter(rpm=100, timer=clock)
     limiter.observe(RateLimitInfo(remaining_requests=2, reset_requests=5.0))
     assert limiter.try_acquire(1) and limiter.try_acquire(1)
@@ -90,7 +74,7 @@ def test_observe_tightens_to_what_the_provider_says_is_left():
 
 
 def test_observe_works_without_configured_limits():
-    clock = FakeTime()
+    clock = Clock(1000.0)
     limiter = RateLimiter(timer=clock)
     limiter.observe(RateLimitInfo(remaining_tokens=50, reset_tokens=2.0))
     assert limiter.try_acquire(60) is None
@@ -105,7 +89,7 @@ def test_bad_limits_and_oversized_requests_are_typed_errors():
 
 
 def test_async_acquire_waits_with_the_given_sleep():
-    clock = FakeTime()
+    clock = Clock(1000.0)
     limiter = RateLimiter(rpm=1, timer=clock)
 
     async def main():
@@ -148,7 +132,7 @@ operations = st.lists(
 @settings(max_examples=100, deadline=None)
 @given(operations, st.integers(1, 6), st.integers(400, 1500))
 def test_never_admits_more_than_the_limits_in_any_window(ops, rpm, tpm):
-    clock = FakeTime()
+    clock = Clock(1000.0)
     limiter = RateLimiter(rpm=rpm, tpm=tpm, timer=clock)
     admitted = []
     for advance, tokens, actual, said in ops:
@@ -172,7 +156,7 @@ def test_never_admits_more_than_the_limits_in_any_window(ops, rpm, tpm):
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.integers(min_value=1, max_value=300), min_size=1, max_size=40))
 def test_blocking_acquire_paces_a_backlog_within_the_limits(costs):
-    clock = FakeTime()
+    clock = Clock(1000.0)
     limiter = RateLimiter(rpm=4, tpm=600, timer=clock)
     admitted = [limiter.acquire(c, sleep=clock.sleep) for c in costs]
     for last in admitted:

@@ -18,23 +18,9 @@ from semcache.upstream.budget import BudgetGuard
 from semcache.upstream.client import Endpoint, FunctionUpstream, OpenAIUpstream, UpstreamResponse
 from semcache.upstream.retry import RetryPolicy
 
+from conftest import Clock
+
 KEY = "sk-test-secret-123"
-
-
-class FakeTime:
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
-
-    async def asleep(self, seconds: float) -> None:
-        self.sleep(seconds)
 
 
 def chat_body(request, content="hello"):
@@ -72,7 +58,7 @@ class Provider:
 
 
 def make(provider, *, endpoints=None, clock=None, **kwargs):
-    clock = clock or FakeTime()
+    clock = clock or Clock(1000.0)
     kwargs.setdefault("retry", RetryPolicy(rng=random.Random(0)))
     return OpenAIUpstream(
         endpoints or [Endpoint("http://up.test/v1", KEY, name="primary")],
@@ -103,7 +89,7 @@ def test_call_returns_the_provider_body_and_passes_unknown_fields_through():
 
 
 def test_429_is_retried_after_retry_after_ms():
-    clock, stats = FakeTime(), Stats()
+    clock, stats = Clock(1000.0), Stats()
     provider = Provider([error(429, "rate_limit_exceeded", headers={"retry-after-ms": "250"}), error(429, "rate_limit_exceeded", headers={"retry-after": "2"})])
     answer = make(provider, clock=clock, stats=stats).call(REQUEST)
     assert answer.attempts == 3 and clock.slept == [0.25, 2.0] and answer.waited_s == pytest.approx(2.25)
@@ -163,7 +149,7 @@ def test_failover_to_the_next_endpoint_and_cool_down_the_broken_one():
         return Provider()(request)
 
     seen = []
-    clock = FakeTime()
+    clock = Clock(1000.0)
     upstream = make(
         lambda r: seen.append(r.url.host) or provider(r),
         endpoints=[Endpoint("http://down.test/v1", "k1", name="a"), Endpoint("http://ok.test/v1", "k2", name="b", model_map={"gpt-4o-mini": "deployment-7"})],
@@ -227,7 +213,7 @@ def test_local_limiter_raises_rate_limited_instead_of_waiting_past_the_deadline(
 
 
 def test_limiter_paces_calls_with_the_injected_clock():
-    clock = FakeTime()
+    clock = Clock(1000.0)
     upstream = make(Provider(), clock=clock, rpm=2, retry=RetryPolicy(deadline=120.0))
     waits = [upstream.call(REQUEST).waited_s for _ in range(3)]
     assert waits[:2] == [0.0, 0.0] and waits[2] == pytest.approx(60.0, abs=0.01)
@@ -235,7 +221,7 @@ def test_limiter_paces_calls_with_the_injected_clock():
 
 def test_acall_over_an_async_client():
     provider = Provider([error(500, "server_error")])
-    clock = FakeTime()
+    clock = Clock(1000.0)
     upstream = OpenAIUpstream(
         Endpoint("http://up.test/v1", KEY),
         timer=clock,
@@ -307,7 +293,7 @@ def test_against_the_mock_server_with_faults_every_request_is_answered():
 
     from semcache.upstream.mock import create_app
 
-    clock = FakeTime()  # retry waits are recorded, not slept: the faults are drawn, not timed
+    clock = Clock(1000.0)  # retry waits are recorded, not slept: the faults are drawn, not timed
     stats = Stats()
     with running_server(create_app(faults="429:30%,500:5%", seed=7)) as url:
         upstream = OpenAIUpstream(

@@ -238,13 +238,13 @@ class SemanticCache:
         if not key.semantic:
             return None, stale, None
         vector = self.embedder.embed([key.query_text])[0]
-        sims, ids = self._mirror.index.search(key.partition, vector, self.top_k)
+        sims, ids, vectors = self._mirror.index.search_with_vectors(key.partition, vector, self.top_k)
         candidates, expired = [], {}
-        for sim, entry_id in zip(sims.tolist(), ids.tolist()):
+        for sim, entry_id, stored in zip(sims.tolist(), ids.tolist(), vectors):
             meta = self._mirror.meta.get(entry_id)
             if meta is None or meta.partition != key.partition:
                 continue
-            candidate = Candidate(entry_id, meta.query_text, sim, self._mirror.index.vector(entry_id), meta.rejected)
+            candidate = Candidate(entry_id, meta.query_text, sim, stored, meta.rejected)
             if meta.expires_at is not None and now >= meta.expires_at:
                 expired[entry_id] = candidate
             else:

@@ -49,6 +49,8 @@ class Mirror:
 
     def sync(self) -> None:
         """Apply the store's new change records (rebuild when the log no longer reaches back)."""
+        if self._seq >= 0 and self.store.head() == self._seq:
+            return  # the common case, one counter read and no lock: nothing changed
         with self._lock:
             head, changes = self.store.changes_since(self._seq) if self._seq >= 0 else (self.store.head(), None)
             if changes is None:

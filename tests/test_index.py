@@ -124,3 +124,34 @@ def test_ivf_retrains_from_its_own_vectors_when_it_grows():
     assert index.search(vectors[0], 200)[1].tolist().count(0) == 0
     for i in (1, 50, 199):
         assert index.search(vectors[i], 1)[1][0] == i
+
+
+def test_searches_run_beside_adds_and_removes_and_each_sees_one_state():
+    """Readers share the index while a writer adds and removes: every answer a reader gets is
+    self-consistent (the vectors returned are the ones the cosines were computed with)."""
+    import threading
+
+    index = PartitionedIndex(DIM, factory=lambda: FaissIndex(DIM, approximate_threshold=150))
+    vectors = unit_vectors(400, seed=3)
+    index.add("p", np.arange(200), vectors[:200])
+    problems: list[str] = []
+
+    def reader(offset: int) -> None:
+        for i in range(300):
+            query = vectors[(i + offset) % 200]
+            sims, ids, stored = index.search_with_vectors("p", query, 3)
+            if len(ids) != len(stored) or not np.allclose(stored @ query, sims, atol=1e-4):
+                problems.append(f"inconsistent answer at {i}")
+
+    def writer() -> None:
+        for j in range(200, 400):  # grows past the IVF switch while readers search
+            index.add("p", np.array([j]), vectors[j:j + 1])
+            index.remove([j - 150])
+
+    threads = [threading.Thread(target=reader, args=(k * 50,)) for k in range(3)] + [threading.Thread(target=writer)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert problems == []
+    assert index.ids() == set(range(250, 400)) | set(range(0, 50))

@@ -13,6 +13,7 @@ Hits update counters and last-hit times in memory; they reach the store at the n
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import pickle
 import threading
@@ -42,6 +43,9 @@ __all__ = ["Hit", "Result", "SemanticCache", "policy_from_settings"]
 log = logging.getLogger("semcache")
 
 DAY = 86_400.0
+
+
+Stale = Callable[[], "Hit | None"]  # finds the stale-if-error answer, when it is needed
 
 
 @dataclass(frozen=True)
@@ -212,8 +216,12 @@ class SemanticCache:
         self._stats.incr("completion_tokens_saved", entry.completion_tokens, tenant=t, model=m)
         self._stats.incr("cost_saved_usd", self.pricing.cost(entry.model or m, entry.prompt_tokens, entry.completion_tokens), tenant=t, model=m)
 
-    def _lookup(self, key: RequestKey, threshold: float | None = None) -> tuple[Hit | None, Hit | None, Decision | None]:
-        """Return (fresh hit, stale fallback, the policy's decision). Never raises but RequestError."""
+    def _lookup(self, key: RequestKey, threshold: float | None = None) -> tuple[Hit | None, Stale | None, Decision | None]:
+        """Return (fresh hit, stale fallback, the policy's decision). Never raises but RequestError.
+
+        The stale fallback is a function, called only if upstream then fails: finding it may
+        read the store, which a miss that upstream answers must not pay for.
+        """
         try:
             return self._lookup_unsafe(key, threshold)
         except RequestError:
@@ -224,17 +232,17 @@ class SemanticCache:
             self._stats.incr(f"errors.{type(exc).__name__}", tenant=key.tenant, model=key.model)
             return None, None, None
 
-    def _lookup_unsafe(self, key: RequestKey, threshold: float | None) -> tuple[Hit | None, Hit | None, Decision | None]:
+    def _lookup_unsafe(self, key: RequestKey, threshold: float | None) -> tuple[Hit | None, Stale | None, Decision | None]:
         self.sync()
         now = self._timer()
-        stale: Hit | None = None
+        stale: Stale | None = None
         entry_id = self._mirror.exact.get(key.exact_key)
         if entry_id is not None:
             entry = self._entry(entry_id)
             if entry is not None:
                 if not entry.expired(now):
                     return self._touch(Hit(entry, "exact"), now), None, None
-                stale = Hit(entry, "stale")
+                stale = functools.partial(Hit, entry, "stale")
         if not key.semantic:
             return None, stale, None
         vector = self.embedder.embed([key.query_text])[0]
@@ -256,7 +264,7 @@ class SemanticCache:
             if entry is not None and not entry.expired(now):
                 return self._touch(Hit(entry, "semantic", decision), now), None, decision
         if stale is None and self.stale_if_error:
-            stale = self._stale_candidate(key.query_text, vector, decision, expired, policy)
+            stale = functools.partial(self._stale_candidate, key.query_text, vector, decision, expired, policy)
         return None, stale, decision
 
     def _stale_candidate(self, query_text: str, vector: np.ndarray, decision: Decision, expired: dict, policy: MatchPolicy) -> Hit | None:
@@ -459,7 +467,7 @@ class SemanticCache:
         except UpstreamError as exc:
             return await asyncio.to_thread(self._stale_or_raise, key, stale, exc)
 
-    def _begin(self, key: RequestKey, no_cache: bool, threshold: float | None) -> tuple[Hit | None, Hit | None, Decision | None]:
+    def _begin(self, key: RequestKey, no_cache: bool, threshold: float | None) -> tuple[Hit | None, Stale | None, Decision | None]:
         """Look up and count a request (or count it as bypassed); return (hit, stale fallback, decision)."""
         if no_cache:
             self._stats.incr("requests", tenant=key.tenant, model=key.model)
@@ -476,8 +484,9 @@ class SemanticCache:
             raise SemcacheError("no upstream configured: pass call= or build the cache with upstream=")
         return lambda req: self.upstream.call(req, kind=kind, tenant=key.tenant).body
 
-    def _stale_or_raise(self, key: RequestKey, stale: Hit | None, exc: UpstreamError) -> Result:
-        if stale is None or not self.stale_if_error:
+    def _stale_or_raise(self, key: RequestKey, fallback: Stale | None, exc: UpstreamError) -> Result:
+        stale = fallback() if fallback is not None and self.stale_if_error else None
+        if stale is None:
             raise exc
         log.warning("upstream failed (%s); serving a stale answer for entry %s", type(exc).__name__, stale.entry.id)
         self._stats.incr("stale_serves", tenant=key.tenant, model=key.model)

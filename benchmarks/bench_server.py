@@ -5,7 +5,7 @@
 Setup: the mock upstream (zero added latency, so a miss measures the sidecar's own cost plus a
 loopback call) and the sidecar (the real packaged all-MiniLM-L6-v2 behind ``BatchingEmbedder``)
 run in this process on 127.0.0.1; the load comes from a SEPARATE process (multiprocessing
-spawn) running an asyncio ``httpx2`` client with N concurrent workers, so the client's CPU is
+spawn) running a raw asyncio HTTP/1.1 client with N keep-alive connections, so the client's CPU is
 not the server's. Phases, in order, at each concurrency: misses (new questions, which seed the
 cache), exact hits (the same questions again), semantic hits (paraphrases: new wording, so
 each one is embedded; the embedding LRU never helps). Every answer's ``x-semcache`` header is
@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import json
 import multiprocessing
 import os
 import random
@@ -64,43 +65,72 @@ def paraphrase(question: str, n: int) -> str:
 
 # -- the load generator: runs in a separate process ---------------------------------------------
 
-async def _load(url: str, texts: list[str], concurrency: int, expect: str) -> dict:
-    import httpx2
+async def _request(reader, writer, head: bytes, text: str) -> tuple[int, dict[str, str]]:
+    """Send one keep-alive chat request and read its answer: (status, lower-cased headers)."""
+    body = json.dumps({"model": MODEL, "messages": [{"role": "user", "content": text}]}).encode()
+    writer.write(head + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    status = int((await reader.readline()).split(b" ", 2)[1])
+    headers = {}
+    while (line := await reader.readline()) not in (b"\r\n", b""):
+        name, _, value = line.decode("latin-1").partition(":")
+        headers[name.strip().lower()] = value.strip()
+    await reader.readexactly(int(headers.get("content-length", 0)))
+    return status, headers
 
+
+async def _load(url: str, texts: list[str], concurrency: int, expect: str) -> dict:
+    """N workers, each on its own keep-alive connection, sending ``texts`` until none are left.
+
+    A raw HTTP/1.1 client on asyncio streams (the way wrk or hey load a server): an SDK client
+    spends about a millisecond of CPU per request, which on two shared cores would be taken
+    from the server being measured. Answers are still parsed: status and x-semcache headers.
+    """
+    host, port = url.removeprefix("http://").split(":")
+    head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+            "Authorization: Bearer sk-bench\r\n").encode()
     queue = list(reversed(texts))
     latencies: list[float] = []
     statuses: dict[str, int] = {}
     errors = 0
-    limits = httpx2.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx2.AsyncClient(base_url=url, limits=limits, timeout=60, headers={"Authorization": "Bearer sk-bench"}) as client:
-        async def worker() -> None:
-            nonlocal errors
+
+    async def worker() -> None:
+        nonlocal errors
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
             while queue:
                 text = queue.pop()
-                body = {"model": MODEL, "messages": [{"role": "user", "content": text}]}
                 started = time.perf_counter()
                 try:
-                    answer = await client.post("/v1/chat/completions", json=body)
-                    ok = answer.status_code == 200
-                except Exception:
-                    ok, answer = False, None
+                    status, headers = await _request(reader, writer, head, text)
+                except (OSError, ValueError, IndexError, asyncio.IncompleteReadError):
+                    errors += 1
+                    writer.close()
+                    reader, writer = await asyncio.open_connection(host, int(port))
+                    continue
                 latencies.append(time.perf_counter() - started)
-                if not ok:
+                if status != 200:
                     errors += 1
                     continue
-                status = answer.headers.get("x-semcache-match") or answer.headers.get("x-semcache", "?")
-                statuses[status] = statuses.get(status, 0) + 1
+                label = headers.get("x-semcache-match") or headers.get("x-semcache", "?")
+                statuses[label] = statuses.get(label, 0) + 1
+        finally:
+            writer.close()
 
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        wall = time.perf_counter() - started
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    wall = time.perf_counter() - started
     return {"expect": expect, "concurrency": concurrency, "requests": len(texts), "errors": errors, "statuses": statuses,
             "wall_s": round(wall, 4), "throughput_rps": round(len(texts) / wall, 2), "latency": summarize(latencies)}
 
 
 def run_phase(url: str, texts: list[str], concurrency: int, expect: str) -> dict:
     """Send ``texts`` as chat requests with ``concurrency`` workers; return throughput, latency, statuses."""
-    return asyncio.run(_load(url, texts, concurrency, expect))
+    try:
+        import uvloop
+
+        return uvloop.run(_load(url, texts, concurrency, expect))
+    except ImportError:
+        return asyncio.run(_load(url, texts, concurrency, expect))
 
 
 # -- the server side ----------------------------------------------------------------------------
@@ -176,7 +206,7 @@ def main(argv: list[str] | None = None, *, embedder=None) -> dict:
         "benchmark": "sidecar throughput and latency (benchmarks/bench_server.py)",
         "smoke": args.smoke,
         "setup": {"embedder_model": getattr(model, "model_id", "?"), "upstream": "semcache mock upstream, 0 ms added latency, same process as the sidecar",
-                  "load": "separate process (spawn), asyncio httpx2 client, N workers", "policy": policy_name,
+                  "load": "separate process (spawn), raw asyncio HTTP/1.1 client, N keep-alive connections", "policy": policy_name,
                   "embedder": "all-MiniLM-L6-v2 (packaged) behind BatchingEmbedder(window=2 ms, max_batch=32)",
                   "levels": list(levels)},
         "embedding_one_at_a_time": bound,

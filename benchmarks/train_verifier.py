@@ -2,8 +2,9 @@
 
     HF_HUB_OFFLINE=1 .venv/bin/python -m benchmarks.train_verifier --pairs /work/shared/data/qqp_dev.jsonl
 
-Splits the pairs by question (connected components, ``semcache.calibrate.group_split``,
-seed 0, 20% held out), compares verifier variants on the held-out part, refits the chosen
+Splits the pairs by question as ``train_embedder`` does (20% held out, 15% of the rest never
+seen by the embedding adapter, on which the verifier is fitted), embeds them with the shipped
+embedder (adapter included), compares verifier variants on the held-out part, refits the chosen
 one on the training part, picks the default threshold for precision >= 0.95 on
 cross-validated training scores, and writes the weights plus a training report
 (benchmarks/results/match_train.json). Embeddings are cached under --cache-dir (never in
@@ -21,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from semcache.calibrate import best_f1, group_split, pr_points, read_pairs, roc_auc, threshold_for_precision
+from benchmarks.train_embedder import splits
+from semcache.calibrate import best_f1, pr_points, read_pairs, roc_auc, threshold_for_precision
 from semcache.match import DEFAULT_CHECKS, MatchPolicy
 from semcache.verifier import FEATURES, Verifier
 
@@ -53,11 +55,11 @@ def load_embedder():
 
 def embed_cached(texts: list[str], cache_dir: Path, embedder=None) -> np.ndarray:
     """Return unit-norm embeddings of ``texts`` (sorted, unique), cached as .npy under ``cache_dir``."""
-    key = hashlib.sha1("\n".join(texts).encode()).hexdigest()[:16]
+    embedder = embedder or load_embedder()
+    key = hashlib.sha1("\n".join([getattr(embedder, "model_id", "?"), *texts]).encode()).hexdigest()[:16]
     path = cache_dir / f"emb_{key}.npy"
     if path.exists():
         return np.load(path)
-    embedder = embedder or load_embedder()
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths batch faster
     vectors = np.asarray(embedder.embed([texts[i] for i in order]), dtype=np.float32)
     out = np.empty_like(vectors)
@@ -144,10 +146,16 @@ def main(argv=None) -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "semcache/data/verifier.json")
     parser.add_argument("--report", type=Path, default=ROOT / "benchmarks/results/match_train.json")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--fit-part", choices=["verify", "all"], default="verify",
+                        help="fit on the pairs the embedding adapter never saw (verify), or on every non-held-out pair")
     args = parser.parse_args(argv)
 
     data = load_dataset(args.pairs, args.cache_dir)
-    fit, held = (np.array(p) for p in group_split(data["pairs"], 0.2, args.seed))
+    parts = splits(data["pairs"], args.seed)
+    # The adapter saw the "tune" pairs, so their cosines are better separated than a new
+    # query's: the verifier learns how far to trust the cosine from pairs it never saw.
+    fit = np.array(sorted(parts["verify"] + ([] if args.fit_part == "verify" else parts["tune"])))
+    held = np.array(parts["held"])
     y = data["labels"]
     started = time.perf_counter()
     scalar = MatchPolicy.cosine().pair_features(data["texts_a"], data["texts_b"], data["sims"])

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import numpy as np
 
-from .embed import CachingEmbedder, Embedder, SentenceTransformerEmbedder
+from .embed import CachingEmbedder, Embedder, SentenceTransformerEmbedder, embedder_from_settings
 from .errors import RequestError, SemcacheError, UpstreamError
 from .keys import RequestKey, normalize
 from .index import PartitionedIndex
@@ -142,7 +142,7 @@ class SemanticCache:
                       **overrides: Any) -> "SemanticCache":
         """Build a cache from a ``Settings`` object (the CLI and the sidecar do)."""
         options = dict(
-            embedder=embedder if embedder is not None else SentenceTransformerEmbedder(settings.model),
+            embedder=embedder if embedder is not None else embedder_from_settings(settings),
             policy=policy_from_settings(settings), upstream=upstream, ttl=settings.ttl,
             sliding_ttl=settings.sliding_ttl, stale_ttl=settings.stale_ttl, max_entries=settings.max_entries,
             max_bytes=settings.max_bytes, top_k=settings.top_k, semantic_max_temperature=settings.semantic_max_temperature,

@@ -1,4 +1,4 @@
-"""The ``semcache`` command: serve | stats | eval | calibrate | bench | clear | mock-upstream.
+"""The ``semcache`` command: serve | stats | eval | calibrate | tune | bench | clear | mock-upstream.
 
 Each command builds one ``Settings`` from its flags > environment (SEMCACHE_*) > ``--config``
 file > defaults, then calls the library; the logic lives in the modules, not here.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -104,17 +105,19 @@ def eval_group() -> None:
     """Measure the match policy: on labelled pairs, or on a replayed stream."""
 
 
-def _policy_and_embedder(config, policy, threshold, model):
+def _policy_and_embedder(config, policy, threshold, model, adapter):
     from .cache import policy_from_settings
-    from .embed import SentenceTransformerEmbedder
+    from .embed import embedder_from_settings
 
-    settings = _settings(config, policy=policy, threshold=threshold, model=model)
-    return policy_from_settings(settings), SentenceTransformerEmbedder(settings.model)
+    settings = _settings(config, policy=policy, threshold=threshold, model=model, adapter=adapter)
+    return policy_from_settings(settings), embedder_from_settings(settings)
 
 
 policy_option = click.option("--policy", default=None, type=click.Path(dir_okay=False), help="Policy file from `semcache calibrate`.")
 threshold_option = click.option("--threshold", type=float, default=None, help="Override the policy's threshold.")
 model_option = click.option("--model", default=None, help="Embedding model name or path (default: packaged all-MiniLM-L6-v2).")
+adapter_option = click.option("--adapter", default=None,
+                              help="Embedding adapter: 'default' (the cache directory's tuned one, else the shipped one), 'none', or a file from `semcache tune`.")
 
 
 @eval_group.command(name="pairs")
@@ -126,13 +129,14 @@ model_option = click.option("--model", default=None, help="Embedding model name 
 @policy_option
 @threshold_option
 @model_option
+@adapter_option
 @config_option
-def eval_pairs_command(path, text_a, text_b, label, out, policy, threshold, model, config) -> None:
+def eval_pairs_command(path, text_a, text_b, label, out, policy, threshold, model, adapter, config) -> None:
     """Would text_b hit an entry stored for text_a? Print precision/recall/F1 as JSON."""
     from .evaluate import eval_pairs, iter_jsonl, read_rows
 
     rows = read_rows(path, [text_a, text_b])
-    match_policy, embedder = _policy_and_embedder(config, policy, threshold, model)
+    match_policy, embedder = _policy_and_embedder(config, policy, threshold, model, adapter)
     summary, decisions = eval_pairs(rows, embedder=embedder, policy=match_policy, text_a=text_a, text_b=text_b, label=label)
     if out:
         with open(out, "w") as f:
@@ -148,13 +152,14 @@ def eval_pairs_command(path, text_a, text_b, label, out, policy, threshold, mode
 @policy_option
 @threshold_option
 @model_option
+@adapter_option
 @config_option
-def eval_stream_command(path, text_col, group_col, shuffle_seed, policy, threshold, model, config) -> None:
+def eval_stream_command(path, text_col, group_col, shuffle_seed, policy, threshold, model, adapter, config) -> None:
     """Replay rows through a fresh cache; print hit rate and wrong-hit rate as JSON."""
     from .evaluate import eval_stream, read_rows
 
     rows = read_rows(path, [text_col, group_col])
-    match_policy, embedder = _policy_and_embedder(config, policy, threshold, model)
+    match_policy, embedder = _policy_and_embedder(config, policy, threshold, model, adapter)
     click.echo(json.dumps(eval_stream(rows, embedder=embedder, policy=match_policy, text=text_col, group=group_col,
                                       shuffle_seed=shuffle_seed)))
 
@@ -169,6 +174,7 @@ def eval_stream_command(path, text_col, group_col, shuffle_seed, policy, thresho
 @policy_option
 @threshold_option
 @model_option
+@adapter_option
 @click.option("--rpm", type=int, default=None, help="Requests per minute to pace under.")
 @click.option("--tpm", type=int, default=None, help="Tokens per minute to pace under.")
 @click.option("--ttl", type=float, default=None, help="Seconds an entry stays fresh (0 = forever).")
@@ -197,13 +203,14 @@ def serve(config, log_level, **flags) -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @policy_option
 @model_option
+@adapter_option
 @config_option
-def calibrate(pairs_path, target_precision, out, text_a, text_b, label, holdout, refit, seed, policy, model, config) -> None:
+def calibrate(pairs_path, target_precision, out, text_a, text_b, label, holdout, refit, seed, policy, model, adapter, config) -> None:
     """Fit the match policy's operating point to your labelled pairs; write a policy file."""
     from .calibrate import calibrate as fit, read_pairs
 
     pairs = read_pairs(pairs_path, text_a, text_b, label)
-    base, embedder = _policy_and_embedder(config, policy, None, model)
+    base, embedder = _policy_and_embedder(config, policy, None, model, adapter)
     fitted, report = fit(pairs, target_precision, embedder=embedder, holdout=holdout, seed=seed, base=base, refit=refit)
     fitted.save(out)
     report["policy_file"] = out
@@ -211,6 +218,83 @@ def calibrate(pairs_path, target_precision, out, text_a, text_b, label, holdout,
     held = report["held_out"]
     click.echo(f"wrote {out}: threshold {report['threshold']:.4f}; expect precision {held.get('precision')} and recall "
                f"{held.get('recall')} on data like the held-out part (use it with --policy {out})", err=True)
+
+
+@main.command()
+@click.option("--pairs", "pairs_path", required=True, type=click.Path(dir_okay=False), help="Labelled pairs: .jsonl or .csv.")
+@cache_dir_option
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Write the adapter here instead of recording it in the cache directory.")
+@click.option("--epochs", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True)
+@click.option("--rank", type=click.IntRange(min=1), default=8, show_default=True, help="Rank of the low-rank update.")
+@click.option("--lr", type=float, default=1e-3, show_default=True, help="Learning rate.")
+@click.option("--holdout", type=click.FloatRange(0.05, 0.5), default=0.2, show_default=True,
+              help="Share of pairs held out (grouped by text) to compare before and after.")
+@click.option("--force", is_flag=True, help="Record the adapter even when it scores worse on the held-out pairs.")
+@click.option("--text-a", default="text_a", show_default=True)
+@click.option("--text-b", default="text_b", show_default=True)
+@click.option("--label", default="label", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@model_option
+@config_option
+def tune(pairs_path, cache_dir, out, epochs, rank, lr, holdout, force, text_a, text_b, label, seed, model, config) -> None:
+    """Fine-tune the embedder on your labelled pairs (CPU, minutes) and record it in the cache directory.
+
+    Trains a small low-rank adapter on the fit part of the pairs, compares plain-cosine
+    quality on the held-out part with the embedder you use now, and records the adapter
+    (cache directory's tuned-adapter.npz, used from then on) only when it is no worse. The
+    directory must hold no entries: they were embedded by the old model. Run `semcache
+    calibrate` afterwards to fit the policy's threshold to the new embedder.
+    """
+    from .calibrate import group_split, read_pairs
+    from .embed import TUNED_ADAPTER, SentenceTransformerEmbedder, embedder_from_settings
+    from .store import DiskStore
+    from .tune import apply_adapter, cosine_quality, tune as train
+    from tqdm import tqdm
+
+    settings = _settings(config, cache_dir=cache_dir, model=model)
+    pairs = read_pairs(pairs_path, text_a, text_b, label)
+    target = Path(out) if out else Path(settings.cache_dir).expanduser() / TUNED_ADAPTER
+    if not out and os.path.isdir(settings.cache_dir):
+        store = DiskStore(settings.cache_dir)
+        try:
+            if len(store):
+                raise SemcacheError(f"cache directory {settings.cache_dir!r} holds {len(store):,} entries embedded by the "
+                                    "current model; clear it first (`semcache clear`) or write the adapter elsewhere with --out")
+        finally:
+            store.close()
+    fit, held = group_split(pairs, holdout, seed)
+    if not held or not fit:
+        raise SemcacheError(f"{pairs_path}: too few pairs to hold {holdout:.0%} out by text; add pairs or change --holdout")
+    held_pairs = [pairs[i] for i in held]
+    current = embedder_from_settings(settings)
+    before = cosine_quality(current, held_pairs)
+    del current
+    embedder = SentenceTransformerEmbedder(settings.model, adapter=None)
+    with tqdm(desc="tuning", unit="step", file=sys.stderr) as bar:
+        def step(done: int, total: int, loss: float) -> None:
+            bar.total = total
+            bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+            bar.update(1)
+
+        result = train(embedder._model, [pairs[i] for i in fit], base_model=embedder.model_id, rank=rank, lr=lr,
+                       epochs=epochs, seed=seed, progress=step)
+    apply_adapter(embedder._model, result.adapter)
+    after = cosine_quality(embedder, held_pairs)
+    report = {"pairs": len(pairs), "fit_pairs": len(fit), "held_out_pairs": len(held), "steps": result.steps,
+              "seconds": round(result.seconds, 1), "held_out_before": before, "held_out_after": after}
+    better = after["best_f1"] >= before["best_f1"]
+    if better or force or out:
+        result.adapter.info["source"] = Path(pairs_path).name
+        result.adapter.save(target)
+        report["adapter"] = str(target)
+    click.echo(json.dumps(report, indent=2))
+    if "adapter" not in report:
+        raise SemcacheError(f"the tuned embedder scores worse on the held-out pairs (best F1 {after['best_f1']} vs "
+                            f"{before['best_f1']}); nothing recorded (--force records it anyway)")
+    where = f"use it with --adapter {target}" if out else f"{settings.cache_dir} now embeds with it"
+    click.echo(f"wrote {target}: held-out best F1 {before['best_f1']} -> {after['best_f1']}; {where}. "
+               "Run `semcache calibrate` next to fit the threshold.", err=True)
 
 
 @main.command(name="mock-upstream")
@@ -244,13 +328,14 @@ def mock_upstream(host, port, rpm, tpm, latency_ms, faults, seed, slow_s, api_ke
 @policy_option
 @threshold_option
 @model_option
+@adapter_option
 @config_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a summary.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Also write the JSON report here.")
 @click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Write a PNG of upstream calls with vs without the cache.")
 @click.option("--near", type=click.IntRange(min=0), default=10, show_default=True,
               help="Show this many lowest-scoring hits and highest-scoring misses.")
-def bench(workload, upstream_kind, rpm, tpm, policy, threshold, model, config, as_json, out, plot, near) -> None:
+def bench(workload, upstream_kind, rpm, tpm, policy, threshold, model, adapter, config, as_json, out, plot, near) -> None:
     """What would semcache save? Replay logged traffic through a temporary cache.
 
     Reports hit rate, requests/tokens/dollars saved, rate-limit relief at --rpm/--tpm and the
@@ -263,7 +348,7 @@ def bench(workload, upstream_kind, rpm, tpm, policy, threshold, model, config, a
     settings = _settings(config, rpm=rpm, tpm=tpm)
     pricing = Pricing.from_file(settings.pricing) if settings.pricing else None
     with bench_upstream(upstream_kind, settings, os.environ) as client:  # a missing key fails before the model loads
-        match_policy, embedder = _policy_and_embedder(config, policy, threshold, model)
+        match_policy, embedder = _policy_and_embedder(config, policy, threshold, model, adapter)
         report = replay(parsed, embedder=embedder, policy=match_policy, upstream=client, rpm=settings.rpm,
                         tpm=settings.tpm, near=near, pricing=pricing)
     if out:

@@ -7,22 +7,36 @@ path can replace it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
 from collections import OrderedDict
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import TYPE_CHECKING, Iterator, Protocol, Sequence
 
 import numpy as np
 
 from .errors import ConfigError, EmbeddingError
+from .tune import Adapter, apply_adapter
 
-__all__ = ["CachingEmbedder", "DEFAULT_MODEL", "Embedder", "SentenceTransformerEmbedder", "default_model_path"]
+if TYPE_CHECKING:
+    from .config import Settings
+
+__all__ = [
+    "CachingEmbedder",
+    "DEFAULT_MODEL",
+    "Embedder",
+    "SentenceTransformerEmbedder",
+    "default_model_path",
+    "embedder_from_settings",
+]
 
 log = logging.getLogger("semcache")
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
+DEFAULT_ADAPTER = "adapter.npz"  # semcache/data: LoRA tuned on question pairs (benchmarks/train_embedder.py)
+TUNED_ADAPTER = "tuned-adapter.npz"  # in a cache directory: written by `semcache tune`
 
 
 class Embedder(Protocol):
@@ -48,7 +62,15 @@ class SentenceTransformerEmbedder:
     already in the local Hugging Face cache. Raises ``ConfigError`` when it cannot be loaded.
     """
 
-    def __init__(self, model: str | os.PathLike | None = None, *, device: str = "cpu", batch_size: int = 64) -> None:
+    def __init__(
+        self,
+        model: str | os.PathLike | None = None,
+        *,
+        device: str = "cpu",
+        batch_size: int = 64,
+        threads: int | None = None,
+        adapter: "str | os.PathLike | Adapter | None" = "default",
+    ) -> None:
         if model is None or str(model) == DEFAULT_MODEL:
             path, self.model_id = default_model_path(), DEFAULT_MODEL
         else:
@@ -65,13 +87,32 @@ class SentenceTransformerEmbedder:
             self._model = SentenceTransformer(str(path) if isinstance(path, Path) else path, device=device)
         except Exception as exc:  # OSError, ValueError, HF errors: all mean "cannot load"
             raise ConfigError(f"cannot load embedding model {str(model or DEFAULT_MODEL)!r}: {exc}") from exc
+        self.adapter = self._load_adapter(adapter)
+        if self.adapter is not None:
+            apply_adapter(self._model, self.adapter)
+            self.model_id = f"{self.model_id}+lora-{self.adapter.digest}"
         dim = getattr(self._model, "get_embedding_dimension", self._model.get_sentence_embedding_dimension)()
         if not dim:
             raise ConfigError(f"embedding model {self.model_id!r} does not report its dimension")
         self.dim = int(dim)
         self.batch_size = batch_size
+        self.threads = threads or os.cpu_count() or 1
         # Torch modules are not safe to call from several threads at once.
         self._lock = threading.Lock()
+
+    def _load_adapter(self, adapter) -> Adapter | None:
+        """Resolve ``adapter``: "default" (the shipped one, for the packaged model only), None/"none", a path or an Adapter."""
+        if adapter is None or adapter == "none":
+            return None
+        if isinstance(adapter, str) and adapter == "default":
+            shipped = Path(__file__).parent / "data" / DEFAULT_ADAPTER
+            if self.model_id != DEFAULT_MODEL or not shipped.is_file():
+                return None
+            adapter = shipped
+        loaded = adapter if isinstance(adapter, Adapter) else Adapter.load(adapter)
+        if loaded.base_model != self.model_id:
+            raise ConfigError(f"adapter {str(adapter)!r} was trained for model {loaded.base_model!r}, not {self.model_id!r}")
+        return loaded
 
     def __repr__(self) -> str:
         return f"SentenceTransformerEmbedder(model_id={self.model_id!r}, dim={self.dim})"
@@ -80,7 +121,7 @@ class SentenceTransformerEmbedder:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         try:
-            with self._lock:
+            with self._lock, _torch_threads(self.threads):
                 vectors = self._model.encode(
                     list(texts), batch_size=self.batch_size, normalize_embeddings=True,
                     convert_to_numpy=True, show_progress_bar=False,
@@ -88,6 +129,37 @@ class SentenceTransformerEmbedder:
         except Exception as exc:
             raise EmbeddingError(f"embedding {len(texts)} texts with {self.model_id!r} failed: {exc}") from exc
         return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+def embedder_from_settings(settings: "Settings") -> SentenceTransformerEmbedder:
+    """The embedder ``settings`` name: its model, with the adapter ``semcache tune`` left in the
+    cache directory when ``adapter`` is "default" and there is one, else the shipped adapter."""
+    adapter: str = settings.adapter
+    tuned = Path(settings.cache_dir).expanduser() / TUNED_ADAPTER
+    if adapter == "default" and tuned.is_file():
+        adapter = str(tuned)
+    return SentenceTransformerEmbedder(settings.model, adapter=adapter)
+
+
+@contextlib.contextmanager
+def _torch_threads(count: int) -> Iterator[None]:
+    """Run torch with ``count`` OpenMP threads on the calling thread, then restore the old count.
+
+    OpenMP's thread count is per calling thread, and faiss shares torch's OpenMP runtime:
+    ``semcache.index`` pins it to 1 for single-query searches, which would otherwise leave
+    the model on one core in whichever thread imported it first.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    if before == count:
+        yield
+        return
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 class CachingEmbedder:

@@ -122,7 +122,7 @@ class DiskStore:
     # -- what the directory was built with -------------------------------------------------
 
     def bind(self, model_id: str, dim: int) -> None:
-        """Record the embedding model of a new directory; refuse one built with another."""
+        """Record the embedding model of a new (or empty) directory; refuse one whose entries used another."""
         expected = {"format": FORMAT, "model_id": model_id, "dim": int(dim)}
         with self._translate("bind"):
             meta = self._cache.get("meta")
@@ -131,6 +131,10 @@ class DiskStore:
                 meta = self._cache.get("meta")
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise ConfigError(f"cache directory {self.directory!r} has an unknown format {meta!r}; use a new directory")
+        if (meta["model_id"], meta["dim"]) != (model_id, int(dim)) and not self._keys("e:"):
+            with self._translate("bind"):  # no entry was embedded with the old model: rebind freely
+                self._cache.set("meta", expected)
+            meta = expected
         if (meta["model_id"], meta["dim"]) != (model_id, int(dim)):
             raise ConfigError(
                 f"cache directory {self.directory!r} was built with model {meta['model_id']!r} "

@@ -339,7 +339,8 @@ def test_feedback_correct_changes_nothing(make_cache):
 
 
 def test_another_embedder_dimension_is_refused(make_cache, tmp_path):
-    make_cache(tmp_path / "dim", policy=POLICY).close()
+    with make_cache(tmp_path / "dim", policy=POLICY) as cache:
+        cache.insert(ask(FRANCE), answer("Paris"))  # an empty directory would simply rebind
 
     class WideEmbedder(WordEmbedder):
         dim = 64

@@ -311,3 +311,34 @@ def test_calibrate_refuses_an_impossible_target(runner, tmp_path):
     result = invoke(runner, ["calibrate", "--pairs", pairs, "--target-precision", "0.9"])
     assert result.exit_code == 2
     assert "at least 20 pairs" in result.output
+
+
+# -- tune -------------------------------------------------------------------------------------
+
+@pytest.mark.model
+@pytest.mark.slow
+def test_tune_records_an_adapter_that_the_cache_directory_then_embeds_with(runner, tmp_path):
+    from semcache.config import Settings
+    from semcache.embed import TUNED_ADAPTER, embedder_from_settings
+    from semcache.tune import Adapter
+
+    pairs = write_jsonl(tmp_path / "pairs.jsonl", [{"text_a": a, "text_b": b, "label": y} for a, b, y in PAIRS])
+    directory = tmp_path / "cache"
+    result = invoke(runner, ["tune", "--pairs", pairs, "--cache-dir", str(directory), "--epochs", "2", "--force"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["pairs"] == len(PAIRS) and report["fit_pairs"] + report["held_out_pairs"] == len(PAIRS)
+    assert {"best_f1", "roc_auc"} <= set(report["held_out_before"]) and report["steps"] == 2
+    adapter = Adapter.load(directory / TUNED_ADAPTER)
+    assert adapter.info["source"] == "pairs.jsonl" and adapter.base_model == "all-MiniLM-L6-v2"
+    embedder = embedder_from_settings(Settings(cache_dir=str(directory)))
+    assert embedder.model_id == f"all-MiniLM-L6-v2+lora-{adapter.digest}"
+    assert embedder_from_settings(Settings(cache_dir=str(directory), adapter="none")).model_id == "all-MiniLM-L6-v2"
+
+
+def test_tune_refuses_a_cache_directory_whose_entries_used_the_old_model(runner, filled_cache, tmp_path, no_model):
+    pairs = write_jsonl(tmp_path / "pairs.jsonl", [{"text_a": a, "text_b": b, "label": y} for a, b, y in PAIRS])
+    result = runner.invoke(main, ["tune", "--pairs", pairs, "--cache-dir", filled_cache])
+    assert result.exit_code != 0
+    assert "holds 2 entries" in result.output and "semcache clear" in result.output
+    assert not (Path(filled_cache) / "tuned-adapter.npz").exists()

@@ -25,7 +25,8 @@ class RecordingEmbedder(WordEmbedder):
 @pytest.mark.model
 def test_packaged_model_embeds_unit_vectors_and_ranks_paraphrases_first():
     embedder = SentenceTransformerEmbedder()
-    assert (embedder.model_id, embedder.dim) == ("all-MiniLM-L6-v2", 384)
+    # The packaged model with the shipped adapter (semcache/data/adapter.npz), named by its digest.
+    assert embedder.model_id == f"all-MiniLM-L6-v2+lora-{embedder.adapter.digest}" and embedder.dim == 384
     vectors = embedder.embed([
         "How do I reset my password?",
         "What are the steps to change my password?",

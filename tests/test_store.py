@@ -141,11 +141,19 @@ def test_a_second_handle_on_the_same_data_sees_writes(make_store):
     assert reader.get_exact("k").id == entry.id
 
 
-def test_bind_refuses_another_model_or_dim(make_store):
+def test_an_empty_store_rebinds_to_another_model(make_store):
+    store = make_store()
+    store.bind("model-a", 384)
+    store.bind("model-b", 768)  # nothing was embedded with model-a: nothing can mismatch
+    assert (store.meta()["model_id"], store.meta()["dim"]) == ("model-b", 768)
+
+
+def test_bind_refuses_another_model_or_dim_once_it_holds_entries(make_store):
     store = make_store()
     store.bind("model-a", 384)
     store.bind("model-a", 384)  # same model again: fine
     assert store.meta()["model_id"] == "model-a"
+    store.put(make_entry(store, "k1"))
     for model, dim in (("model-b", 384), ("model-a", 768)):
         with pytest.raises(ConfigError) as caught:
             store.bind(model, dim)

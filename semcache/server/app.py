@@ -35,7 +35,7 @@ from starlette.routing import Route
 from ..batching import BatchingEmbedder
 from ..cache import Result, SemanticCache
 from ..config import Settings
-from ..embed import SentenceTransformerEmbedder
+from ..embed import embedder_from_settings
 from ..errors import RequestError, UpstreamStatusError
 from ..keys import tenant_from_api_key
 from ..upstream.client import translate_error
@@ -308,7 +308,7 @@ def create_app(settings: Settings, *, cache: SemanticCache | None = None, upstre
     environ = os.environ if environ is None else environ
     owns_cache = cache is None
     if cache is None:
-        embedder = BatchingEmbedder(SentenceTransformerEmbedder(settings.model))
+        embedder = BatchingEmbedder(embedder_from_settings(settings))
         cache = SemanticCache.from_settings(settings, embedder=embedder)
     upstreams = UpstreamPool(settings, own_key=environ.get(settings.upstream_api_key_env), fixed=upstream,
                              stats=cache.stats_recorder, pricing=cache.pricing)

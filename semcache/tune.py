@@ -1,0 +1,279 @@
+"""Fine-tune the embedder on labelled pairs, on the CPU, as a small low-rank adapter.
+
+A full copy of a fine-tuned model is ~90 MB; a LoRA adapter (``W + scale * B @ A`` for each
+linear layer of the encoder) is ~1-3 MB, trains in minutes on two cores, and is merged into
+the weights when the model loads, so it costs nothing per query. The adapter file is an
+``.npz`` of float32 ``A``/``B`` matrices plus a JSON header naming the base model; its
+content hash becomes part of the embedder's ``model_id``, so a cache directory built with
+one adapter refuses another.
+
+The loss is CoSENT (every non-duplicate pair should score below every duplicate pair, which
+is what one threshold needs) plus in-batch multiple-negatives ranking on the duplicates
+(which keeps the nearest neighbour right, which is what the index needs).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .errors import ConfigError
+
+__all__ = ["Adapter", "TuneResult", "apply_adapter", "cosine_quality", "tune"]
+
+ADAPTER_FORMAT = 1
+TARGETS = ("query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense")
+
+Pair = tuple[str, str, int]
+
+
+@dataclass(frozen=True)
+class Adapter:
+    """A low-rank update per linear layer: ``weight += scale * B @ A``."""
+
+    base_model: str
+    rank: int
+    alpha: float
+    matrices: dict[str, tuple[np.ndarray, np.ndarray]]  # module name -> (A [r, in], B [out, r])
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def scale(self) -> float:
+        return self.alpha / self.rank
+
+    @property
+    def digest(self) -> str:
+        h = hashlib.sha256(f"{self.base_model}|{self.rank}|{self.alpha}".encode())
+        for name in sorted(self.matrices):
+            a, b = self.matrices[name]
+            h.update(name.encode())
+            h.update(np.ascontiguousarray(a, dtype=np.float32).tobytes())
+            h.update(np.ascontiguousarray(b, dtype=np.float32).tobytes())
+        return h.hexdigest()[:12]
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        header = {"format": ADAPTER_FORMAT, "base_model": self.base_model, "rank": self.rank,
+                  "alpha": self.alpha, "info": self.info}
+        arrays = {"__header__": np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)}
+        for name, (a, b) in self.matrices.items():
+            arrays[f"{name}::A"] = a.astype(np.float32)
+            arrays[f"{name}::B"] = b.astype(np.float32)
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, **arrays)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_bytes(buffer.getvalue())
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Adapter":
+        path = Path(path).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"adapter file {str(path)!r} does not exist")
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                header = json.loads(bytes(data["__header__"]).decode())
+                names = sorted({key.rsplit("::", 1)[0] for key in data.files if key != "__header__"})
+                matrices = {n: (data[f"{n}::A"], data[f"{n}::B"]) for n in names}
+        except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"adapter file {str(path)!r} is not a semcache adapter: {exc}") from exc
+        if header.get("format") != ADAPTER_FORMAT:
+            raise ConfigError(f"adapter file {str(path)!r} has format {header.get('format')!r}, expected {ADAPTER_FORMAT}")
+        for name, (a, b) in matrices.items():
+            if a.ndim != 2 or b.ndim != 2 or a.shape[0] != header["rank"] or b.shape[1] != header["rank"]:
+                raise ConfigError(f"adapter file {str(path)!r}: matrices of {name!r} have shapes {a.shape}, {b.shape}")
+        return cls(header["base_model"], int(header["rank"]), float(header["alpha"]), matrices, header.get("info", {}))
+
+
+def _linear_layers(model) -> dict[str, Any]:
+    import torch
+
+    # Named from "encoder.layer." on: the prefix above it differs between sentence-transformers versions.
+    return {name[name.index("encoder.layer."):]: module for name, module in model.named_modules()
+            if isinstance(module, torch.nn.Linear) and name.endswith(TARGETS) and "encoder.layer." in name}
+
+
+def apply_adapter(model, adapter: Adapter) -> None:
+    """Merge ``adapter`` into the weights of a loaded sentence-transformers ``model``, in place."""
+    import torch
+
+    layers = _linear_layers(model)
+    missing = sorted(set(adapter.matrices) - set(layers))
+    if missing:
+        raise ConfigError(f"adapter does not fit this model: it has no layer {missing[0]!r}")
+    with torch.no_grad():
+        for name, (a, b) in adapter.matrices.items():
+            weight = layers[name].weight
+            delta = torch.from_numpy(np.asarray(b, dtype=np.float32) @ np.asarray(a, dtype=np.float32)) * adapter.scale
+            if delta.shape != weight.shape:
+                raise ConfigError(f"adapter layer {name!r} has shape {tuple(delta.shape)}, the model's is {tuple(weight.shape)}")
+            weight.add_(delta.to(weight.dtype))
+
+
+@dataclass
+class TuneResult:
+    adapter: Adapter
+    pairs: int
+    steps: int
+    seconds: float
+    losses: list[float]
+
+
+def _cosent(cos, labels, scale: float):
+    """log(1 + sum over (negative i, positive j) of exp(scale * (cos_i - cos_j)))."""
+    import torch
+
+    diff = scale * (cos[:, None] - cos[None, :])  # [i, j] = cos_i - cos_j
+    keep = (labels[:, None] < labels[None, :])  # i negative, j positive
+    diff = diff.masked_fill(~keep, -1e12)
+    return torch.logsumexp(torch.cat([torch.zeros(1), diff.flatten()]), dim=0)
+
+
+def _ranking(u, v, labels, scale: float):
+    """In-batch multiple-negatives ranking: each duplicate's partner beats every other text of the batch."""
+    import torch
+    import torch.nn.functional as F
+
+    positives = labels.nonzero().flatten()
+    if not len(positives):
+        return torch.zeros(())
+    candidates = torch.cat([v, u])  # both sides of every pair are distractors
+    logits = scale * u[positives] @ candidates.T
+    own = positives + len(v)  # a text is not its own partner
+    logits[torch.arange(len(positives)), own] = -1e4
+    return F.cross_entropy(logits, positives)
+
+
+def _length_batches(pairs: Sequence[Pair], batch_size: int, rng: random.Random) -> list[list[int]]:
+    """Shuffled batches of pairs of similar length (less padding, so faster steps), in random order."""
+    order = list(range(len(pairs)))
+    rng.shuffle(order)
+    chunk = batch_size * 32
+    batches = []
+    for start in range(0, len(order), chunk):
+        part = sorted(order[start:start + chunk], key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))
+        batches.extend(part[k:k + batch_size] for k in range(0, len(part), batch_size))
+    rng.shuffle(batches)
+    return batches
+
+
+def tune(
+    model,
+    pairs: Sequence[Pair],
+    *,
+    base_model: str,
+    rank: int = 8,
+    alpha: float = 16.0,
+    epochs: float = 1.0,
+    batch_size: int = 64,
+    lr: float = 1e-3,
+    ranking_weight: float = 1.0,
+    max_seq_length: int = 64,
+    seed: int = 0,
+    progress: Callable[[int, int, float], None] | None = None,
+) -> TuneResult:
+    """Train a LoRA adapter for the sentence-transformers ``model`` on labelled ``pairs``.
+
+    ``model`` is left unchanged (the adapter is trained beside its frozen weights and removed
+    afterwards); apply the result with ``apply_adapter``. ``progress(step, steps, loss)`` is
+    called after every step.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    if not pairs:
+        raise ConfigError("tune needs labelled pairs; got none")
+    if not any(y for _, _, y in pairs) or all(y for _, _, y in pairs):
+        raise ConfigError("tune needs both duplicate (label 1) and non-duplicate (label 0) pairs")
+    torch.manual_seed(seed)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(os.cpu_count() or 1)  # faiss pins this thread's OpenMP to 1; training wants every core
+    rng = random.Random(seed)
+    layers = _linear_layers(model)
+    if not layers:
+        raise ConfigError("tune supports BERT-style encoders (linear layers under encoder.layer.N); this model has none")
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    adapters: dict[str, tuple[torch.nn.Parameter, torch.nn.Parameter]] = {}
+    hooks = []
+    scale = alpha / rank
+    for name, layer in layers.items():
+        a = torch.nn.Parameter(torch.randn(rank, layer.in_features) / math.sqrt(layer.in_features))
+        b = torch.nn.Parameter(torch.zeros(layer.out_features, rank))
+        adapters[name] = (a, b)
+        hooks.append(layer.register_forward_hook(
+            lambda module, inputs, output, a=a, b=b: output + (inputs[0] @ a.T @ b.T) * scale))
+    params = [p for ab in adapters.values() for p in ab]
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    steps = max(1, int(math.ceil(len(pairs) / batch_size) * epochs))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min(1.0, (s + 1) / max(1, steps // 10)) * max(0.0, (steps - s) / steps))
+    old_length = model.max_seq_length
+    model.max_seq_length = max_seq_length
+    tokenize = getattr(model, "preprocess", None) or model.tokenize  # renamed in sentence-transformers 6
+    model.train()
+    losses: list[float] = []
+    started = time.perf_counter()
+    try:
+        batches: list[list[int]] = []
+        for step in range(steps):
+            if not batches:
+                batches = _length_batches(pairs, batch_size, rng)
+            batch = [pairs[i] for i in batches.pop()]
+            texts = [a for a, _, _ in batch] + [b for _, b, _ in batch]
+            features = tokenize(texts)
+            embeddings = F.normalize(model(features)["sentence_embedding"], dim=-1)
+            u, v = embeddings[:len(batch)], embeddings[len(batch):]
+            labels = torch.tensor([y for _, _, y in batch])
+            cos = (u * v).sum(-1)
+            loss = _cosent(cos, labels, 20.0) + ranking_weight * _ranking(u, v, labels, 20.0)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            losses.append(float(loss.detach()))
+            if progress:
+                progress(step + 1, steps, losses[-1])
+    finally:
+        for hook in hooks:
+            hook.remove()
+        model.max_seq_length = old_length
+        torch.set_num_threads(threads)
+        model.eval()
+    matrices = {name: (a.detach().numpy().copy(), b.detach().numpy().copy()) for name, (a, b) in adapters.items()}
+    info = {"pairs": len(pairs), "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
+            "loss": "cosent+ranking" if ranking_weight else "cosent"}
+    adapter = Adapter(base_model, rank, alpha, matrices, info)
+    return TuneResult(adapter, len(pairs), steps, time.perf_counter() - started, losses)
+
+
+def cosine_quality(embedder, pairs: list[Pair]) -> dict:
+    """Best F1, ROC-AUC and recall at precision 0.85/0.90 of plain cosine on ``pairs``."""
+    texts = sorted({t for a, b, _ in pairs for t in (a, b)})
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    vectors = np.empty((len(texts), embedder.dim), dtype=np.float32)
+    vectors[order] = embedder.embed([texts[i] for i in order])
+    row = {t: i for i, t in enumerate(texts)}
+    sims = np.einsum("ij,ij->i", vectors[[row[a] for a, _, _ in pairs]], vectors[[row[b] for _, b, _ in pairs]])
+    labels = np.array([y for _, _, y in pairs])
+    from .calibrate import best_f1, pr_points, roc_auc
+
+    f1, threshold = best_f1(sims, labels)
+    points = pr_points(sims, labels)
+    out = {"pairs": len(pairs), "best_f1": round(f1, 4), "best_f1_threshold": round(threshold, 4), "roc_auc": round(roc_auc(sims, labels), 4)}
+    for target in (0.85, 0.90):
+        ok = points["precision"] >= target
+        out[f"recall_at_precision_{target:.2f}"] = round(float(points["recall"][ok].max()) if ok.any() else 0.0, 4)
+    return out

@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     parts = splits(pairs, args.seed)
     train = [pairs[i] for i in parts["tune"]]
     held = [pairs[i] for i in parts["held"]]
-    embedder = SentenceTransformerEmbedder(adapter=None)
+    embedder = SentenceTransformerEmbedder(adapter=None, backend="torch")  # trained in place
     before = cosine_quality(embedder, held)
     print("held-out cosine before", json.dumps(before), flush=True)
     started = time.perf_counter()

@@ -433,6 +433,9 @@ class SemanticCache:
         fetch = self._caller(call, key, kind)
 
         def fetch_and_store() -> Result:
+            landed = None if no_cache else self._landed(key)
+            if landed is not None:
+                return landed
             return self._stored(request, fetch(request), key, kind, no_store, no_cache, decision)
 
         try:
@@ -459,6 +462,9 @@ class SemanticCache:
                 return await value if asyncio.iscoroutine(value) else value
 
         async def fetch_and_store() -> Result:
+            landed = None if no_cache else await asyncio.to_thread(self._landed, key)
+            if landed is not None:
+                return landed
             response = await fetch(request)
             return await asyncio.to_thread(self._stored, request, response, key, kind, no_store, no_cache, decision)
 
@@ -466,6 +472,28 @@ class SemanticCache:
             return await (self._flights.ado((key.exact_key, no_store), fetch_and_store) if not no_cache else fetch_and_store())
         except UpstreamError as exc:
             return await asyncio.to_thread(self._stale_or_raise, key, stale, exc)
+
+    def _landed(self, key: RequestKey) -> Result | None:
+        """The answer a flight for this exact key stored after our lookup missed, if one did.
+
+        A follower that looked up just before the leader stored, and joined just after the
+        leader's flight ended, would otherwise start a second flight: a second upstream call.
+        Counted as the exact hit it turned out to be.
+        """
+        try:
+            self.sync()
+            entry_id = self._mirror.exact.get(key.exact_key)
+            entry = self._entry(entry_id) if entry_id is not None else None
+        except Exception:  # the lookup already failed open once; go upstream
+            return None
+        now = self._timer()
+        if entry is None or entry.expired(now):
+            return None
+        hit = self._touch(Hit(entry, "exact"), now)
+        self._stats.incr("misses", -1, tenant=key.tenant, model=key.model)
+        self._stats.incr("exact_hits", tenant=key.tenant, model=key.model)
+        self._count_saved(hit, key)
+        return Result(hit.response, "hit", key, hit, entry.id, None)
 
     def _begin(self, key: RequestKey, no_cache: bool, threshold: float | None) -> tuple[Hit | None, Stale | None, Decision | None]:
         """Look up and count a request (or count it as bypassed); return (hit, stale fallback, decision)."""

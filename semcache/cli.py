@@ -270,7 +270,7 @@ def tune(pairs_path, cache_dir, out, epochs, rank, lr, holdout, force, text_a, t
     current = embedder_from_settings(settings)
     before = cosine_quality(current, held_pairs)
     del current
-    embedder = SentenceTransformerEmbedder(settings.model, adapter=None)
+    embedder = SentenceTransformerEmbedder(settings.model, adapter=None, backend="torch")  # trained in place
     with tqdm(desc="tuning", unit="step", file=sys.stderr) as bar:
         def step(done: int, total: int, loss: float) -> None:
             bar.total = total

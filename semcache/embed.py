@@ -36,6 +36,7 @@ log = logging.getLogger("semcache")
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_ADAPTER = "adapter.npz"  # semcache/data: LoRA tuned on question pairs (benchmarks/train_embedder.py)
+BACKENDS = ("auto", "onnx", "torch")  # auto: ONNX Runtime when installed and the model exports, else PyTorch
 TUNED_ADAPTER = "tuned-adapter.npz"  # in a cache directory: written by `semcache tune`
 
 
@@ -60,6 +61,11 @@ class SentenceTransformerEmbedder:
 
     ``model`` is ``None`` (the packaged all-MiniLM-L6-v2), a local directory, or a model name
     already in the local Hugging Face cache. Raises ``ConfigError`` when it cannot be loaded.
+    ``adapter``: "default" (the shipped LoRA adapter, packaged model only), None, a file from
+    ``semcache tune`` or an ``Adapter``; it is merged into the weights and named in ``model_id``.
+    ``backend``: "auto" runs the model under ONNX Runtime when it is installed and the export
+    reproduces the PyTorch vectors (``onnx_runtime.py``), else PyTorch; "torch" always uses
+    PyTorch (needed to train ``_model`` further). ``threads``: CPU threads per model call.
     """
 
     def __init__(
@@ -70,7 +76,10 @@ class SentenceTransformerEmbedder:
         batch_size: int = 64,
         threads: int | None = None,
         adapter: "str | os.PathLike | Adapter | None" = "default",
+        backend: str = "auto",
     ) -> None:
+        if backend not in BACKENDS:
+            raise ConfigError(f"embedding backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
         if model is None or str(model) == DEFAULT_MODEL:
             path, self.model_id = default_model_path(), DEFAULT_MODEL
         else:
@@ -99,6 +108,14 @@ class SentenceTransformerEmbedder:
         self.threads = threads or os.cpu_count() or 1
         # Torch modules are not safe to call from several threads at once.
         self._lock = threading.Lock()
+        self._onnx = None
+        if backend != "torch" and device == "cpu":
+            from .onnx_runtime import OnnxEncoder
+
+            self._onnx = OnnxEncoder.build(self._model, threads=self.threads, batch_size=batch_size)
+        if backend == "onnx" and self._onnx is None:
+            raise ConfigError(f"embedding backend 'onnx' is not available for {self.model_id!r} (is onnxruntime installed?)")
+        self.backend = "onnx" if self._onnx is not None else "torch"
 
     def _load_adapter(self, adapter) -> Adapter | None:
         """Resolve ``adapter``: "default" (the shipped one, for the packaged model only), None/"none", a path or an Adapter."""
@@ -115,12 +132,15 @@ class SentenceTransformerEmbedder:
         return loaded
 
     def __repr__(self) -> str:
-        return f"SentenceTransformerEmbedder(model_id={self.model_id!r}, dim={self.dim})"
+        return f"SentenceTransformerEmbedder(model_id={self.model_id!r}, dim={self.dim}, backend={self.backend!r})"
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         try:
+            if self._onnx is not None:
+                with self._lock:
+                    return self._onnx.encode(list(texts))
             with self._lock, _torch_threads(self.threads):
                 vectors = self._model.encode(
                     list(texts), batch_size=self.batch_size, normalize_embeddings=True,
@@ -138,7 +158,7 @@ def embedder_from_settings(settings: "Settings") -> SentenceTransformerEmbedder:
     tuned = Path(settings.cache_dir).expanduser() / TUNED_ADAPTER
     if adapter == "default" and tuned.is_file():
         adapter = str(tuned)
-    return SentenceTransformerEmbedder(settings.model, adapter=adapter)
+    return SentenceTransformerEmbedder(settings.model, adapter=adapter, backend=settings.embed_backend)
 
 
 @contextlib.contextmanager

@@ -65,11 +65,18 @@ class Clock:
         self.sleep(seconds)
 
 
+@pytest.fixture(scope="session")
+def _onnx_cache(tmp_path_factory):
+    """One directory per test run for exported ONNX graphs (90 MB each), not the user's ~/.cache."""
+    return str(tmp_path_factory.mktemp("onnx"))
+
+
 @pytest.fixture(autouse=True)
-def _clean_environment(monkeypatch):
+def _clean_environment(monkeypatch, _onnx_cache):
     for name in list(os.environ):
         if name.startswith(("SEMCACHE_", "OPENAI_")):
             monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SEMCACHE_ONNX_CACHE", _onnx_cache)
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import threading
 
 import numpy as np
 import pytest
@@ -409,3 +410,32 @@ def test_a_miss_carries_the_policys_evidence(make_cache):
     assert result.status == "miss" and result.decision.entry_id == stored.id
     again = cache.complete(ask("how many moons does jupiter have"), call=lambda request: answer("never called"))
     assert again.status == "hit" and again.response == answer("95")
+
+
+def test_a_request_that_missed_just_before_another_stored_its_answer_does_not_call_again(make_cache, monkeypatch):
+    """B looks up (miss); A's whole flight then calls, stores and ends; only then does B reach the flight."""
+    cache = make_cache(policy=POLICY)
+    looked, go = threading.Event(), threading.Event()
+    original = cache._begin
+
+    def begin(*args):
+        out = original(*args)
+        if threading.current_thread().name == "B":
+            looked.set()
+            go.wait(5)
+        return out
+
+    monkeypatch.setattr(cache, "_begin", begin)
+    calls, results = [], []
+    follower = threading.Thread(name="B", target=lambda: results.append(
+        cache.complete(ask(FRANCE), lambda r: calls.append("B") or answer("Paris (B)"))))
+    follower.start()
+    assert looked.wait(5)
+    first = cache.complete(ask(FRANCE), lambda r: calls.append("A") or answer("Paris (A)"))
+    go.set()
+    follower.join(5)
+    assert calls == ["A"] and first.status == "miss"
+    assert results[0].status == "hit" and results[0].response == first.response
+    cache.flush()
+    total = cache.stats()["total"]
+    assert (total["requests"], total["misses"], total["exact_hits"], total["requests_saved"]) == (2, 1, 1, 1)

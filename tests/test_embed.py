@@ -80,3 +80,35 @@ def test_caching_embedder_handles_empty_batches_and_bad_shapes():
 
     with pytest.raises(EmbeddingError):
         CachingEmbedder(ShortEmbedder()).embed(["x"])
+
+
+@pytest.mark.model
+def test_the_onnx_backend_reproduces_the_pytorch_vectors():
+    fast, reference = SentenceTransformerEmbedder(), SentenceTransformerEmbedder(backend="torch")
+    assert (fast.backend, reference.backend) == ("onnx", "torch") and fast.model_id == reference.model_id
+    texts = ["How do I reset my password?", "x", "A much longer question about the boiling point of water at altitude, "
+             "and why pasta takes longer to cook in the mountains than it does by the sea?", "¿Dónde está la biblioteca?"]
+    np.testing.assert_allclose(fast.embed(texts), reference.embed(texts), atol=1e-4)
+    assert fast.embed(texts[:1]).shape == (1, 384)
+
+
+def test_an_unknown_backend_is_a_config_error_naming_it():
+    with pytest.raises(ConfigError, match="'gpu-please'"):
+        SentenceTransformerEmbedder(backend="gpu-please")
+
+
+def test_only_mean_pooled_pipelines_are_exported():
+    from semcache.onnx_runtime import _mean_pooled
+
+    class Transformer: ...
+
+    class Pooling:
+        def __init__(self, mode):
+            self.pooling_mode = mode
+
+    class Normalize: ...
+
+    assert _mean_pooled([Transformer(), Pooling("mean"), Normalize()])
+    assert _mean_pooled([Transformer(), Pooling("mean")])
+    assert not _mean_pooled([Transformer(), Pooling("cls"), Normalize()])
+    assert not _mean_pooled([Transformer(), Pooling("mean"), Normalize(), Normalize()])

@@ -43,7 +43,7 @@ def test_a_missing_or_foreign_adapter_file_is_a_config_error_naming_it(tmp_path)
 
 @pytest.mark.model
 def test_an_adapter_changes_the_embeddings_and_the_model_id(tmp_path):
-    plain = SentenceTransformerEmbedder(adapter=None)
+    plain = SentenceTransformerEmbedder(adapter=None, backend="torch")
     path = small_adapter(scale=0.3).save(tmp_path / "a.npz")
     tuned = SentenceTransformerEmbedder(adapter=str(path))
     assert plain.model_id == DEFAULT_MODEL
@@ -72,7 +72,7 @@ PAIRS = [
 @pytest.mark.model
 @pytest.mark.slow
 def test_tuning_on_pairs_separates_their_duplicates_from_their_near_misses():
-    embedder = SentenceTransformerEmbedder(adapter=None)
+    embedder = SentenceTransformerEmbedder(adapter=None, backend="torch")
 
     def gap() -> float:
         texts_a = embedder.embed([a for a, _, _ in PAIRS])

@@ -11,8 +11,12 @@ cache), exact hits (the same questions again), semantic hits (paraphrases: new w
 each one is embedded; the embedding LRU never helps). Every answer's ``x-semcache`` header is
 checked: an answer of the wrong kind or any error is counted and reported.
 
-The reference bound is one query at a time through the model: 1 / p50 of ``embed([one text])``.
-Target: semantic-hit throughput >= 2x that bound, with no errors.
+The reference bound is one query at a time through the model: 1 / p50 of ``embed([one text])``,
+measured for the backend the sidecar runs (ONNX Runtime by default) and, for comparison with
+earlier runs, for PyTorch. Target: semantic-hit throughput >= 2x the bound, with no errors.
+Under ONNX Runtime one query costs ~2.5 ms instead of ~7.5 ms: the per-call overhead that
+batching amortizes is mostly gone, so the ratio to *its* bound is far lower even though
+throughput is higher.
 """
 
 from __future__ import annotations
@@ -168,7 +172,11 @@ def main(argv: list[str] | None = None, *, embedder=None) -> dict:
     per_level = (lambda c: 12) if args.smoke else (lambda c: max(150, 12 * c))
     model = embedder if embedder is not None else SentenceTransformerEmbedder()
     pool = questions()
-    bound = embedding_bound(model, [paraphrase(q, 3) + " x" for q in pool[-(20 if args.smoke else 100):]])
+    probe = [paraphrase(q, 3) + " x" for q in pool[-(20 if args.smoke else 100):]]
+    bound = embedding_bound(model, probe)
+    torch_bound = None
+    if embedder is None and getattr(model, "backend", "torch") != "torch":
+        torch_bound = embedding_bound(SentenceTransformerEmbedder(backend="torch"), probe)
     # Throughput of the engine, not of a policy: with cosine + every check at 0.95 each templated
     # paraphrase below is a semantic hit (cosine to its question >= 0.98 for 90% of them) and no
     # two distinct questions match (their nearest neighbours score 0.83 at the median, 0.89 at
@@ -208,14 +216,18 @@ def main(argv: list[str] | None = None, *, embedder=None) -> dict:
         "smoke": args.smoke,
         "setup": {"embedder_model": getattr(model, "model_id", "?"), "upstream": "semcache mock upstream, 0 ms added latency, same process as the sidecar",
                   "load": "separate process (spawn), raw asyncio HTTP/1.1 client, N keep-alive connections", "policy": policy_name,
-                  "embedder": "all-MiniLM-L6-v2 (packaged) behind BatchingEmbedder(window=2 ms, max_batch=32)",
+                  "embedder": f"{getattr(model, 'model_id', '?')} ({getattr(model, 'backend', '?')}) behind BatchingEmbedder(window=0, max_batch=32)",
                   "levels": list(levels)},
         "embedding_one_at_a_time": bound,
+        "embedding_one_at_a_time_pytorch": torch_bound,
         "phases": phases,
         "model_batches": {"calls": batching.batches, "texts": batching.texts,
                           "mean_batch": round(batching.texts / max(batching.batches, 1), 2)},
         "summary": {"semantic_hit_rps_best": best, "one_at_a_time_bound_rps": bound["bound_rps"],
                     "ratio": round(best / bound["bound_rps"], 2), "target_ratio": 2.0,
+                    "embedder_backend": getattr(model, "backend", "?"),
+                    "pytorch_bound_rps": torch_bound and torch_bound["bound_rps"],
+                    "ratio_to_pytorch_bound": torch_bound and round(best / torch_bound["bound_rps"], 2),
                     "errors": sum(p["errors"] for p in phases),
                     "unexpected_statuses": sum(v for p in phases for k, v in p["statuses"].items() if k != p["expect"])},
         "engine_stats": {k: stats[k] for k in ("requests", "exact_hits", "semantic_hits", "misses", "upstream_calls")},
@@ -227,12 +239,14 @@ def main(argv: list[str] | None = None, *, embedder=None) -> dict:
         rows = [p for p in phases if p["expect"] == expect]
         series[f"{expect} (req/s)"] = ([p["concurrency"] for p in rows], [p["throughput_rps"] for p in rows])
     plot_lines(args.out / "server.png", series, title="semcache sidecar throughput (2 CPU cores)", xlabel="concurrent clients",
-               ylabel="requests per second", hlines={f"one-at-a-time embedding bound {bound['bound_rps']:.0f}/s": bound["bound_rps"]})
+               ylabel="requests per second", hlines={f"one-at-a-time embedding bound {bound['bound_rps']:.0f}/s": bound["bound_rps"]}
+               | ({f"same, PyTorch {torch_bound['bound_rps']:.0f}/s": torch_bound["bound_rps"]} if torch_bound else {}))
     print(f"wrote {out}")
     for p in phases:
         print(f"{p['expect']:>9} c={p['concurrency']:>3}: {p['throughput_rps']:>8.1f} req/s  p50 {p['latency']['p50_ms']:.1f} ms  "
               f"p99 {p['latency']['p99_ms']:.1f} ms  errors {p['errors']}  {p['statuses']}")
-    print(f"one-at-a-time bound {bound['bound_rps']} req/s; best semantic {best} req/s; ratio {result['summary']['ratio']}")
+    print(f"one-at-a-time bound {bound['bound_rps']} req/s; best semantic {best} req/s; ratio {result['summary']['ratio']}"
+          + (f"; PyTorch bound {torch_bound['bound_rps']} req/s, ratio {result['summary']['ratio_to_pytorch_bound']}" if torch_bound else ""))
     return result
 
 

@@ -1,13 +1,15 @@
 """Embed concurrent single-text calls from many threads in one model call: ``BatchingEmbedder``.
 
 The sidecar looks up each request in a worker thread, and each lookup embeds one query text.
-A transformer on the CPU costs nearly the same for 8 short texts as for one (the per-call
-overhead dominates), so embedding them together multiplies throughput under load.
+Under PyTorch a transformer on the CPU costs nearly the same for 8 short texts as for one (the
+per-call overhead dominates); under ONNX Runtime that overhead is mostly gone, and a batch
+of 16 still costs ~20% less per text than single calls (benchmarks/results/server.json).
 
 How a batch forms: the first caller to find no open batch becomes its *leader*; it waits up to
 ``window`` seconds, or until ``max_batch`` texts are queued, then waits for the model to be free
 and only then seals the batch. Callers arriving meanwhile join it, so batches grow with the
-load: while one batch runs, the next one gathers. A lone caller pays at most ``window``.
+load: while one batch runs, the next one gathers. A lone caller pays at most ``window``
+(0 by default).
 """
 
 from __future__ import annotations
@@ -37,12 +39,13 @@ class _Waiter:
 class BatchingEmbedder:
     """Wrap an ``Embedder`` so that concurrent ``embed`` calls share one model call.
 
-    ``window``: seconds a batch waits for company (default 2 ms); ``max_batch``: texts that end
-    the wait early. An error of the model call is raised in every caller of that batch.
+    ``window``: seconds a batch waits for company (default 0: batches form only while the model
+    is busy, so a lone caller never waits; measured better at concurrency 1 and 32 alike,
+    benchmarks/bench_server.py); ``max_batch``: texts that end the wait early. An error of the model call is raised in every caller of that batch.
     ``batches`` and ``texts`` count the model calls made and the texts they embedded.
     """
 
-    def __init__(self, inner: Embedder, *, window: float = 0.002, max_batch: int = 32) -> None:
+    def __init__(self, inner: Embedder, *, window: float = 0.0, max_batch: int = 32) -> None:
         if window < 0:
             raise EmbeddingError(f"window must be >= 0 seconds, got {window!r}")
         if max_batch < 1:

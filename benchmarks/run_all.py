@@ -42,13 +42,13 @@ def steps(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
     quality = ["benchmarks.match_quality", "--out", str(args.out / "match_quality.json"),
                "--plot", str(args.out / "match_quality.png"), *smoke]
     if args.pairs and not args.smoke:
-        quality += ["--pairs", args.pairs, "--stream-limit", "3000"]
+        quality += ["--pairs", args.pairs]
     if args.paraphrases and not args.smoke:
         quality += ["--paraphrases", args.paraphrases]
     lookup = ["benchmarks.bench_lookup", "--out", out, *(["--smoke"] if args.smoke else LOOKUP_FULL)]
     peers = ["benchmarks.bench_peers", "--out", out, *smoke, *(["--pairs", args.pairs] if args.pairs else [])]
     if not args.smoke:
-        peers += ["--model-requests", "200"]
+        peers += ["--model-requests", "600"]
     return [
         ("peers", peers),
         ("quota", ["benchmarks.bench_quota", "--out", out, *smoke]),

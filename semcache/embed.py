@@ -128,7 +128,8 @@ class SentenceTransformerEmbedder:
             adapter = shipped
         loaded = adapter if isinstance(adapter, Adapter) else Adapter.load(adapter)
         if loaded.base_model != self.model_id:
-            raise ConfigError(f"adapter {str(adapter)!r} was trained for model {loaded.base_model!r}, not {self.model_id!r}")
+            name = f"lora-{loaded.digest}" if isinstance(adapter, Adapter) else str(adapter)
+            raise ConfigError(f"adapter {name!r} was trained for model {loaded.base_model!r}, not {self.model_id!r}")
         return loaded
 
     def __repr__(self) -> str:

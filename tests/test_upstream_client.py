@@ -316,3 +316,20 @@ def test_against_the_mock_server_with_faults_every_request_is_answered():
     assert total["rate_limited_429"] >= 1 and total["upstream_prompt_tokens"] > 0
     assert 1.0 in clock.slept  # the mock's retry-after was honoured
     assert isinstance(mock_stats, dict)
+
+
+@pytest.mark.parametrize("stated_cap", [True, False])
+def test_a_stated_max_tokens_stays_counted_against_tpm_after_a_shorter_answer(stated_cap):
+    """Providers count prompt + max_tokens when they admit a request; only a guessed reserve is refunded."""
+    from semcache.upstream.tokens import estimate_request_tokens
+
+    request = REQUEST if stated_cap else {k: v for k, v in REQUEST.items() if k != "max_tokens"}
+    prompt, completion = estimate_request_tokens(request, 256)
+    reserved = prompt + completion
+    assert reserved > 16 + 1  # the answer's usage (16 tokens) is well under the reservation
+    upstream = make(Provider(), tpm=2 * reserved - 1, retry=RetryPolicy(deadline=120.0))
+    upstream.call(request)
+    second = upstream.call(request)
+    # Counted at its cap, the first call leaves no room for a second in the same minute;
+    # refunded to its usage (no cap was stated), it does.
+    assert second.waited_s == (pytest.approx(60.0, abs=0.01) if stated_cap else 0.0)

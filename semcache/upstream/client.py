@@ -41,7 +41,7 @@ from .headers import RateLimitInfo, parse_ratelimit_headers
 from .limiter import Limiter, RateLimiter, Reservation
 from .pricing import Pricing
 from .retry import RetryPolicy
-from .tokens import estimate_request_tokens
+from .tokens import CAP_FIELDS, estimate_request_tokens
 
 __all__ = ["KINDS", "Endpoint", "FunctionUpstream", "OpenAIUpstream", "Upstream", "UpstreamResponse", "translate_error"]
 
@@ -191,6 +191,7 @@ class _Opened:
     reservation: Reservation
     attempts: int
     waited: float
+    floor: int = 0  # tokens the provider counted at admission (a stated max_tokens)
 
 
 class OpenAIUpstream:
@@ -380,6 +381,9 @@ class OpenAIUpstream:
         path, _ = KINDS[kind]
         prompt, completion = estimate_request_tokens(request, self.default_max_tokens)
         tokens = prompt + (0 if kind == "embeddings" else completion)
+        # A provider counts a stated max_tokens toward TPM when it admits the request, whatever
+        # the answer then uses: refunding the difference would pace above its count (-> 429s).
+        floor = tokens if any(request.get(name) for name in CAP_FIELDS) else 0
         started = self._timer()
         attempts, waited = 0, 0.0
         error: UpstreamError | None = None
@@ -420,8 +424,8 @@ class OpenAIUpstream:
                         self._down_until.pop(index, None)
                     if stream:
                         self.limiter.observe(parse_ratelimit_headers(answer.response.headers))
-                        return _Opened(answer, model, endpoint.label, reservation, attempts, waited)
-                    return self._finish(answer, kind, model, endpoint, reservation, attempts, waited, tenant, prompt)
+                        return _Opened(answer, model, endpoint.label, reservation, attempts, waited, floor)
+                    return self._finish(answer, kind, model, endpoint, reservation, attempts, waited, tenant, prompt, floor)
                 if _endpoint_failed(error):
                     with self._lock:
                         self._down_until[index] = self._timer() + self.cooldown
@@ -439,7 +443,8 @@ class OpenAIUpstream:
         healthy = [i for i in range(len(self.endpoints)) if i not in down]
         return healthy + sorted(down, key=down.__getitem__)
 
-    def _finish(self, answer: httpx2.Response, kind: str, model: str, endpoint: Endpoint, reservation: Reservation, attempts: int, waited: float, tenant: str, prompt_estimate: int) -> UpstreamResponse:
+    def _finish(self, answer: httpx2.Response, kind: str, model: str, endpoint: Endpoint, reservation: Reservation, attempts: int,
+                waited: float, tenant: str, prompt_estimate: int, floor: int) -> UpstreamResponse:
         info = parse_ratelimit_headers(answer.headers)
         self.limiter.observe(info)
         try:
@@ -449,7 +454,7 @@ class OpenAIUpstream:
         check_shape(kind, body)
         usage = _usage(body, kind)
         if usage is not None:
-            self.limiter.adjust(reservation, sum(usage))
+            self.limiter.adjust(reservation, max(sum(usage), floor))
         prompt, completion = usage if usage is not None else (prompt_estimate, 0)
         self._spent(model, prompt, completion, tenant)
         return UpstreamResponse(body, model, prompt, completion, attempts, waited, endpoint.label, info)
@@ -461,7 +466,7 @@ class OpenAIUpstream:
 
     def _account(self, opened: _Opened, usage: tuple[int, int] | None, tenant: str) -> None:
         if usage is not None:
-            self.limiter.adjust(opened.reservation, sum(usage))
+            self.limiter.adjust(opened.reservation, max(sum(usage), opened.floor))
         self._spent(opened.model, *(usage or (0, 0)), tenant)
 
     def _failed(self, exc: openai.OpenAIError, tenant: str, model: str) -> UpstreamError:

@@ -9,7 +9,8 @@ test checks it) and still allows a full burst when idle. It costs one small entr
 of the last minute (a few thousand at most), and maps onto a Redis sorted set for scale-out.
 
 Token costs are estimates (prompt + max_tokens) corrected by ``adjust`` once the real usage is
-known. ``observe`` tightens the limiter to what the provider says is left.
+known (the client never corrects below a *stated* max_tokens: providers count it at admission).
+``observe`` tightens the limiter to what the provider says is left.
 """
 
 from __future__ import annotations

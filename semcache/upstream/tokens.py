@@ -17,7 +17,7 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any, Iterable, Mapping
 
-__all__ = ["count_message_tokens", "count_tokens", "encoding_for", "estimate_request_tokens", "estimate_usage", "usage_of"]
+__all__ = ["CAP_FIELDS", "count_message_tokens", "count_tokens", "encoding_for", "estimate_request_tokens", "estimate_usage", "usage_of"]
 
 _BLOBS = {
     "cl100k_base": (
@@ -111,6 +111,9 @@ def count_message_tokens(messages: Iterable[dict], model: str | None = None) -> 
     return total
 
 
+CAP_FIELDS = ("max_completion_tokens", "max_tokens", "max_output_tokens")  # a request's cap on its answer
+
+
 def estimate_request_tokens(request: dict, default_max_tokens: int = 256) -> tuple[int, int]:
     """Return (prompt tokens, reserved completion tokens) for a chat or completions request."""
     model = request.get("model")
@@ -120,7 +123,7 @@ def estimate_request_tokens(request: dict, default_max_tokens: int = 256) -> tup
         raw = request.get("prompt", request.get("input", ""))
         text = raw if isinstance(raw, str) else " ".join(map(str, raw)) if isinstance(raw, list) else str(raw)
         prompt = count_tokens(text, model)
-    completion = request.get("max_completion_tokens") or request.get("max_tokens") or request.get("max_output_tokens")
+    completion = next((request[name] for name in CAP_FIELDS if request.get(name)), None)
     return prompt, int(completion or default_max_tokens)
 
 

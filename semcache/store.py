@@ -14,6 +14,7 @@ Keys inside the diskcache directory::
     x:<exact_key>    id of the entry stored for that exact key
     l:<seq>          change record (op, id)   op: "put" | "del"
     s:<tenant>|<model>|<counter>   persisted stats counter
+    t:budget:<budget>:<period start>  spending in a budget period (integer tokens or micro-dollars)
 """
 
 from __future__ import annotations
@@ -143,6 +144,17 @@ class DiskStore:
 
     def meta(self) -> dict | None:
         return self._cache.get("meta")
+
+    # -- totals that processes add to (budget spending) -----------------------------------
+
+    def add_total(self, key: str, amount: int) -> int:
+        """Add ``amount`` to the total ``key`` atomically (every process sees it); return the new total."""
+        with self._translate("add to a total"):
+            return int(self._cache.incr(f"t:{key}", int(amount), default=0))
+
+    def total(self, key: str) -> int:
+        with self._translate("read a total"):
+            return int(self._cache.get(f"t:{key}", 0))
 
     # -- entries ---------------------------------------------------------------------------
 

@@ -72,3 +72,28 @@ def test_bad_settings_name_the_field():
         BudgetGuard(alert_fraction=1.5)
     with pytest.raises(RequestError, match="usd_per_day"):
         BudgetGuard(usd_per_day=-1)
+
+
+def test_spending_in_a_ledger_survives_a_restart_and_is_shared_between_processes(tmp_path):
+    from semcache.store import DiskStore
+
+    clock = WallClock("2025-03-10T12:00:00")
+    pricing = Pricing({"m": Price(1_000_000, 0)})  # a dollar a token: micro-dollars stay exact
+    first = DiskStore(str(tmp_path / "cache"))
+    guard = BudgetGuard(tokens_per_day=1000, usd_per_month=5.5, pricing=pricing, timer=clock, ledger=first)
+    guard.record("m", 3, 0)
+    guard.record("m", 600, 0)
+    first.close()
+    # A restarted process (or a sibling on the same directory) sees what was spent.
+    second = DiskStore(str(tmp_path / "cache"))
+    other = BudgetGuard(tokens_per_day=1000, usd_per_month=5.5, pricing=pricing, timer=clock, ledger=second)
+    state = other.state()
+    assert state["tokens_per_day"]["spent"] == 603 and state["usd_per_month"]["spent"] == pytest.approx(603.0)
+    with pytest.raises(BudgetExceeded, match="usd_per_month"):
+        other.check()
+    clock.now = datetime(2025, 4, 1, 0, 0, 1, tzinfo=timezone.utc).timestamp()  # a new day and month: nothing spent yet
+    other.check()
+    assert other.state()["tokens_per_day"]["spent"] == 0
+    other.record("m", 2, 0)
+    assert BudgetGuard(tokens_per_day=1000, timer=clock, ledger=second).state()["tokens_per_day"]["spent"] == 2
+    second.close()

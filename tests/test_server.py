@@ -445,3 +445,19 @@ def test_benchmark_smoke_mode(tmp_path, embedder):
     assert result["summary"]["errors"] == 0  # statuses vary: the fake embedder confuses similar questions
     assert {p["expect"] for p in result["phases"]} == {"miss", "exact", "semantic"}
     assert (tmp_path / "server.json").exists() and (tmp_path / "server.png").stat().st_size > 0
+
+
+def test_the_budget_spent_before_a_restart_still_counts(tmp_path, embedder, mock):
+    settings = Settings(cache_dir=str(tmp_path / "budget"), upstream_base_url=mock + "/v1", budget_tokens_per_day=10)
+
+    def run(text: str):
+        with SemanticCache(settings.cache_dir, embedder=embedder, policy=POLICY) as cache, \
+                running_server(create_app(settings, cache=cache, environ={})) as url:
+            return chat(client(url), text)
+
+    headers, _ = run("What is the capital of France?")  # admitted, then spends more than 10 tokens
+    assert headers["x-semcache"] == "miss"
+    with pytest.raises(openai.RateLimitError) as stopped:  # a new server on the same directory
+        run("Who painted the Mona Lisa?")
+    assert stopped.value.code == "budget_exceeded"
+    assert upstream_calls(mock) == 1

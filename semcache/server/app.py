@@ -311,7 +311,7 @@ def create_app(settings: Settings, *, cache: SemanticCache | None = None, upstre
         embedder = BatchingEmbedder(embedder_from_settings(settings))
         cache = SemanticCache.from_settings(settings, embedder=embedder)
     upstreams = UpstreamPool(settings, own_key=environ.get(settings.upstream_api_key_env), fixed=upstream,
-                             stats=cache.stats_recorder, pricing=cache.pricing)
+                             stats=cache.stats_recorder, pricing=cache.pricing, ledger=cache.store)
     sidecar = Sidecar(settings, cache, upstreams, admin_token=environ.get(settings.admin_token_env), owns_cache=owns_cache)
 
     @asynccontextmanager

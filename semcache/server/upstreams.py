@@ -33,12 +33,12 @@ class UpstreamPool:
     """
 
     def __init__(self, settings: Settings, *, own_key: str | None, fixed: Any = None, stats: Stats | None = None,
-                 pricing: Pricing | None = None, size: int = 64) -> None:
+                 pricing: Pricing | None = None, ledger: Any = None, size: int = 64) -> None:
         self.settings = settings
         self._own_key = own_key
         self._fixed = fixed
         self._stats, self._pricing = stats, pricing
-        self._budget = budget_from_settings(settings, pricing=pricing, stats=stats) if fixed is None else None
+        self._budget = budget_from_settings(settings, pricing=pricing, stats=stats, ledger=ledger) if fixed is None else None
         self._size = size
         self._clients: OrderedDict[str, Any] = OrderedDict()
         self._lock = threading.Lock()

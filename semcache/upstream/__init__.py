@@ -48,12 +48,14 @@ def api_key_from(settings, environ: Mapping[str, str]) -> str:
     return key
 
 
-def budget_from_settings(settings, *, pricing: Pricing | None = None, stats=None) -> BudgetGuard | None:
-    """Return the budget guard the settings ask for, or None when no budget is configured."""
+def budget_from_settings(settings, *, pricing: Pricing | None = None, stats=None, ledger=None) -> BudgetGuard | None:
+    """Return the budget guard the settings ask for, or None when no budget is configured.
+
+    ``ledger`` (the cache's store) keeps the spending across restarts and processes."""
     limits = (settings.budget_tokens_per_day, settings.budget_usd_per_day, settings.budget_tokens_per_month, settings.budget_usd_per_month)
     if all(limit is None for limit in limits):
         return None
-    return BudgetGuard(*limits, alert_fraction=settings.budget_alert_fraction, pricing=pricing, stats=stats)
+    return BudgetGuard(*limits, alert_fraction=settings.budget_alert_fraction, pricing=pricing, stats=stats, ledger=ledger)
 
 
 def build_upstream(settings, api_key: str, *, stats=None, pricing: Pricing | None = None, budget: BudgetGuard | None = None,

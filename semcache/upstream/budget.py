@@ -4,7 +4,9 @@
 hard stop that turns a service cache-only); ``record(...)`` after a call adds its usage. On
 first crossing ``alert_fraction`` of a budget in a period it logs one warning and counts
 ``budget_alerts``. Periods are UTC calendar days and months; they roll over on the injected
-clock (``timer``, Unix seconds). Spending is kept in memory: a restart starts from zero.
+clock (``timer``, Unix seconds). Spending is kept in a ``Ledger`` when one is given (the cache
+directory's store: it survives restarts and is shared by every process on the directory), else
+in memory, where a restart starts from zero.
 """
 
 from __future__ import annotations
@@ -13,17 +15,26 @@ import logging
 import threading
 import time
 from datetime import datetime, timezone
-from typing import Callable
+from typing import Callable, Protocol
 
 from ..errors import BudgetExceeded, RequestError
 from ..stats import Stats
 from .pricing import Pricing
 
-__all__ = ["BudgetGuard"]
+__all__ = ["BudgetGuard", "Ledger"]
 
 log = logging.getLogger("semcache")
 
 _PERIODS = ("day", "month")
+_SCALE = {"tokens": 1, "usd": 1_000_000}  # the ledger adds integers: dollars are kept in micro-dollars
+
+
+class Ledger(Protocol):
+    """Totals that several processes add to atomically (``DiskStore`` is one)."""
+
+    def add_total(self, key: str, amount: int) -> int: ...  # add, return the new total
+
+    def total(self, key: str) -> int: ...
 
 
 def _period_start(period: str, now: float) -> datetime:
@@ -46,6 +57,7 @@ class BudgetGuard:
         pricing: Pricing | None = None,
         timer: Callable[[], float] = time.time,
         stats: Stats | None = None,
+        ledger: Ledger | None = None,
     ) -> None:
         self._limits = {
             ("day", "tokens"): tokens_per_day,
@@ -63,6 +75,7 @@ class BudgetGuard:
         self._pricing = pricing or Pricing()
         self._timer = timer
         self._stats = stats
+        self._ledger = ledger
         self._lock = threading.Lock()
         self._spent = {key: 0.0 for key in self._limits}
         self._alerted = {key: False for key in self._limits}
@@ -84,6 +97,17 @@ class BudgetGuard:
                     if key[0] == period:
                         self._spent[key], self._alerted[key], self._stopped[key] = 0.0, False, False
 
+    def _ledger_key(self, key: tuple[str, str]) -> str:
+        period, unit = key
+        return f"budget:{unit}_per_{period}:{self._starts[period].date().isoformat()}"
+
+    def _refresh(self) -> None:
+        """Read the ledger's totals of the limited budgets (other processes spend too)."""
+        if self._ledger is not None:
+            for key, limit in self._limits.items():
+                if limit is not None:
+                    self._spent[key] = self._ledger.total(self._ledger_key(key)) / _SCALE[key[1]]
+
     def _exhausted(self) -> list[tuple[str, str]]:
         return [key for key, limit in self._limits.items() if limit is not None and self._spent[key] >= limit]
 
@@ -91,6 +115,7 @@ class BudgetGuard:
         """Raise ``BudgetExceeded`` (naming the budget) if any budget of the current period is spent."""
         with self._lock:
             self._roll()
+            self._refresh()
             exhausted = self._exhausted()
         if exhausted:
             if self._stats is not None:
@@ -106,7 +131,12 @@ class BudgetGuard:
         with self._lock:
             self._roll()
             for key, limit in self._limits.items():
-                self._spent[key] += (prompt_tokens + completion_tokens) if key[1] == "tokens" else usd
+                amount = (prompt_tokens + completion_tokens) if key[1] == "tokens" else usd
+                if self._ledger is not None and limit is not None:
+                    scale = _SCALE[key[1]]
+                    self._spent[key] = self._ledger.add_total(self._ledger_key(key), round(amount * scale)) / scale
+                else:
+                    self._spent[key] += amount
                 if limit is not None and not self._alerted[key] and self._spent[key] >= limit * self.alert_fraction:
                     self._alerted[key] = True
                     alerts.append((key, limit, self._spent[key]))
@@ -119,6 +149,7 @@ class BudgetGuard:
         """Return each budget's spent, limit, fraction, alerted, exhausted and period start (ISO, UTC)."""
         with self._lock:
             self._roll()
+            self._refresh()
             out = {}
             for (period, unit), limit in self._limits.items():
                 spent = self._spent[(period, unit)]

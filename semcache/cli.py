@@ -241,16 +241,17 @@ def tune(pairs_path, cache_dir, out, epochs, rank, lr, holdout, force, text_a, t
     """Fine-tune the embedder on your labelled pairs (CPU, minutes) and record it in the cache directory.
 
     Trains a small low-rank adapter on the fit part of the pairs, compares plain-cosine
-    quality on the held-out part with the embedder you use now, and records the adapter
-    (cache directory's tuned-adapter.npz, used from then on) only when it is no worse. The
-    directory must hold no entries: they were embedded by the old model. Run `semcache
-    calibrate` afterwards to fit the policy's threshold to the new embedder.
+    quality on the held-out part (grouped by text) with the embedder you use now, and
+    records the adapter (cache directory's tuned-adapter.npz, used from then on) only when
+    it is no worse. The directory must hold no entries: they were embedded by the old model.
+    Run `semcache calibrate` afterwards to fit the policy's threshold to the new embedder.
     """
-    from .calibrate import group_split, read_pairs
+    from tqdm import tqdm
+
+    from .calibrate import read_pairs
     from .embed import TUNED_ADAPTER, SentenceTransformerEmbedder, embedder_from_settings
     from .store import DiskStore
-    from .tune import apply_adapter, cosine_quality, tune as train
-    from tqdm import tqdm
+    from .tune import tune_on_pairs
 
     settings = _settings(config, cache_dir=cache_dir, model=model)
     pairs = read_pairs(pairs_path, text_a, text_b, label)
@@ -263,26 +264,17 @@ def tune(pairs_path, cache_dir, out, epochs, rank, lr, holdout, force, text_a, t
                                     "current model; clear it first (`semcache clear`) or write the adapter elsewhere with --out")
         finally:
             store.close()
-    fit, held = group_split(pairs, holdout, seed)
-    if not held or not fit:
-        raise SemcacheError(f"{pairs_path}: too few pairs to hold {holdout:.0%} out by text; add pairs or change --holdout")
-    held_pairs = [pairs[i] for i in held]
-    current = embedder_from_settings(settings)
-    before = cosine_quality(current, held_pairs)
-    del current
-    embedder = SentenceTransformerEmbedder(settings.model, adapter=None, backend="torch")  # trained in place
+    current = embedder_from_settings(settings)  # the embedder to beat
+    base = SentenceTransformerEmbedder(settings.model, adapter=None, backend="torch")  # trained in place
     with tqdm(desc="tuning", unit="step", file=sys.stderr) as bar:
         def step(done: int, total: int, loss: float) -> None:
             bar.total = total
             bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
             bar.update(1)
 
-        result = train(embedder._model, [pairs[i] for i in fit], base_model=embedder.model_id, rank=rank, lr=lr,
-                       epochs=epochs, seed=seed, progress=step)
-    apply_adapter(embedder._model, result.adapter)
-    after = cosine_quality(embedder, held_pairs)
-    report = {"pairs": len(pairs), "fit_pairs": len(fit), "held_out_pairs": len(held), "steps": result.steps,
-              "seconds": round(result.seconds, 1), "held_out_before": before, "held_out_after": after}
+        result, report = tune_on_pairs(pairs, current=current, base=base, holdout=holdout, seed=seed, rank=rank, lr=lr,
+                                       epochs=epochs, progress=step)
+    before, after = report["held_out_before"], report["held_out_after"]
     better = after["best_f1"] >= before["best_f1"]
     if better or force or out:
         result.adapter.info["source"] = Path(pairs_path).name

@@ -29,7 +29,7 @@ import numpy as np
 
 from .errors import ConfigError
 
-__all__ = ["Adapter", "TuneResult", "apply_adapter", "cosine_quality", "tune"]
+__all__ = ["Adapter", "TuneResult", "apply_adapter", "cosine_quality", "tune", "tune_on_pairs"]
 
 ADAPTER_FORMAT = 1
 TARGETS = ("query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense")
@@ -277,3 +277,27 @@ def cosine_quality(embedder, pairs: list[Pair]) -> dict:
         ok = points["precision"] >= target
         out[f"recall_at_precision_{target:.2f}"] = round(float(points["recall"][ok].max()) if ok.any() else 0.0, 4)
     return out
+
+
+def tune_on_pairs(pairs: Sequence[Pair], *, current, base, holdout: float = 0.2, seed: int = 0,
+                  **options: Any) -> tuple[TuneResult, dict]:
+    """Hold out ``holdout`` of ``pairs`` (grouped by text), train an adapter for ``base`` (a
+    ``SentenceTransformerEmbedder`` on PyTorch, changed in place: the adapter is merged into it)
+    on the rest, and compare plain-cosine quality on the held-out part with ``current``.
+
+    Returns the training result and a report: pair counts, steps, seconds, and the held-out
+    quality before (``current``) and after. ``options`` go to ``tune``.
+    """
+    from .calibrate import group_split
+
+    fit, held = group_split(pairs, holdout, seed)
+    if not held or not fit:
+        raise ConfigError(f"too few pairs ({len(pairs)}) to hold {holdout:.0%} out by text; add pairs or change the holdout")
+    held_pairs = [pairs[i] for i in held]
+    before = cosine_quality(current, held_pairs)
+    result = tune(base._model, [pairs[i] for i in fit], base_model=base.model_id, seed=seed, **options)
+    apply_adapter(base._model, result.adapter)
+    after = cosine_quality(base, held_pairs)
+    report = {"pairs": len(pairs), "fit_pairs": len(fit), "held_out_pairs": len(held), "steps": result.steps,
+              "seconds": round(result.seconds, 1), "held_out_before": before, "held_out_after": after}
+    return result, report

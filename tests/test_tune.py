@@ -100,3 +100,10 @@ def test_tuning_refuses_pairs_of_one_label_only():
         tune(object(), [(a, b, 1) for a, b, _ in PAIRS], base_model=DEFAULT_MODEL)
     with pytest.raises(ConfigError, match="needs labelled pairs"):
         tune(object(), [], base_model=DEFAULT_MODEL)
+
+
+def test_tuning_on_too_few_pairs_to_hold_some_out_is_refused():
+    from semcache.tune import tune_on_pairs
+
+    with pytest.raises(ConfigError, match="too few pairs"):
+        tune_on_pairs(PAIRS[:1], current=object(), base=object())

@@ -209,6 +209,12 @@ def main(argv=None) -> None:
             s = result["stream"][name]
             print(f"stream {name:14} hit rate {s['hit_rate']:.3f} wrong {s['wrong_hit_rate']:.4f} of requests (max hit rate {s['max_possible_hit_rate']:.3f})")
         result["decide_p50_ms_k5"] = decide_cost(MatchPolicy(), held_q, qvec)
+        # The wrong hits' texts are the user's data (QQP's terms keep it out of the repository):
+        # they go to the uncommitted logs folder, for reading by eye.
+        examples = {name: stream.pop("wrong_examples") for name, stream in result["stream"].items()}
+        log = args.out.parent / "logs" / "match_quality_wrong_hits.json"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(json.dumps(examples, indent=2) + "\n")
     rows = [json.loads(line) for line in Path(args.hard_negatives).read_text().splitlines() if line.strip()]
     suite_texts = sorted({r[k] for r in rows for k in ("text_a", "text_b")})
     vec = dict(zip(suite_texts, embed_cached(suite_texts, args.cache_dir, embedder)))

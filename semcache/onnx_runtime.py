@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -80,8 +81,6 @@ def _export(model, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     encoder = model[0].auto_model.eval()
-    import warnings
-
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the tracer's notes about shape-dependent Python in transformers
         torch.onnx.export(Pooled(encoder), tuple(sample[name] for name in _INPUTS), str(tmp), input_names=list(_INPUTS),
@@ -129,15 +128,15 @@ class OnnxEncoder:
             return None
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed a non-empty batch of texts (the embedder answers an empty one itself)."""
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths pad less
-        out = np.empty((len(texts), 0), dtype=np.float32)
         rows: list[np.ndarray] = []
         for start in range(0, len(order), self.batch_size):
             chunk = [texts[i] for i in order[start:start + self.batch_size]]
             features = self._tokenizer(chunk, padding=True, truncation=True, max_length=self.max_length, return_tensors="np")
             feed = {name: np.asarray(features[name], dtype=np.int64) for name in _INPUTS}
             rows.append(self._session.run(None, feed)[0])
-        vectors = np.concatenate(rows) if rows else out
+        vectors = np.concatenate(rows)
         result = np.empty_like(vectors)
         result[order] = vectors
         return np.ascontiguousarray(result, dtype=np.float32)

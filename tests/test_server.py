@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import httpx2
 import openai
@@ -461,3 +462,18 @@ def test_the_budget_spent_before_a_restart_still_counts(tmp_path, embedder, mock
         run("Who painted the Mona Lisa?")
     assert stopped.value.code == "budget_exceeded"
     assert upstream_calls(mock) == 1
+
+
+def test_a_streamed_miss_ends_only_once_it_is_stored(sidecar, monkeypatch):
+    """The same request sent right after a stream ends is a hit, even when storing is slow."""
+    slow_store = SemanticCache._stored
+
+    def stored(self, *args):
+        time.sleep(0.3)
+        return slow_store(self, *args)
+
+    monkeypatch.setattr(SemanticCache, "_stored", stored)
+    c = client(sidecar())
+    collect(c.chat.completions.create(model=MODEL, messages=ask("a slow store"), stream=True))
+    headers, _ = chat(c, "a slow store")
+    assert headers["x-semcache"] == "hit"

@@ -168,7 +168,7 @@ class Sidecar:
         first = getter.result() if getter.done() else None
         if isinstance(first, dict):
             status = "bypass" if options.no_cache else "miss"
-            events = _pass_through(kind, first, queue, client_usage)
+            events = _pass_through(kind, first, queue, client_usage, stored=task)
             return StreamingResponse(events, media_type="text/event-stream", headers={"x-semcache": status, "cache-control": "no-cache"})
         getter.cancel()
         result = await task  # a hit, a stale answer, a shared flight, or the error
@@ -202,7 +202,9 @@ def _include_usage(body: Mapping[str, Any]) -> bool:
     return isinstance(options, Mapping) and bool(options.get("include_usage"))
 
 
-async def _pass_through(kind: str, first: dict, queue: asyncio.Queue, client_usage: bool):
+async def _pass_through(kind: str, first: dict, queue: asyncio.Queue, client_usage: bool, stored: asyncio.Task):
+    """Relay a streamed miss as it arrives; end it only once the answer is stored, so the same
+    request sent right after the stream ends is a hit (read your own writes)."""
     item: Any = first
     while item is not _END:
         if isinstance(item, _Failed):
@@ -214,6 +216,10 @@ async def _pass_through(kind: str, first: dict, queue: asyncio.Queue, client_usa
         if chunk is not None:
             yield encode(kind, chunk)
         item = await queue.get()
+    try:
+        await asyncio.shield(stored)  # shielded: a client hanging up now does not cancel the store
+    except Exception:  # a failed store is logged by the task's callback; the answer itself was complete
+        pass
     if kind != "responses":
         yield DONE
 

@@ -42,6 +42,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rank", type=int, default=8)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--prompt-styles", type=float, default=0.0, metavar="SHARE",
+                        help="rewrite one side of this share of the training pairs in a prompt style, and add half as "
+                             "many (question, rewrite) duplicates (benchmarks/prompt_styles.py); 0 = QQP as is")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -51,6 +54,10 @@ def main(argv: list[str] | None = None) -> None:
     pairs = read_pairs(args.pairs)
     parts = splits(pairs, args.seed)
     train = [pairs[i] for i in parts["tune"]]
+    if args.prompt_styles:
+        from benchmarks.prompt_styles import augment
+
+        train = augment(train, args.seed, share=args.prompt_styles, self_share=args.prompt_styles / 2)
     held = [pairs[i] for i in parts["held"]]
     embedder = SentenceTransformerEmbedder(adapter=None, backend="torch")  # trained in place
     before = cosine_quality(embedder, held)
@@ -70,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
     after = cosine_quality(embedder, held)
     print("held-out cosine after", json.dumps(after), flush=True)
     report = {"pairs": len(pairs), "tune_pairs": len(train), "verify_pairs": len(parts["verify"]), "held_out_pairs": len(held),
-              "rank": args.rank, "epochs": args.epochs, "lr": args.lr, "steps": result.steps,
+              "prompt_styles": args.prompt_styles, "rank": args.rank, "epochs": args.epochs, "lr": args.lr, "steps": result.steps,
               "train_seconds": round(result.seconds, 1), "adapter_bytes": args.out.stat().st_size,
               "adapter_digest": result.adapter.digest, "held_out_cosine_before": before, "held_out_cosine_after": after,
               "loss_first_50": round(float(np.mean(result.losses[:50])), 4), "loss_last_50": round(float(np.mean(result.losses[-50:])), 4)}

@@ -162,6 +162,7 @@ class Facts:
     quoted: frozenset[str]
     identifiers: frozenset[str]
     wh_words: frozenset[str]          # leading how/why/when/where/who
+    directions: frozenset[tuple[str, str]]  # the two ends of each "X to Y" / "X into a Y"
     language: str
     script: str
 
@@ -206,6 +207,16 @@ def _fold(text: str) -> str:
     if text.isascii():
         return text
     return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+
+
+# "X to Y", "X into a Y": the two words a conversion, translation or move goes between.
+_TOWARDS = re.compile(r"(?=\b([^\W\d_]+) (?:to|into) (?:(?:a|an|the) )?([^\W\d_]+)\b)")
+
+
+def _directions(words: tuple[str, ...]) -> frozenset[tuple[str, str]]:
+    canonical = lambda word: _UNITS.get(word) or _ALIASES.get(word, word)  # noqa: E731
+    pairs = ((canonical(x), canonical(y)) for x, y in _TOWARDS.findall(" ".join(words)))
+    return frozenset((x, y) for x, y in pairs if x != y)
 
 
 def analyze(text: str) -> Facts:
@@ -260,7 +271,7 @@ def analyze(text: str) -> Facts:
         text=text, lower=lower, words=words, numbers=tuple(sorted(numbers)), units=frozenset(units),
         versions=frozenset(versions), years=frozenset(years), months=frozenset(months), negated=negated,
         entities=tuple(entities), quoted=frozenset(quoted), identifiers=frozenset(identifiers),
-        wh_words=wh, language=_language(lower, words), script=_script(text),
+        wh_words=wh, directions=_directions(words), language=_language(lower, words), script=_script(text),
     )
 
 
@@ -402,10 +413,12 @@ def _key_sequence(facts: Facts) -> list[str]:
 
 
 def check_order(a: Facts, b: Facts) -> Check:
-    """Fail when the same names appear in swapped order around a directional word.
+    """Fail when the same names, or the two ends of an "X to Y", appear swapped.
 
     "convert celsius to fahrenheit" vs "convert fahrenheit to celsius"; "is X faster than Y"
-    vs "is Y faster than X". Symmetric questions ("X vs Y differences") are not directional.
+    vs "is Y faster than X"; "convert a list to a tuple" vs "a tuple to a list" (any two
+    words around "to"/"into", seen in one direction in each text and not both in either).
+    Symmetric questions ("X vs Y differences") are not directional.
     """
     seq_a, seq_b = _key_sequence(a), _key_sequence(b)
     directional = _DIRECTIONAL & set(a.words) and _DIRECTIONAL & set(b.words)
@@ -413,6 +426,9 @@ def check_order(a: Facts, b: Facts) -> Check:
         if "vs" in a.words or "versus" in a.words or "between" in a.words:
             return Check("order", True)
         return Check("order", False, f"{seq_a} vs {seq_b}")
+    for x, y in a.directions - b.directions:
+        if (y, x) in b.directions and (y, x) not in a.directions:
+            return Check("order", False, f"{x} to {y} vs {y} to {x}")
     return Check("order", True)
 
 

@@ -39,6 +39,9 @@ CASES = [
     ("language", "Explain photosynthesis simply", "Объясни фотосинтез простыми словами", "Explain photosynthesis in simple words"),
     ("order", "Convert Celsius to Fahrenheit", "Convert Fahrenheit to Celsius", "Celsius to Fahrenheit conversion"),
     ("order", "Is Python faster than Java?", "Is Java faster than Python?", "Does Python run faster than Java?"),
+    ("order", "How to convert a list to a tuple in Python", "How to convert a tuple to a list in Python", "Python: turn a list into a tuple"),
+    ("order", "Translate from English to Spanish: good night", "Translate from Spanish to English: good night", "English to Spanish translation of 'good night'"),
+    ("order", "Convert kilometers to miles", "Convert miles to km", "km to miles conversion"),
 ]
 
 
@@ -67,6 +70,8 @@ def test_checks_keep_the_paraphrase(name, prompt, near_miss, paraphrase):
         ("Where and how is cheese made?", "How is cheese made?"),
         ("What is the difference between Python and Java?", "Java vs Python: differences?"),
         ("How did the Congress of Vienna lead to World War I?", "How did the Congress of Vienna lead to WWI?"),
+        ("How do I go to school by bus?", "How to go to school by bus"),  # "to" without two ends swapped
+        ("Should I move from Java to Kotlin or Kotlin to Java?", "Java to Kotlin or the other way round?"),
     ],
 )
 def test_omissions_and_rewordings_pass(a, b):

@@ -213,9 +213,12 @@ def _fold(text: str) -> str:
 _TOWARDS = re.compile(r"(?=\b([^\W\d_]+) (?:to|into) (?:(?:a|an|the) )?([^\W\d_]+)\b)")
 
 
+def _canonical(word: str) -> str:
+    return _UNITS.get(word) or _ALIASES.get(word, word)
+
+
 def _directions(words: tuple[str, ...]) -> frozenset[tuple[str, str]]:
-    canonical = lambda word: _UNITS.get(word) or _ALIASES.get(word, word)  # noqa: E731
-    pairs = ((canonical(x), canonical(y)) for x, y in _TOWARDS.findall(" ".join(words)))
+    pairs = ((_canonical(x), _canonical(y)) for x, y in _TOWARDS.findall(" ".join(words)))
     return frozenset((x, y) for x, y in pairs if x != y)
 
 

@@ -27,12 +27,13 @@ from typing import Iterator, Sequence
 import faiss
 import numpy as np
 
-from semcache.cache import SemanticCache
+from semcache.engine.cache import SemanticCache
 from semcache.errors import ConfigError
-from semcache.index import APPROXIMATE_THRESHOLD, FaissIndex
+from semcache.storage.index import APPROXIMATE_THRESHOLD, FaissIndex
 from semcache.keys import normalize
-from semcache.match import Candidate, MatchPolicy
-from semcache.store import DiskStore, Entry
+from semcache.matching.policy import Candidate, MatchPolicy
+from semcache.storage.disk import DiskStore
+from semcache.storage.entry import Entry
 
 from .common import Timer, machine_info, plot_lines, rss_bytes, write_json
 
@@ -284,7 +285,7 @@ def bench_policy(policy: MatchPolicy, repeats: int, seed: int) -> dict:
 
 def bench_model(queries: int, batches: int) -> dict:
     """Time the packaged all-MiniLM-L6-v2 on one short query, and on batches of 32."""
-    from semcache.embed import SentenceTransformerEmbedder
+    from semcache.embedding.sentence import SentenceTransformerEmbedder
 
     start = time.perf_counter()
     embedder = SentenceTransformerEmbedder()

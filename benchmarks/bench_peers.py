@@ -19,7 +19,7 @@ cosine >= 2t - 1: the default t = 0.8 is cosine 0.6. Only its nearest vector is 
 
 Data (streams replay in a seeded random order; on a miss the text is stored with its group as
 the answer, so a hit is wrong when it returns another group):
-  workload        ``semcache.workload.generate`` (intents are the groups);
+  workload        ``semcache.tools.workload.generate`` (intents are the groups);
   hard_negatives  benchmarks/data/hard_negatives.jsonl as pairs: would b hit an entry stored for a?
   qqp             with ``--pairs``: the held-out questions (``group_split(pairs, 0.2, 0)``, the split
                   the shipped verifier never saw), groups = connected components over duplicate
@@ -46,12 +46,12 @@ from typing import Sequence
 
 import numpy as np
 
-from semcache.cache import SemanticCache
-from semcache.calibrate import group_split, intent_groups, read_pairs
-from semcache.evaluate import PrecomputedEmbedder, eval_pairs
+from semcache.engine.cache import SemanticCache
+from semcache.tools.data import group_split, intent_groups, read_pairs
+from semcache.tools.evaluate import PrecomputedEmbedder, eval_pairs
 from semcache.keys import normalize
-from semcache.match import Candidate, MatchPolicy
-from semcache.workload import generate
+from semcache.matching.policy import Candidate, MatchPolicy
+from semcache.tools.workload import generate
 
 from .common import Timer, machine_info, summarize, write_json
 
@@ -442,7 +442,7 @@ def main(argv: Sequence[str] | None = None, *, embedder=None) -> dict:
             setattr(args, key, value)
     started = time.perf_counter()
     if embedder is None:
-        from semcache.embed import SentenceTransformerEmbedder
+        from semcache.embedding.sentence import SentenceTransformerEmbedder
 
         embedder = SentenceTransformerEmbedder()
     has_gptcache = gptcache_version() is not None

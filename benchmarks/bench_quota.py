@@ -1,6 +1,6 @@
 """Quota under a rate limit (issue 3): the raw openai SDK vs semcache's paced client vs the full cache.
 
-One run replays the same generated workload (``semcache.workload.generate``: repeats,
+One run replays the same generated workload (``semcache.tools.workload.generate``: repeats,
 paraphrases and near-miss negatives) three ways against the bundled mock upstream, served by
 uvicorn on loopback in this process, resetting the mock's buckets and stats between modes:
 
@@ -48,12 +48,12 @@ import openai
 from benchmarks.common import machine_info, write_json
 from semcache import SemanticCache
 from semcache.errors import RateLimited
-from semcache.match import DEFAULT_CHECKS, MatchPolicy
-from semcache.serving import running_server
+from semcache.matching.policy import DEFAULT_CHECKS, MatchPolicy
+from semcache.testing.serving import running_server
 from semcache.stats import Stats
 from semcache.upstream import Endpoint, OpenAIUpstream
-from semcache.upstream.mock import create_app
-from semcache.workload import INTENTS, generate
+from semcache.testing.mock import create_app
+from semcache.tools.workload import INTENTS, generate
 
 __all__ = ["DEFAULTS", "MODES", "SMOKE", "main", "run"]
 
@@ -324,7 +324,7 @@ def run(args: argparse.Namespace, command: str) -> dict:
         "mock_latency_ms": args.latency_ms,
         "seed": args.seed,
         "policy": args.policy,
-        "workload": {"generator": "semcache.workload.generate", "intents": len(INTENTS),
+        "workload": {"generator": "semcache.tools.workload.generate", "intents": len(INTENTS),
                      "distinct_texts": len({r.text for r in workload}), "distinct_intents": len({r.intent for r in workload})},
         "scale_note": ("The issue states 60 RPM; mock and paced clients share one RPM/TPM, scaled together by "
                        f"{args.rpm / 60:g}x from 60 RPM / {round(args.tpm * 60 / args.rpm)} TPM, so the ratios hold."),

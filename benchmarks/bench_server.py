@@ -160,13 +160,13 @@ def main(argv: list[str] | None = None, *, embedder=None) -> dict:
     args = parser.parse_args(argv)
 
     from semcache import MatchPolicy, SemanticCache
-    from semcache.batching import BatchingEmbedder
+    from semcache.embedding.batching import BatchingEmbedder
     from semcache.config import Settings
-    from semcache.embed import SentenceTransformerEmbedder
-    from semcache.checks import CHECKS
+    from semcache.embedding.sentence import SentenceTransformerEmbedder
+    from semcache.matching.checks import CHECKS
     from semcache.server import create_app
-    from semcache.serving import running_server
-    from semcache.upstream.mock import create_app as create_mock
+    from semcache.testing.serving import running_server
+    from semcache.testing.mock import create_app as create_mock
 
     levels = (1, 8) if args.smoke else (1, 8, 32, 64)
     per_level = (lambda c: 12) if args.smoke else (lambda c: max(150, 12 * c))

@@ -24,9 +24,9 @@ import numpy as np
 from benchmarks.match_quality import stream_replay, suite_report
 from benchmarks.train_embedder import splits
 from benchmarks.train_verifier import VARIANTS, embed_cached, fit_variant, load_dataset, summarize
-from semcache.calibrate import intent_groups, read_pairs
-from semcache.match import DEFAULT_CHECKS, MatchPolicy
-from semcache.verifier import FEATURES
+from semcache.tools.data import intent_groups, read_pairs
+from semcache.matching.policy import DEFAULT_CHECKS, MatchPolicy
+from semcache.matching.verifier import FEATURES
 
 ROOT = Path(__file__).resolve().parent.parent
 WRONG_BUDGET = 0.005
@@ -37,7 +37,7 @@ def suite_rows(path: str | Path) -> list[dict]:
 
 
 def evaluate(adapter: str, args) -> dict:
-    from semcache.embed import SentenceTransformerEmbedder
+    from semcache.embedding.sentence import SentenceTransformerEmbedder
 
     embedder = SentenceTransformerEmbedder(adapter=None if adapter == "none" else adapter)
     data = load_dataset(args.pairs, args.cache_dir, embedder)

@@ -25,8 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.train_verifier import embed_cached, load_dataset, load_embedder
-from semcache.calibrate import best_f1, group_split, intent_groups, pr_points, read_pairs, roc_auc, threshold_for_precision
-from semcache.match import Candidate, MatchPolicy
+from semcache.matching.metrics import best_f1, pr_points, roc_auc, threshold_for_precision
+from semcache.tools.data import group_split, intent_groups, read_pairs
+from semcache.matching.policy import Candidate, MatchPolicy
 
 ROOT = Path(__file__).resolve().parent.parent
 HARD_NEGATIVES = ROOT / "benchmarks/data/hard_negatives.jsonl"

@@ -19,7 +19,7 @@ import random
 import re
 from collections.abc import Sequence
 
-from semcache.calibrate import Pair
+from semcache.tools.data import Pair
 
 __all__ = ["augment", "rewrite"]
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from semcache.calibrate import Pair, group_split, read_pairs
+from semcache.tools.data import Pair, group_split, read_pairs
 
 ROOT = Path(__file__).resolve().parent.parent
 VERIFIER_SHARE = 0.15
@@ -48,8 +48,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-    from semcache.embed import SentenceTransformerEmbedder
-    from semcache.tune import apply_adapter, cosine_quality, tune
+    from semcache.embedding.sentence import SentenceTransformerEmbedder
+    from semcache.embedding.adapter import apply_adapter
+    from semcache.tools.tune import cosine_quality, tune
 
     pairs = read_pairs(args.pairs)
     parts = splits(pairs, args.seed)

@@ -23,9 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.train_embedder import splits
-from semcache.calibrate import best_f1, pr_points, read_pairs, roc_auc, threshold_for_precision
-from semcache.match import DEFAULT_CHECKS, MatchPolicy
-from semcache.verifier import FEATURES, Verifier
+from semcache.matching.metrics import best_f1, pr_points, roc_auc, threshold_for_precision
+from semcache.tools.data import read_pairs
+from semcache.matching.policy import DEFAULT_CHECKS, MatchPolicy
+from semcache.matching.verifier import FEATURES, Verifier
 
 ROOT = Path(__file__).resolve().parent.parent
 # QQP's labels cap precision near 0.90 even for near-identical pairs (held-out cosine >= 0.97
@@ -37,7 +38,7 @@ def load_embedder():
     """Return an object with ``embed(texts)``: semcache.embed when present, else the packaged model."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
-        from semcache.embed import SentenceTransformerEmbedder
+        from semcache.embedding.sentence import SentenceTransformerEmbedder
 
         return SentenceTransformerEmbedder()
     except ImportError:

@@ -1,9 +1,9 @@
 """semcache: a semantic cache for LLM APIs — right answers on hits, paced quota on misses."""
 
-from .cache import Hit, Result, SemanticCache
 from .config import Settings
 from .decorator import CacheInfo, cached
-from .embed import Embedder, SentenceTransformerEmbedder
+from .embedding import Embedder, SentenceTransformerEmbedder
+from .engine import Hit, Result, SemanticCache
 from .errors import (
     AuthenticationFailed,
     BudgetExceeded,
@@ -20,8 +20,8 @@ from .errors import (
     UpstreamTimeout,
 )
 from .keys import RequestKey, normalize
-from .match import Decision, MatchPolicy
-from .store import Entry
+from .matching import Decision, MatchPolicy
+from .storage import Entry
 
 __version__ = "0.1.0"
 

@@ -58,7 +58,7 @@ def main() -> None:
 def stats(cache_dir: str | None, config: str | None, as_json: bool) -> None:
     """Print what the cache did and saved (totals, per tenant, per model)."""
     from .stats import Stats, format_table
-    from .store import DiskStore
+    from .storage.disk import DiskStore
 
     settings = _settings(config, cache_dir=cache_dir)
     if not os.path.isdir(settings.cache_dir):
@@ -84,7 +84,7 @@ def stats(cache_dir: str | None, config: str | None, as_json: bool) -> None:
 @click.confirmation_option(prompt="Delete every entry of the cache?")
 def clear(cache_dir: str | None, config: str | None, with_stats: bool) -> None:
     """Delete every cached entry (and, with --stats, the counters)."""
-    from .store import DiskStore
+    from .storage.disk import DiskStore
 
     settings = _settings(config, cache_dir=cache_dir)
     if not os.path.isdir(settings.cache_dir):  # a mistyped path must not create an empty cache
@@ -106,8 +106,7 @@ def eval_group() -> None:
 
 
 def _policy_and_embedder(config, policy, threshold, model, adapter):
-    from .cache import policy_from_settings
-    from .embed import embedder_from_settings
+    from .wiring import embedder_from_settings, policy_from_settings
 
     settings = _settings(config, policy=policy, threshold=threshold, model=model, adapter=adapter)
     return policy_from_settings(settings), embedder_from_settings(settings)
@@ -133,7 +132,8 @@ adapter_option = click.option("--adapter", default=None,
 @config_option
 def eval_pairs_command(path, text_a, text_b, label, out, policy, threshold, model, adapter, config) -> None:
     """Would text_b hit an entry stored for text_a? Print precision/recall/F1 as JSON."""
-    from .evaluate import eval_pairs, iter_jsonl, read_rows
+    from .tools.data import read_rows
+    from .tools.evaluate import eval_pairs, iter_jsonl
 
     rows = read_rows(path, [text_a, text_b])
     match_policy, embedder = _policy_and_embedder(config, policy, threshold, model, adapter)
@@ -156,7 +156,8 @@ def eval_pairs_command(path, text_a, text_b, label, out, policy, threshold, mode
 @config_option
 def eval_stream_command(path, text_col, group_col, shuffle_seed, policy, threshold, model, adapter, config) -> None:
     """Replay rows through a fresh cache; print hit rate and wrong-hit rate as JSON."""
-    from .evaluate import eval_stream, read_rows
+    from .tools.data import read_rows
+    from .tools.evaluate import eval_stream
 
     rows = read_rows(path, [text_col, group_col])
     match_policy, embedder = _policy_and_embedder(config, policy, threshold, model, adapter)
@@ -207,7 +208,8 @@ def serve(config, log_level, **flags) -> None:
 @config_option
 def calibrate(pairs_path, target_precision, out, text_a, text_b, label, holdout, refit, seed, policy, model, adapter, config) -> None:
     """Fit the match policy's operating point to your labelled pairs; write a policy file."""
-    from .calibrate import calibrate as fit, read_pairs
+    from .tools.calibrate import calibrate as fit
+    from .tools.data import read_pairs
 
     pairs = read_pairs(pairs_path, text_a, text_b, label)
     base, embedder = _policy_and_embedder(config, policy, None, model, adapter)
@@ -248,10 +250,12 @@ def tune(pairs_path, cache_dir, out, epochs, rank, lr, holdout, force, text_a, t
     """
     from tqdm import tqdm
 
-    from .calibrate import read_pairs
-    from .embed import TUNED_ADAPTER, SentenceTransformerEmbedder, embedder_from_settings
-    from .store import DiskStore
-    from .tune import tune_on_pairs
+    from .embedding.adapter import TUNED_ADAPTER
+    from .embedding.sentence import SentenceTransformerEmbedder
+    from .storage.disk import DiskStore
+    from .tools.data import read_pairs
+    from .tools.tune import tune_on_pairs
+    from .wiring import embedder_from_settings
 
     settings = _settings(config, cache_dir=cache_dir, model=model)
     pairs = read_pairs(pairs_path, text_a, text_b, label)
@@ -301,7 +305,7 @@ def tune(pairs_path, cache_dir, out, epochs, rank, lr, holdout, force, text_a, t
 @click.option("--api-key-env", default=None, help="Environment variable holding the only key accepted (else any).")
 def mock_upstream(host, port, rpm, tpm, latency_ms, faults, seed, slow_s, api_key_env) -> None:
     """Run the bundled OpenAI-compatible mock upstream (for demos, tests and benchmarks)."""
-    from .upstream.mock import serve
+    from .testing.mock import serve
 
     api_key = os.environ.get(api_key_env) if api_key_env else None
     if api_key_env and not api_key:
@@ -333,7 +337,7 @@ def bench(workload, upstream_kind, rpm, tpm, policy, threshold, model, adapter, 
     Reports hit rate, requests/tokens/dollars saved, rate-limit relief at --rpm/--tpm and the
     near-threshold pairs to check by eye. The cache is temporary; nothing is kept.
     """
-    from .replay import bench_upstream, format_summary, parse_workload, plot_timeline, replay
+    from .tools.replay import bench_upstream, format_summary, parse_workload, plot_timeline, replay
     from .upstream.pricing import Pricing
 
     parsed = parse_workload(workload)  # refuse a bad file before loading the model

@@ -21,7 +21,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from .cache import SemanticCache
+from .engine import SemanticCache
 
 __all__ = ["CacheInfo", "cached"]
 

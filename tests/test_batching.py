@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from conftest import WordEmbedder
-from semcache.batching import BatchingEmbedder
+from semcache.embedding.batching import BatchingEmbedder
 from semcache.errors import EmbeddingError
 
 

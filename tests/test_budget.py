@@ -75,7 +75,7 @@ def test_bad_settings_name_the_field():
 
 
 def test_spending_in_a_ledger_survives_a_restart_and_is_shared_between_processes(tmp_path):
-    from semcache.store import DiskStore
+    from semcache.storage.disk import DiskStore
 
     clock = WallClock("2025-03-10T12:00:00")
     pricing = Pricing({"m": Price(1_000_000, 0)})  # a dollar a token: micro-dollars stay exact

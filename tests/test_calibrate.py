@@ -11,19 +11,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from semcache.calibrate import (
-    best_f1,
-    calibrate,
-    components,
-    group_split,
-    intent_groups,
-    pr_points,
-    read_pairs,
-    roc_auc,
-    threshold_for_precision,
-)
+from semcache.matching.metrics import best_f1, pr_points, roc_auc, threshold_for_precision
+from semcache.tools.calibrate import calibrate
+from semcache.tools.data import components, group_split, intent_groups, read_pairs
 from semcache.errors import ConfigError, RequestError
-from semcache.match import MatchPolicy
+from semcache.matching.policy import MatchPolicy
 
 
 class BagOfWordsEmbedder:

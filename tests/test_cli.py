@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-import semcache.embed
+import semcache.wiring
 from semcache import MatchPolicy
 from semcache.cli import main
 
@@ -50,7 +50,7 @@ def runner():
 @pytest.fixture
 def fake_model(monkeypatch):
     """Make every model load in the CLI return the fake word embedder (no model on disk)."""
-    monkeypatch.setattr(semcache.embed, "SentenceTransformerEmbedder", lambda *args, **kwargs: WordEmbedder())
+    monkeypatch.setattr(semcache.wiring, "SentenceTransformerEmbedder", lambda *args, **kwargs: WordEmbedder())
 
 
 @pytest.fixture
@@ -59,8 +59,8 @@ def no_model(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("this command must not load the embedding model")
 
-    monkeypatch.setattr(semcache.embed, "SentenceTransformerEmbedder", refuse)
-    monkeypatch.setattr("semcache.cache.SentenceTransformerEmbedder", refuse)
+    monkeypatch.setattr(semcache.wiring, "SentenceTransformerEmbedder", refuse)
+    monkeypatch.setattr("semcache.engine.cache.SentenceTransformerEmbedder", refuse)
 
 
 @pytest.fixture
@@ -319,8 +319,9 @@ def test_calibrate_refuses_an_impossible_target(runner, tmp_path):
 @pytest.mark.slow
 def test_tune_records_an_adapter_that_the_cache_directory_then_embeds_with(runner, tmp_path):
     from semcache.config import Settings
-    from semcache.embed import TUNED_ADAPTER, embedder_from_settings
-    from semcache.tune import Adapter
+    from semcache.embedding.adapter import TUNED_ADAPTER
+    from semcache.wiring import embedder_from_settings
+    from semcache.embedding.adapter import Adapter
 
     pairs = write_jsonl(tmp_path / "pairs.jsonl", [{"text_a": a, "text_b": b, "label": y} for a, b, y in PAIRS])
     directory = tmp_path / "cache"

@@ -1,4 +1,4 @@
-"""``python -m semcache.demo`` end to end: real model, real mock upstream on loopback."""
+"""``python -m semcache.tools.demo`` end to end: real model, real mock upstream on loopback."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from semcache import demo
+from semcache.tools import demo
 
 
 @pytest.mark.model

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from conftest import WordEmbedder
-from semcache.embed import CachingEmbedder, SentenceTransformerEmbedder
+from semcache.embedding.base import CachingEmbedder
+from semcache.embedding.sentence import SentenceTransformerEmbedder
 from semcache.errors import ConfigError, EmbeddingError
 
 
@@ -98,7 +99,7 @@ def test_an_unknown_backend_is_a_config_error_naming_it():
 
 
 def test_only_mean_pooled_pipelines_are_exported():
-    from semcache.onnx_runtime import _mean_pooled
+    from semcache.embedding.onnx import _mean_pooled
 
     class Transformer: ...
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from semcache import ConfigError, MatchPolicy, RequestError
-from semcache.evaluate import PrecomputedEmbedder, eval_pairs, eval_stream, iter_jsonl, read_rows
+from semcache.tools.data import read_rows
+from semcache.tools.evaluate import PrecomputedEmbedder, eval_pairs, eval_stream, iter_jsonl
 
 FRANCE = "What is the capital of France?"
 FRANCE_REORDERED = "the capital of France is what?"  # the same bag of words: cosine 1 with WordEmbedder

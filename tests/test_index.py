@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from semcache.index import FaissIndex, PartitionedIndex
+from semcache.storage.index import FaissIndex, PartitionedIndex
 
 DIM = 16
 

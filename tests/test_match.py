@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from semcache.checks import CHECKS, analyze, run_checks
+from semcache.matching.checks import CHECKS, analyze, run_checks
 from semcache.errors import ConfigError
-from semcache.match import Candidate, Decision, MatchPolicy
-from semcache.verifier import FEATURES, Verifier
+from semcache.matching.policy import Candidate, Decision, MatchPolicy
+from semcache.matching.verifier import FEATURES, Verifier
 
 # (check that must fail on the near-miss, prompt, near-miss, paraphrase that must pass every check)
 CASES = [
@@ -232,7 +232,7 @@ def test_verifier_logistic_and_mlp_forms_match_hand_computation():
 
 @pytest.fixture(scope="module")
 def model():
-    from semcache.embed import SentenceTransformerEmbedder
+    from semcache.embedding.sentence import SentenceTransformerEmbedder
 
     return SentenceTransformerEmbedder()  # the shipped adapter included: the verifier was fitted on it
 

@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from semcache.errors import ConfigError
-from semcache.upstream.mock import create_app
-from semcache.upstream.mock_faults import Fault, FaultPlan, RateLimits, TokenBucket, format_duration, parse_faults
+from semcache.testing.mock import create_app
+from semcache.testing.mock_faults import Fault, FaultPlan, RateLimits, TokenBucket, format_duration, parse_faults
 from semcache.upstream.tokens import count_message_tokens, count_tokens
 from servers import running_server
 

@@ -14,13 +14,13 @@ from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
-import semcache.embed
+import semcache.wiring
 from semcache import ConfigError, MatchPolicy, RequestError
 from semcache.cli import main
-from semcache.replay import format_summary, parse_workload, plot_timeline, rate_limit_relief, replay
+from semcache.tools.replay import format_summary, parse_workload, plot_timeline, rate_limit_relief, replay
 from semcache.upstream import FunctionUpstream
 from semcache.upstream.tokens import count_tokens, estimate_request_tokens
-from semcache.workload import generate
+from semcache.tools.workload import generate
 
 FRANCE = "What is the capital of France?"
 FRANCE_REORDERED = "the capital of France is what?"  # the same bag of words: cosine 1 with WordEmbedder
@@ -199,7 +199,7 @@ def no_model(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a refused run must fail before the model loads")
 
-    monkeypatch.setattr(semcache.embed, "SentenceTransformerEmbedder", refuse)
+    monkeypatch.setattr(semcache.wiring, "SentenceTransformerEmbedder", refuse)
 
 
 def test_bench_refuses_an_empty_workload_before_loading_a_model(tmp_path, no_model):

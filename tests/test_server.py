@@ -16,9 +16,9 @@ from semcache.config import Settings
 from semcache.errors import QuotaExhausted, RateLimited
 from semcache.server import create_app
 from semcache.upstream.client import FunctionUpstream
-from semcache.upstream.mock import create_app as create_mock
+from semcache.testing.mock import create_app as create_mock
 
-from semcache.serving import running_server
+from semcache.testing.serving import running_server
 
 pytestmark = pytest.mark.server
 
@@ -426,8 +426,8 @@ def test_concurrent_identical_requests_make_one_upstream_call_each(sidecar, mock
 @pytest.mark.model
 def test_real_model_paraphrase_hit(tmp_path, mock):
     settings = Settings(cache_dir=str(tmp_path / "real"), upstream_base_url=mock + "/v1", threshold=0.8)
-    from semcache.batching import BatchingEmbedder
-    from semcache.embed import SentenceTransformerEmbedder
+    from semcache.embedding.batching import BatchingEmbedder
+    from semcache.embedding.sentence import SentenceTransformerEmbedder
 
     with SemanticCache(settings.cache_dir, embedder=BatchingEmbedder(SentenceTransformerEmbedder()), policy=MatchPolicy.cosine(0.8)) as cache:
         with running_server(create_app(settings, cache=cache, environ={})) as url:

@@ -3,7 +3,7 @@ import threading
 
 import pytest
 
-from semcache.upstream.singleflight import SingleFlight
+from semcache.engine.singleflight import SingleFlight
 
 
 def test_fifty_threads_one_call_fifty_answers():

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from semcache import store as store_module
+from semcache.storage import disk as store_module
 from semcache.errors import ConfigError
-from semcache.store import Change, DiskStore, Entry
+from semcache.storage.disk import DiskStore
+from semcache.storage.entry import Change, Entry
 
 DIM = 4
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from semcache.embed import DEFAULT_MODEL, SentenceTransformerEmbedder
+from semcache.embedding.sentence import DEFAULT_MODEL, SentenceTransformerEmbedder
 from semcache.errors import ConfigError
-from semcache.tune import Adapter, apply_adapter, cosine_quality, tune
+from semcache.embedding.adapter import Adapter, apply_adapter
+from semcache.tools.tune import cosine_quality, tune
 
 
 def small_adapter(base: str = DEFAULT_MODEL, seed: int = 0, scale: float = 0.05) -> Adapter:
@@ -103,7 +104,7 @@ def test_tuning_refuses_pairs_of_one_label_only():
 
 
 def test_tuning_on_too_few_pairs_to_hold_some_out_is_refused():
-    from semcache.tune import tune_on_pairs
+    from semcache.tools.tune import tune_on_pairs
 
     with pytest.raises(ConfigError, match="too few pairs"):
         tune_on_pairs(PAIRS[:1], current=object(), base=object())

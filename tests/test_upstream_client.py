@@ -291,7 +291,7 @@ def test_function_upstream_counts_calls_and_reads_usage():
 def test_against_the_mock_server_with_faults_every_request_is_answered():
     from servers import running_server
 
-    from semcache.upstream.mock import create_app
+    from semcache.testing.mock import create_app
 
     clock = Clock(1000.0)  # retry waits are recorded, not slept: the faults are drawn, not timed
     stats = Stats()

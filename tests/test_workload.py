@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from semcache.keys import normalize
-from semcache.workload import INTENTS, Request, generate
+from semcache.tools.workload import INTENTS, Request, generate
 
 
 def test_same_seed_same_workload():

@@ -32,13 +32,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from ..batching import BatchingEmbedder
-from ..cache import Result, SemanticCache
 from ..config import Settings
-from ..embed import embedder_from_settings
+from ..embedding.batching import BatchingEmbedder
+from ..engine import Result, SemanticCache
 from ..errors import RequestError, UpstreamStatusError
 from ..keys import tenant_from_api_key
 from ..upstream.client import translate_error
+from ..wiring import cache_from_settings, embedder_from_settings
 from . import admin
 from .errors import BodyTooLarge, error_body, error_response
 from .streaming import DONE, assemble, encode, fresh, replay, strip_usage
@@ -315,7 +315,7 @@ def create_app(settings: Settings, *, cache: SemanticCache | None = None, upstre
     owns_cache = cache is None
     if cache is None:
         embedder = BatchingEmbedder(embedder_from_settings(settings))
-        cache = SemanticCache.from_settings(settings, embedder=embedder)
+        cache = cache_from_settings(settings, embedder=embedder)
     upstreams = UpstreamPool(settings, own_key=environ.get(settings.upstream_api_key_env), fixed=upstream,
                              stats=cache.stats_recorder, pricing=cache.pricing, ledger=cache.store)
     sidecar = Sidecar(settings, cache, upstreams, admin_token=environ.get(settings.admin_token_env), owns_cache=owns_cache)

@@ -17,7 +17,7 @@ from ..config import Settings
 from ..errors import AuthenticationFailed
 from ..keys import tenant_from_api_key
 from ..stats import Stats
-from ..upstream import budget_from_settings, build_upstream
+from ..wiring import budget_from_settings, build_upstream
 from ..upstream.pricing import Pricing
 
 __all__ = ["UpstreamPool"]

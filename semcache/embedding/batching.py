@@ -20,8 +20,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .embed import Embedder
-from .errors import EmbeddingError
+from ..errors import EmbeddingError
+from .base import Embedder
 
 __all__ = ["BatchingEmbedder"]
 

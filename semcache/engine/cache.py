@@ -19,26 +19,26 @@ import pickle
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from .embed import CachingEmbedder, Embedder, SentenceTransformerEmbedder, embedder_from_settings
-from .errors import RequestError, SemcacheError, UpstreamError
-from .keys import RequestKey, normalize
-from .index import PartitionedIndex
-from .match import Candidate, Decision, MatchPolicy
-from .mirror import Mirror
-from .stats import Stats
-from .store import DiskStore, Entry, Store
-from .upstream.pricing import Pricing
-from .upstream.singleflight import SingleFlight
-from .upstream.tokens import estimate_usage, usage_of
+from ..embedding.base import CachingEmbedder, Embedder
+from ..embedding.sentence import SentenceTransformerEmbedder
+from ..errors import RequestError, SemcacheError, UpstreamError
+from ..keys import RequestKey, normalize
+from ..matching.policy import Candidate, Decision, MatchPolicy
+from ..stats import Stats
+from ..storage.disk import DiskStore
+from ..storage.entry import Entry
+from ..storage.index import PartitionedIndex
+from ..storage.mirror import Mirror
+from ..storage.protocols import Store
+from ..upstream.pricing import Pricing
+from ..upstream.tokens import estimate_usage, usage_of
+from .singleflight import SingleFlight
 
-if TYPE_CHECKING:
-    from .config import Settings
-
-__all__ = ["Hit", "Result", "SemanticCache", "policy_from_settings"]
+__all__ = ["Hit", "Result", "SemanticCache"]
 
 log = logging.getLogger("semcache")
 
@@ -136,21 +136,6 @@ class SemanticCache:
         self._last_sweep = 0.0
         self._flights = SingleFlight()
         self.sync()
-
-    @classmethod
-    def from_settings(cls, settings: "Settings", *, embedder: Embedder | None = None, upstream: Any = None,
-                      **overrides: Any) -> "SemanticCache":
-        """Build a cache from a ``Settings`` object (the CLI and the sidecar do)."""
-        options = dict(
-            embedder=embedder if embedder is not None else embedder_from_settings(settings),
-            policy=policy_from_settings(settings), upstream=upstream, ttl=settings.ttl,
-            sliding_ttl=settings.sliding_ttl, stale_ttl=settings.stale_ttl, max_entries=settings.max_entries,
-            max_bytes=settings.max_bytes, top_k=settings.top_k, semantic_max_temperature=settings.semantic_max_temperature,
-            stale_if_error=settings.stale_if_error, tenant=settings.tenant, embed_cache_size=settings.embed_cache_size,
-            pricing=Pricing.from_file(settings.pricing) if settings.pricing else None,
-        )
-        options.update(overrides)
-        return cls(settings.cache_dir, **options)
 
     def __repr__(self) -> str:
         return f"SemanticCache({self.store!r}, entries={len(self._mirror.meta)}, embedder={self.embedder!r})"
@@ -560,9 +545,3 @@ class SemanticCache:
         if budget is not None:
             snapshot["budget"] = budget.state()
         return snapshot
-
-
-def policy_from_settings(settings: "Settings") -> MatchPolicy:
-    """Return the policy file's policy (or the default), with the threshold override applied."""
-    policy = MatchPolicy.load(settings.policy) if settings.policy else MatchPolicy()
-    return policy if settings.threshold is None else policy.with_threshold(settings.threshold)

@@ -26,12 +26,14 @@ from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
 
-from .errors import ConfigError, RequestError
-from .evaluate import PrecomputedEmbedder, embed_unique, progress
-from .keys import RequestKey, normalize
-from .match import Decision, MatchPolicy
-from .upstream.pricing import Pricing
-from .upstream.tokens import count_tokens, estimate_request_tokens, usage_of
+from ..engine import SemanticCache
+from ..errors import ConfigError, RequestError
+from ..keys import RequestKey, normalize
+from ..matching.policy import Decision, MatchPolicy
+from ..upstream.pricing import Pricing
+from ..upstream.tokens import count_tokens, estimate_request_tokens, usage_of
+from .data import progress
+from .evaluate import PrecomputedEmbedder, embed_unique
 
 __all__ = ["DEFAULT_MODEL", "Workload", "WorkloadLine", "bench_upstream", "format_summary", "parse_workload",
            "plot_timeline", "replay"]
@@ -207,8 +209,6 @@ def replay(lines_or_path: Any, *, embedder, policy: MatchPolicy, upstream: Any =
     raises ``ConfigError``. ``rpm``/``tpm`` are the limits the relief is measured against.
     ``near``: how many lowest-scoring semantic hits and highest-scoring misses to report.
     """
-    from .cache import SemanticCache
-
     workload = lines_or_path if isinstance(lines_or_path, Workload) else parse_workload(lines_or_path)
     lines, pricing = workload.lines, pricing or Pricing()
     vectors = embed_unique(embedder, [line.key.query_text for line in lines if line.key.semantic])
@@ -336,7 +336,8 @@ def bench_upstream(kind: str, settings: Any = None, environ: Mapping[str, str] |
     ``real`` builds the configured paced client (``settings.upstream_base_url``, the key from
     the variable named by ``upstream_api_key_env``): every miss spends real quota.
     """
-    from .upstream import Endpoint, OpenAIUpstream, api_key_from, budget_from_settings, build_upstream
+    from ..upstream.client import Endpoint, OpenAIUpstream
+    from ..wiring import api_key_from, budget_from_settings, build_upstream
 
     if kind == "real":
         client = build_upstream(settings, api_key_from(settings, environ or {}), budget=budget_from_settings(settings))
@@ -346,8 +347,8 @@ def bench_upstream(kind: str, settings: Any = None, environ: Mapping[str, str] |
     if kind != "mock":
         raise ConfigError(f"upstream must be 'mock' or 'real', got {kind!r}")
     try:
-        from .serving import running_server
-        from .upstream.mock import create_app
+        from ..testing.mock import create_app
+        from ..testing.serving import running_server
     except ImportError as exc:
         raise ConfigError("--upstream mock needs uvicorn and starlette: pip install 'semcache[server]'") from exc
 

@@ -8,72 +8,20 @@ Texts are embedded in batches up front; the decisions are the cache's own.
 
 from __future__ import annotations
 
-import csv
 import json
 import random
-import sys
 import tempfile
-from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from .errors import ConfigError, RequestError
-from .match import Candidate, MatchPolicy
+from ..engine import SemanticCache
+from ..matching.policy import Candidate, MatchPolicy
+from .data import parse_label, progress
 
-__all__ = ["PrecomputedEmbedder", "embed_unique", "eval_pairs", "eval_stream", "parse_label", "progress", "read_rows"]
+__all__ = ["PrecomputedEmbedder", "embed_unique", "eval_pairs", "eval_stream", "iter_jsonl"]
 
 _BATCH = 256
-
-
-def read_rows(path: str | Path, columns: Sequence[str], optional: Sequence[str] = ()) -> list[dict[str, Any]]:
-    """Read a .jsonl or .csv file; every row must have ``columns`` (named with its line in errors)."""
-    path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"input file {str(path)!r} does not exist")
-    if path.suffix not in (".jsonl", ".csv"):
-        raise ConfigError(f"input file {str(path)!r} must be .jsonl or .csv")
-    rows: list[dict[str, Any]] = []
-    with path.open(newline="", encoding="utf-8") as f:
-        if path.suffix == ".csv":
-            source: Iterable[tuple[int, Any]] = enumerate(csv.DictReader(f), start=2)
-        else:
-            source = ((n, line) for n, line in enumerate(f, start=1) if line.strip())
-        for line_no, raw in source:
-            if isinstance(raw, str):
-                try:
-                    raw = json.loads(raw)
-                except json.JSONDecodeError as exc:
-                    raise RequestError(f"{path}:{line_no}: not valid JSON ({exc.msg})", field=f"line {line_no}") from exc
-                if not isinstance(raw, dict):
-                    raise RequestError(f"{path}:{line_no}: expected a JSON object", field=f"line {line_no}")
-            for column in columns:
-                if raw.get(column) in (None, ""):
-                    raise RequestError(f"{path}:{line_no}: missing column {column!r}", field=column)
-            rows.append(raw)
-    if not rows:
-        raise RequestError(f"input file {str(path)!r} has no rows", field="path")
-    return rows
-
-
-def parse_label(value: Any, where: str) -> int:
-    """Return a 0/1 label from 0, 1, "0", "1", 0.0, 1.0 or a bool; raise ``RequestError`` naming ``where``."""
-    if isinstance(value, bool):
-        return int(value)
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = None
-    if number not in (0.0, 1.0):
-        raise RequestError(f"{where}: label must be 0 or 1, got {value!r}", field="label")
-    return int(number)
-
-
-def progress(total: int, desc: str):
-    """Return a tqdm bar on stderr, shown only for long inputs (2,000 rows or more)."""
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, file=sys.stderr, disable=total < 2000, unit="row")
 
 
 def embed_unique(embedder, texts: Sequence[str]) -> dict[str, np.ndarray]:
@@ -149,8 +97,6 @@ class PrecomputedEmbedder:
 def eval_stream(rows: Sequence[dict], *, embedder, policy: MatchPolicy, text: str = "text", group: str = "group",
                 shuffle_seed: int | None = None) -> dict:
     """Replay rows through a fresh temporary cache; return hit and wrong-hit counts and rates."""
-    from .cache import SemanticCache
-
     order = list(range(len(rows)))
     if shuffle_seed is not None:
         random.Random(shuffle_seed).shuffle(order)

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .index import PartitionedIndex
-from .store import Entry, Store
+from .entry import Entry
+from .protocols import Store
 
 __all__ = ["EntryMeta", "Mirror"]
 

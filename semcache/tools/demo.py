@@ -21,7 +21,7 @@ __all__ = ["main"]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m semcache.demo", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m semcache.tools.demo", description=__doc__)
     parser.add_argument("--via", choices=("sidecar", "decorator"), default="sidecar", help="how the workload reaches semcache")
     parser.add_argument("--requests", type=int, default=150, help="requests to replay (default 150)")
     parser.add_argument("--rpm", type=int, default=40, help="the mock upstream's requests-per-minute limit (default 40)")
@@ -33,10 +33,10 @@ def main(argv: list[str] | None = None) -> int:
 
     import httpx2
 
-    from semcache.serving import running_server
     from semcache.stats import format_table
-    from semcache.upstream.mock import create_app as create_mock
-    from semcache.workload import INTENTS, generate
+    from semcache.testing.mock import create_app as create_mock
+    from semcache.testing.serving import running_server
+    from semcache.tools.workload import INTENTS, generate
 
     workload = generate(args.requests, seed=args.seed)
     print(f"semcache demo ({args.via}): {len(workload)} chat requests over {len(INTENTS)} intents (repeats, paraphrases\n"
@@ -64,7 +64,7 @@ def _via_sidecar(upstream_url: str, directory: str, rpm: int) -> Iterator[tuple[
 
     from semcache.config import Settings
     from semcache.server import create_app
-    from semcache.serving import running_server
+    from semcache.testing.serving import running_server
 
     settings = Settings(cache_dir=directory, upstream_base_url=upstream_url, rpm=rpm, pass_through_key=False)
     app = create_app(settings, environ={"OPENAI_API_KEY": "sk-mock", "SEMCACHE_ADMIN_TOKEN": "demo-admin"})
@@ -86,7 +86,7 @@ def _via_sidecar(upstream_url: str, directory: str, rpm: int) -> Iterator[tuple[
 def _via_decorator(upstream_url: str, directory: str, rpm: int) -> Iterator[tuple[Ask, Callable[[], dict]]]:
     """Decorate a function whose arguments are the request; the paced client answers misses."""
     import semcache
-    from semcache.upstream import Endpoint, OpenAIUpstream
+    from semcache.upstream.client import Endpoint, OpenAIUpstream
 
     cache = semcache.SemanticCache(directory)
     upstream = OpenAIUpstream(Endpoint(upstream_url, "sk-mock", name="mock"), rpm=rpm, stats=cache.stats_recorder)

@@ -8,142 +8,27 @@ above the target, and reports precision and recall on the held-out part. With
 logistic regression in numpy) on the fit part; the threshold is then chosen on
 cross-validated scores, never on the scores the model was fitted to.
 
-The metric helpers (``pr_points``, ``best_f1``, ``threshold_for_precision``, ``roc_auc``,
-``group_split``) are shared with the benchmarks.
+The metrics (``semcache.matching.metrics``) and the grouped split (``semcache.tools.data``)
+are shared with the benchmarks.
 """
 
 from __future__ import annotations
 
-import random
-from pathlib import Path
-from typing import Iterable, Protocol, Sequence
+from typing import Iterable, Protocol
 
 import numpy as np
 
-from .errors import ConfigError
-from .evaluate import parse_label, read_rows
-from .match import MatchPolicy
-from .verifier import Verifier
+from ..errors import ConfigError
+from ..matching.metrics import best_f1, roc_auc, threshold_for_precision
+from ..matching.policy import MatchPolicy
+from ..matching.verifier import Verifier
+from .data import Pair, group_split
 
-__all__ = [
-    "Pair",
-    "best_f1",
-    "calibrate",
-    "group_split",
-    "pr_points",
-    "read_pairs",
-    "roc_auc",
-    "threshold_for_precision",
-]
-
-Pair = tuple[str, str, int]
+__all__ = ["calibrate"]
 
 
 class Embedder(Protocol):
     def embed(self, texts: list[str]) -> np.ndarray: ...
-
-
-def read_pairs(path: str | Path, text_a: str = "text_a", text_b: str = "text_b", label: str = "label") -> list[Pair]:
-    """Read labelled pairs from a .jsonl or .csv file (``evaluate.read_rows``: errors name the line)."""
-    rows = read_rows(path, [text_a, text_b, label])
-    return [(str(r[text_a]), str(r[text_b]), parse_label(r[label], f"{path}:{n}")) for n, r in enumerate(rows, start=1)]
-
-
-def components(edges: Iterable[tuple[str, str]]) -> dict[str, int]:
-    """Number the connected components of a graph given by its edges: text -> component id.
-
-    Ids are dense and follow sorted text order, so the numbering is the same on every run.
-    """
-    parent: dict[str, str] = {}
-
-    def find(x: str) -> str:
-        parent.setdefault(x, x)
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for a, b in edges:
-        root_a, root_b = find(a), find(b)
-        if root_a != root_b:
-            parent[root_a] = root_b
-    ids: dict[str, int] = {}
-    return {text: ids.setdefault(find(text), len(ids)) for text in sorted(parent)}
-
-
-def intent_groups(pairs: Sequence[Pair], indices: Iterable[int]) -> dict[str, int]:
-    """Map every text of the given pairs to its intent: a component over the duplicate (label 1) edges."""
-    chosen = [pairs[i] for i in indices]
-    every_text = [(t, t) for a, b, _ in chosen for t in (a, b)]  # a text with no duplicate is an intent of its own
-    return components([(a, b) for a, b, y in chosen if y == 1] + every_text)
-
-
-def group_split(pairs: Sequence[Pair], holdout: float, seed: int = 0) -> tuple[list[int], list[int]]:
-    """Split pair indices into (fit, held_out) so that no text appears on both sides.
-
-    Pairs sharing a text form one connected component; whole components are assigned, in
-    a seeded random order, until the held-out part holds about ``holdout`` of the pairs.
-    """
-    component = components((a, b) for a, b, _ in pairs)
-    members: dict[int, list[int]] = {}
-    for i, (a, _, _) in enumerate(pairs):
-        members.setdefault(component[a], []).append(i)
-    groups = sorted(members.values())
-    random.Random(seed).shuffle(groups)
-    fit, held_out, target = [], [], holdout * len(pairs)
-    for group in groups:
-        (held_out if len(held_out) < target else fit).extend(group)
-    return sorted(fit), sorted(held_out)
-
-
-def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Return the ROC-AUC (ties count half)."""
-    scores, labels = np.asarray(scores, dtype=np.float64), np.asarray(labels).astype(bool)
-    order = np.argsort(scores, kind="mergesort")
-    ranks = np.empty(len(scores))
-    sorted_scores = scores[order]
-    _, first, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
-    ranks[order] = np.repeat(first + (counts + 1) / 2.0, counts)
-    n_pos, n_neg = labels.sum(), (~labels).sum()
-    if not n_pos or not n_neg:
-        return float("nan")
-    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
-def pr_points(scores: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
-    """Return precision, recall and accept-rate at every distinct threshold, highest first."""
-    scores, labels = np.asarray(scores, dtype=np.float64), np.asarray(labels).astype(bool)
-    order = np.argsort(-scores, kind="mergesort")
-    s, y = scores[order], labels[order]
-    last = np.r_[np.nonzero(np.diff(s))[0], len(s) - 1]  # last index of each distinct score
-    tp = np.cumsum(y)[last]
-    accepted = last + 1
-    return {
-        "threshold": s[last],
-        "precision": tp / accepted,
-        "recall": tp / max(int(y.sum()), 1),
-        "accept_rate": accepted / len(s),
-    }
-
-
-def best_f1(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
-    """Return (best F1 over thresholds, its threshold)."""
-    pts = pr_points(scores, labels)
-    f1 = 2 * pts["precision"] * pts["recall"] / np.maximum(pts["precision"] + pts["recall"], 1e-12)
-    i = int(np.argmax(f1))
-    return float(f1[i]), float(pts["threshold"][i])
-
-
-def threshold_for_precision(scores: np.ndarray, labels: np.ndarray, target: float, min_accepted: int = 20) -> float:
-    """Return the lowest threshold whose hits (every pair scoring at or above it) reach ``target`` precision.
-
-    Cuts accepting fewer than ``min_accepted`` pairs are ignored (their precision is noise).
-    Returns the highest score seen (accept almost nothing) when the target is never reached.
-    """
-    pts = pr_points(scores, labels)
-    accepted = np.rint(pts["accept_rate"] * len(scores))
-    ok = np.nonzero((pts["precision"] >= target) & (accepted >= min_accepted))[0]
-    return float(pts["threshold"][ok[-1]]) if len(ok) else float(pts["threshold"][0])
 
 
 def _fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0, iterations: int = 50) -> tuple[np.ndarray, float]:

@@ -42,7 +42,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from semcache.errors import ConfigError
-from semcache.upstream.mock_answers import (
+from semcache.testing.mock_answers import (
     answer_pieces,
     chat_choice,
     content_text,
@@ -55,7 +55,7 @@ from semcache.upstream.mock_answers import (
     truncate_answer,
     validate_chat,
 )
-from semcache.upstream.mock_faults import (
+from semcache.testing.mock_faults import (
     JSON_PARSE_ERROR,
     FaultPlan,
     Invalid,

@@ -13,7 +13,7 @@ import json
 import random
 from typing import Any, Iterator
 
-from semcache.upstream.mock_faults import Invalid, check_field
+from semcache.testing.mock_faults import Invalid, check_field
 from semcache.upstream.tokens import count_tokens, encoding_for
 
 __all__ = ["answer_pieces", "chat_choice", "content_text", "json_from_schema", "request_digest", "seeded_rng", "sentence_from", "sse_chunk", "stream_chat", "truncate_answer", "validate_chat"]

@@ -1,4 +1,4 @@
-"""Keep entries on disk: the Store protocol, its diskcache implementation and the change log.
+"""Keep entries on disk: the store seams over one diskcache directory, change log included.
 
 The store is the source of truth; every index is derived from it. Each write is one SQLite
 transaction that stores the entry, its exact-key pointer and a change-log record (a monotonic
@@ -21,82 +21,18 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from dataclasses import dataclass, field, replace
-from typing import Any, Iterable, Iterator, Mapping, Protocol
+from typing import Iterable, Iterator, Mapping
 
 import diskcache
-import numpy as np
 
-from .errors import ConfigError, StoreError
+from ..errors import ConfigError, StoreError
+from .entry import Change, Entry
 
-__all__ = ["Change", "DiskStore", "Entry", "Store"]
+__all__ = ["DiskStore"]
 
 FORMAT = 1
 LOG_KEEP = 100_000  # change records kept; a process further behind rebuilds its index
 _SEP = "\x1f"
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One cached prompt/response pair. ``expires_at`` None means it never expires."""
-
-    id: int
-    partition: str
-    exact_key: str
-    query_text: str
-    embedding: np.ndarray | None
-    response: Any
-    model: str = ""
-    tenant: str = ""
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    created_at: float = 0.0
-    expires_at: float | None = None
-    hits: int = 0
-    last_hit_at: float | None = None
-    rejected: tuple[str, ...] = field(default=())  # query texts feedback marked wrong for this entry
-    size: int = 0  # bytes of the pickled response + query + vector, for the byte cap
-
-    def expired(self, now: float) -> bool:
-        return self.expires_at is not None and now >= self.expires_at
-
-    def to_record(self) -> dict:
-        record = {k: getattr(self, k) for k in self.__dataclass_fields__}
-        record["embedding"] = None if self.embedding is None else np.asarray(self.embedding, np.float32).tobytes()
-        record["rejected"] = list(self.rejected)
-        return record
-
-    @classmethod
-    def from_record(cls, record: Mapping) -> "Entry":
-        data = dict(record)
-        raw = data.get("embedding")
-        data["embedding"] = None if raw is None else np.frombuffer(raw, dtype=np.float32)
-        data["rejected"] = tuple(data.get("rejected") or ())
-        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
-
-    def with_(self, **changes) -> "Entry":
-        return replace(self, **changes)
-
-
-@dataclass(frozen=True, slots=True)
-class Change:
-    seq: int
-    op: str  # "put" | "del"
-    entry_id: int
-
-
-class Store(Protocol):
-    """Persist entries and the change log; several processes may share one."""
-
-    def get(self, entry_id: int) -> Entry | None: ...
-
-    def put(self, entry: Entry) -> int: ...
-
-    def delete(self, entry_ids: Iterable[int]) -> int: ...
-
-    def scan(self) -> Iterator[Entry]: ...
-
-    def changes_since(self, seq: int) -> tuple[int, list[Change] | None]: ...
 
 
 class DiskStore:

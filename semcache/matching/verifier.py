@@ -19,7 +19,7 @@ from importlib import resources
 import numpy as np
 
 from .checks import CHECKS, Check, Facts, run_checks, soft_flags
-from .errors import ConfigError
+from ..errors import ConfigError
 
 __all__ = ["FEATURES", "Verifier", "pair_features"]
 

@@ -27,3 +27,19 @@ def test_star_import_gives_exactly_all():
 
 def test_version_is_exposed():
     assert isinstance(semcache.__version__, str) and semcache.__version__
+
+
+def test_upstream_names_resolve_on_first_use():
+    """``semcache.upstream`` keeps its documented names while importing the SDK only when one is used."""
+    import semcache.upstream as upstream
+    from semcache.upstream.client import OpenAIUpstream
+
+    assert upstream.__all__ == sorted(upstream.__all__)
+    assert upstream.OpenAIUpstream is OpenAIUpstream
+    assert set(upstream.__all__) <= set(dir(upstream))
+    try:
+        upstream.NoSuchThing  # noqa: B018
+    except AttributeError as exc:
+        assert "NoSuchThing" in str(exc)
+    else:
+        raise AssertionError("an unknown name must raise AttributeError")

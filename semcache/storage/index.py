@@ -30,10 +30,27 @@ APPROXIMATE_THRESHOLD = 10_000
 # (59 s at 100k); FAISS needs >= 39 points a centroid and gains little past ~64.
 TRAIN_POINTS_PER_LIST = 64
 
-# Lookups search one vector at a time, where OpenMP's thread start-up costs more than the scan:
-# on 2 cores a 1k flat search took 19.9 ms with 2 threads and 0.034 ms with 1, and adding one
-# vector to an IVF 12 ms vs 0.018 ms (benchmarks/bench_lookup.py). Only training uses every core.
-faiss.omp_set_num_threads(1)
+
+
+@contextmanager
+def omp_threads(count: int) -> Iterator[None]:
+    """Run FAISS with ``count`` OpenMP threads on the calling thread, then restore its count.
+
+    Lookups search one vector at a time, where OpenMP's thread start-up costs more than the
+    scan: on 2 cores a 1k flat search took 19.9 ms with 2 threads and 0.034 ms with 1, and
+    adding one vector to an IVF 12 ms vs 0.018 ms (benchmarks/bench_lookup.py); only training
+    uses every core. The count is per calling thread and restored, so the host application's
+    own OpenMP use (torch shares the runtime) is left as it was.
+    """
+    before = faiss.omp_get_max_threads()
+    if before == count:
+        yield
+        return
+    faiss.omp_set_num_threads(count)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
 
 
 class VectorIndex(Protocol):
@@ -84,7 +101,8 @@ class FaissIndex:
             raise ValueError(f"{len(ids)} ids for {len(vectors)} vectors")
         if not len(ids):
             return
-        self._index.add_with_ids(vectors, ids)
+        with omp_threads(1):
+            self._index.add_with_ids(vectors, ids)
         n = len(self)
         if (not self.approximate and n > self.approximate_threshold) or (self.approximate and n > 4 * self._trained_size):
             self._retrain()
@@ -107,13 +125,10 @@ class FaissIndex:
         if len(vectors) > TRAIN_POINTS_PER_LIST * nlist:
             rng = np.random.default_rng(len(vectors))
             sample = vectors[rng.choice(len(vectors), TRAIN_POINTS_PER_LIST * nlist, replace=False)]
-        faiss.omp_set_num_threads(os.cpu_count() or 1)
-        try:
+        with omp_threads(os.cpu_count() or 1):
             ivf.train(sample)
             ivf.set_direct_map_type(faiss.DirectMap.Hashtable)  # O(1) removals by id
             ivf.add_with_ids(vectors, ids)
-        finally:
-            faiss.omp_set_num_threads(1)
         ivf.nprobe = self.nprobe
         # The Python wrapper keeps the quantizer alive (and frees it); own_fields=True here would
         # free it twice and segfault at garbage collection.
@@ -125,7 +140,8 @@ class FaissIndex:
         if not len(self) or k <= 0:
             return np.zeros(0, np.float32), np.zeros(0, np.int64)
         query = np.ascontiguousarray(vector, dtype=np.float32).reshape(1, self.dim)
-        sims, ids = self._index.search(query, min(k, len(self)))
+        with omp_threads(1):
+            sims, ids = self._index.search(query, min(k, len(self)))
         keep = ids[0] >= 0
         return sims[0][keep], ids[0][keep]
 
@@ -139,7 +155,8 @@ class FaissIndex:
             return 0
         # An IVF with a hashtable direct map only accepts IDSelectorArray (FAISS DirectMap.cpp).
         selector = faiss.IDSelectorArray(ids) if self.approximate else faiss.IDSelectorBatch(ids)
-        return int(self._index.remove_ids(selector))
+        with omp_threads(1):
+            return int(self._index.remove_ids(selector))
 
 
 class _ReadWriteLock:

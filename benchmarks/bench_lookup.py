@@ -15,7 +15,7 @@ import argparse
 import gc
 import hashlib
 import math
-import pickle
+import json
 import shutil
 import sys
 import tempfile
@@ -119,14 +119,14 @@ def default_policy() -> tuple[MatchPolicy, str | None]:
 
 def bulk_fill(directory: str, embedder: PrecomputedEmbedder, texts: list[str], vectors: np.ndarray) -> float:
     """Write entries straight to a DiskStore (no index), as SemanticCache.insert would; return seconds."""
-    size = len(pickle.dumps(RESPONSE, protocol=pickle.HIGHEST_PROTOCOL)) + 4 * DIM
+    size = len(json.dumps(RESPONSE).encode()) + 4 * DIM
     store = DiskStore(directory)
     store.bind(embedder.model_id, embedder.dim)
     start, now = time.perf_counter(), time.time()
     for text, vector in zip(texts, vectors):
         key = normalize(request_of(text))
         usage = RESPONSE["usage"]
-        store.put(Entry(id=store.next_id(), partition=key.partition, exact_key=key.exact_key, query_text=key.query_text,
+        store.put(Entry.create(id=store.next_id(), partition=key.partition, exact_key=key.exact_key, query_text=key.query_text,
                         embedding=vector, response=RESPONSE, model=MODEL, prompt_tokens=usage["prompt_tokens"],
                         completion_tokens=usage["completion_tokens"], created_at=now, size=size + len(text.encode())))
     elapsed = time.perf_counter() - start

@@ -1,8 +1,10 @@
 """Counters of what the cache did and saved, per tenant and per model, persisted in the store.
 
-Counting is on the hot path, so ``Stats.incr`` only adds to an in-memory table; the deltas are
-flushed to the store (one transaction) every ``flush_interval`` seconds, on ``flush()`` and at
-close. Several processes sharing a store add their deltas to the same persisted totals.
+Counting is on the hot path, so ``Stats.incr`` only adds to an in-memory table; its owner writes
+the deltas to the store (one transaction) with ``flush()`` -- the cache does so from a
+``Flusher`` thread every ``flush_interval`` seconds and at close, so no request ever waits on
+that write, and a crash (kill -9) loses at most the last interval's counts. Several processes
+sharing a store add their deltas to the same persisted totals.
 
 "Saved" means: a hit served the stored answer, so the request, its prompt and completion
 tokens (the stored ``usage``) and their price were not spent upstream.
@@ -10,12 +12,12 @@ tokens (the stored ``usage``) and their price were not spent upstream.
 
 from __future__ import annotations
 
+import logging
 import threading
-import time
 from collections import defaultdict
 from typing import Callable, Mapping, Protocol
 
-__all__ = ["COUNTERS", "CounterSink", "Stats", "format_table"]
+__all__ = ["COUNTERS", "CounterSink", "Flusher", "Stats", "format_table"]
 
 # Every counter, in report order. Counters named "errors.<Class>" are added as they occur.
 COUNTERS = (
@@ -39,11 +41,14 @@ COUNTERS = (
     "ratelimit_waits",
     "ratelimit_wait_s",
     "lookup_errors",
+    "lookup_bugs",
     "budget_alerts",
     "budget_stops",
 )
 
 Key = tuple[str, str, str]  # (tenant, model, counter)
+
+log = logging.getLogger("semcache")
 
 
 class CounterSink(Protocol):
@@ -54,16 +59,46 @@ class CounterSink(Protocol):
     def counters(self) -> dict[Key, float]: ...
 
 
+class Flusher:
+    """Call ``flush`` every ``interval`` seconds in a daemon thread until ``stop``.
+
+    A failing flush is logged and retried at the next tick (what it held is kept by ``flush``
+    itself); ``interval`` None or <= 0 starts no thread (the owner flushes by hand).
+    """
+
+    def __init__(self, flush: Callable[[], None], interval: float | None, *, name: str = "semcache-flush") -> None:
+        self._flush = flush
+        self._stop = threading.Event()
+        self._thread = None
+        if interval and interval > 0:
+            self._thread = threading.Thread(target=self._run, args=(interval,), name=name, daemon=True)
+            self._thread.start()
+
+    def _run(self, interval: float) -> None:
+        warned = False
+        while not self._stop.wait(interval):
+            try:
+                self._flush()
+                warned = False
+            except Exception as exc:  # the store is unavailable: keep counting, write when it is back
+                if not warned:
+                    log.warning("semcache could not write counters and hits (will retry): %s: %s", type(exc).__name__, exc)
+                warned = True
+
+    def stop(self) -> None:
+        """Stop the thread (after its current flush, if one runs)."""
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join()
+
+
 class Stats:
     """Count events; report totals, per tenant and per model."""
 
-    def __init__(self, sink: CounterSink | None = None, *, flush_interval: float = 1.0, timer: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, sink: CounterSink | None = None) -> None:
         self._sink = sink
-        self._flush_interval = flush_interval
-        self._timer = timer
         self._pending: dict[Key, float] = defaultdict(float)
         self._lock = threading.Lock()
-        self._last_flush = timer()
 
     def incr(self, counter: str, amount: float = 1, *, tenant: str = "", model: str = "") -> None:
         """Add ``amount`` to ``counter`` for (tenant, model); persisted at the next flush."""
@@ -71,16 +106,14 @@ class Stats:
             return
         with self._lock:
             self._pending[(tenant, model or "", counter)] += amount
-            due = self._sink is not None and self._timer() - self._last_flush >= self._flush_interval
-        if due:
-            self.flush()
 
     def flush(self) -> None:
-        """Write pending deltas to the sink."""
+        """Write pending deltas to the sink (kept for the next flush when the write fails)."""
+        if self._sink is None:
+            return  # nowhere to write: the counts stay in memory
         with self._lock:
             pending, self._pending = self._pending, defaultdict(float)
-            self._last_flush = self._timer()
-        if self._sink is not None and pending:
+        if pending:
             try:
                 self._sink.add_counters(pending)
             except Exception:

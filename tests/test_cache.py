@@ -416,16 +416,16 @@ def test_a_request_that_missed_just_before_another_stored_its_answer_does_not_ca
     """B looks up (miss); A's whole flight then calls, stores and ends; only then does B reach the flight."""
     cache = make_cache(policy=POLICY)
     looked, go = threading.Event(), threading.Event()
-    original = cache._begin
+    original = cache._look
 
-    def begin(*args):
+    def look(*args):
         out = original(*args)
         if threading.current_thread().name == "B":
             looked.set()
             go.wait(5)
         return out
 
-    monkeypatch.setattr(cache, "_begin", begin)
+    monkeypatch.setattr(cache, "_look", look)
     calls, results = [], []
     follower = threading.Thread(name="B", target=lambda: results.append(
         cache.complete(ask(FRANCE), lambda r: calls.append("B") or answer("Paris (B)"))))

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections import defaultdict
 
 import pytest
 
-from semcache.stats import COUNTERS, Stats, format_table
+from semcache.stats import COUNTERS, Flusher, Stats, format_table
 
 
 class DictSink:
@@ -26,16 +28,51 @@ class DictSink:
         return dict(self.data)
 
 
-def test_counts_are_flushed_only_after_the_interval(clock):
+def test_counting_never_writes_only_flush_does():
     sink = DictSink()
-    stats = Stats(sink, flush_interval=10, timer=clock)
-    stats.incr("requests", tenant="a", model="m")
-    assert sink.data == {}
-    assert stats.snapshot()["total"]["requests"] == 1  # pending counts are reported too
-    clock.advance(10)
-    stats.incr("requests", tenant="a", model="m")
-    assert sink.data == {("a", "m", "requests"): 2}
-    assert stats.snapshot()["total"]["requests"] == 2
+    stats = Stats(sink)
+    for _ in range(1000):
+        stats.incr("requests", tenant="a", model="m")
+    assert sink.data == {}  # a count never waits on the sink
+    assert stats.snapshot()["total"]["requests"] == 1000  # pending counts are reported too
+    stats.flush()
+    assert sink.data == {("a", "m", "requests"): 1000}
+    assert stats.snapshot()["total"]["requests"] == 1000
+
+
+def test_the_flusher_writes_every_interval_and_once_more_never_after_stop():
+    sink = DictSink()
+    stats = Stats(sink)
+    flushed = threading.Event()
+
+    def flush():
+        stats.flush()
+        if sink.data:
+            flushed.set()
+
+    flusher = Flusher(flush, 0.01)
+    stats.incr("requests")
+    assert flushed.wait(5)
+    flusher.stop()
+    stats.incr("requests")
+    time.sleep(0.05)
+    assert sink.data == {("", "", "requests"): 1}  # stopped: the second count waits for its owner
+
+
+def test_a_failing_flush_is_retried_at_the_next_tick(caplog):
+    sink = DictSink()
+    stats = Stats(sink)
+    sink.fail = True
+    stats.incr("misses", 3)
+    flusher = Flusher(stats.flush, 0.01)
+    time.sleep(0.1)
+    sink.fail = False
+    deadline = time.monotonic() + 5
+    while not sink.data and time.monotonic() < deadline:
+        time.sleep(0.01)
+    flusher.stop()
+    assert sink.data == {("", "", "misses"): 3}  # kept across the failures, written once
+    assert sum("could not write counters" in r.getMessage() for r in caplog.records) == 1  # logged once
 
 
 def test_snapshot_groups_by_tenant_and_model():
@@ -57,9 +94,9 @@ def test_snapshot_groups_by_tenant_and_model():
     assert list(snap["total"])[: len(COUNTERS)] == list(COUNTERS)
 
 
-def test_a_failed_flush_keeps_the_counts(clock):
+def test_a_failed_flush_keeps_the_counts():
     sink = DictSink()
-    stats = Stats(sink, flush_interval=1000, timer=clock)
+    stats = Stats(sink)
     stats.incr("misses", 2)
     sink.fail = True
     with pytest.raises(OSError):

@@ -1,175 +1,34 @@
-"""Store contract, run against every implementation (DiskStore today, Redis later)."""
+"""The store seams' contract suites on DiskStore, plus what only a directory can get wrong."""
 
 from __future__ import annotations
 
+import pickle
+import sys
+import types
+
+import diskcache
 import numpy as np
 import pytest
 
-from semcache.storage import disk as store_module
-from semcache.errors import ConfigError
+from contracts import StoreContract, make_entry
+from semcache.errors import ConfigError, StoreError
 from semcache.storage.disk import DiskStore
-from semcache.storage.entry import Change, Entry
-
-DIM = 4
+from semcache.storage.entry import CorruptRecord, Entry, decode_response, encode_response
 
 
-def make_entry(store, exact_key: str, *, partition: str = "p", query: str = "q", entry_id: int | None = None) -> Entry:
-    vector = np.arange(DIM, dtype=np.float32) / 10
-    return Entry(
-        id=store.next_id() if entry_id is None else entry_id, partition=partition, exact_key=exact_key,
-        query_text=query, embedding=vector, response={"choices": [{"message": {"content": exact_key}}]},
-        model="m", tenant="t", prompt_tokens=3, completion_tokens=5, created_at=10.0, expires_at=20.0, size=99,
-    )
+class TestDiskStore(StoreContract):
+    @pytest.fixture
+    def make_store(self, tmp_path):
+        opened = []
 
+        def make(name: str = "store", log_keep: int | None = None):
+            store = DiskStore(str(tmp_path / name), **({"log_keep": log_keep} if log_keep else {}))
+            opened.append(store)
+            return store
 
-@pytest.fixture(params=["disk"])
-def make_store(request, tmp_path):
-    """Open stores of the implementation under test; two calls with one name share the data."""
-    opened = []
-
-    def make(name: str = "store"):
-        if request.param == "disk":
-            store = DiskStore(str(tmp_path / name))
-        opened.append(store)
-        return store
-
-    yield make
-    for store in opened:
-        store.close()
-
-
-def test_put_get_and_get_exact_round_trip(make_store):
-    store = make_store()
-    entry = make_entry(store, "k1")
-    store.put(entry)
-    got = store.get(entry.id)
-    assert got.response == entry.response
-    assert (got.partition, got.exact_key, got.query_text, got.expires_at, got.size) == ("p", "k1", "q", 20.0, 99)
-    np.testing.assert_array_equal(got.embedding, entry.embedding)
-    assert got.embedding.dtype == np.float32
-    assert store.get_exact("k1").id == entry.id
-    assert store.get(entry.id + 1000) is None
-    assert store.get_exact("nope") is None
-
-
-def test_ids_are_unique_and_increasing(make_store):
-    store = make_store()
-    ids = [store.next_id() for _ in range(5)]
-    assert ids == sorted(set(ids))
-
-
-def test_putting_the_same_exact_key_replaces_the_entry(make_store):
-    store = make_store()
-    first = make_entry(store, "k")
-    store.put(first)
-    head = store.head()
-    second = make_entry(store, "k", query="q2")
-    store.put(second)
-    assert store.get(first.id) is None
-    assert store.get_exact("k").id == second.id
-    assert [e.id for e in store.scan()] == [second.id]
-    assert store.changes_since(head)[1] == [Change(head + 1, "del", first.id), Change(head + 2, "put", second.id)]
-
-
-def test_delete_logs_and_counts_only_existing_entries(make_store):
-    store = make_store()
-    entries = [make_entry(store, f"k{i}") for i in range(3)]
-    for entry in entries:
-        store.put(entry)
-    head = store.head()
-    assert store.delete([entries[0].id, entries[2].id, 12345]) == 2
-    assert store.get_exact("k0") is None and store.get(entries[0].id) is None
-    new_head, changes = store.changes_since(head)
-    assert new_head == head + 2
-    assert [(c.op, c.entry_id) for c in changes] == [("del", entries[0].id), ("del", entries[2].id)]
-    assert len(store) == 1
-
-
-def test_changes_since_is_ordered_and_incremental(make_store):
-    store = make_store()
-    assert store.changes_since(0) == (0, [])
-    ids = []
-    for i in range(4):
-        entry = make_entry(store, f"k{i}")
-        ids.append(entry.id)
-        store.put(entry)
-    head, changes = store.changes_since(0)
-    assert head == 4
-    assert [c.seq for c in changes] == [1, 2, 3, 4]
-    assert [c.entry_id for c in changes] == ids
-    assert store.changes_since(2)[1] == changes[2:]
-    assert store.changes_since(head) == (head, [])
-
-
-def test_the_log_is_trimmed_and_then_cannot_be_replayed(make_store, monkeypatch):
-    monkeypatch.setattr(store_module, "LOG_KEEP", 10)
-    store = make_store()
-    entry = make_entry(store, "k")
-    store.put(entry)
-    store.update([entry] * 1100, log=True)  # one transaction, 1100 change records
-    head, changes = store.changes_since(0)
-    assert head == 1101
-    assert changes is None  # too far behind: the reader must rebuild from scan()
-    head, recent = store.changes_since(head - 5)
-    assert [c.seq for c in recent] == list(range(head - 4, head + 1))
-
-
-def test_update_skips_entries_deleted_meanwhile(make_store):
-    store = make_store()
-    entry = make_entry(store, "k")
-    store.put(entry)
-    store.delete([entry.id])
-    store.update([entry.with_(hits=3)])
-    assert store.get(entry.id) is None
-    assert len(store) == 0
-
-
-def test_clear_deletes_every_entry_and_logs_it(make_store):
-    store = make_store()
-    for i in range(3):
-        store.put(make_entry(store, f"k{i}"))
-    head = store.head()
-    store.clear()
-    assert len(store) == 0 and list(store.scan()) == []
-    assert [c.op for c in store.changes_since(head)[1]] == ["del"] * 3
-
-
-def test_a_second_handle_on_the_same_data_sees_writes(make_store):
-    writer, reader = make_store("shared"), make_store("shared")
-    entry = make_entry(writer, "k")
-    writer.put(entry)
-    assert reader.head() == writer.head()
-    assert reader.get_exact("k").id == entry.id
-
-
-def test_an_empty_store_rebinds_to_another_model(make_store):
-    store = make_store()
-    store.bind("model-a", 384)
-    store.bind("model-b", 768)  # nothing was embedded with model-a: nothing can mismatch
-    assert (store.meta()["model_id"], store.meta()["dim"]) == ("model-b", 768)
-
-
-def test_bind_refuses_another_model_or_dim_once_it_holds_entries(make_store):
-    store = make_store()
-    store.bind("model-a", 384)
-    store.bind("model-a", 384)  # same model again: fine
-    assert store.meta()["model_id"] == "model-a"
-    store.put(make_entry(store, "k1"))
-    for model, dim in (("model-b", 384), ("model-a", 768)):
-        with pytest.raises(ConfigError) as caught:
-            store.bind(model, dim)
-        message = str(caught.value)
-        assert "model-a" in message and "384" in message
-        assert model in message and str(dim) in message
-
-
-def test_counters_add_up_and_reset(make_store):
-    store = make_store()
-    store.add_counters({("t1", "m", "requests"): 2, ("t2", "", "requests"): 1})
-    store.add_counters({("t1", "m", "requests"): 3, ("t1", "m", "cost_saved_usd"): 0.25})
-    assert store.counters() == {("t1", "m", "requests"): 5, ("t2", "", "requests"): 1, ("t1", "m", "cost_saved_usd"): 0.25}
-    store.reset_counters()
-    assert store.counters() == {}
+        yield make
+        for store in opened:
+            store.close()
 
 
 def test_corrupt_directory_raises_config_error(tmp_path):
@@ -181,8 +40,94 @@ def test_corrupt_directory_raises_config_error(tmp_path):
     assert str(directory) in str(caught.value)
 
 
-def test_entry_expiry_is_inclusive():
-    entry = Entry(1, "p", "k", "q", None, "r", expires_at=5.0)
+def test_entry_expiry_is_inclusive_and_records_round_trip():
+    entry = Entry.create(id=1, partition="p", exact_key="k", query_text="q", embedding=None, response="r", expires_at=5.0)
     assert not entry.expired(4.999) and entry.expired(5.0)
-    assert not Entry(1, "p", "k", "q", None, "r").expired(1e12)
+    assert not entry.with_(expires_at=None).expired(1e12)
     assert Entry.from_record(entry.to_record()) == entry
+    assert b"pickle" not in entry.to_record() and entry.to_record().startswith(b"{")  # one JSON document
+
+
+@pytest.mark.parametrize("value", [{"a": [1, 2.5, None, True]}, "plain text", [], 7])
+def test_json_responses_are_stored_as_themselves(value):
+    assert decode_response(encode_response(value)) == value
+
+
+@pytest.mark.parametrize("value", [(1, 2), {1: "int key"}, {"x": float("nan")}, object(), b"bytes"])
+def test_responses_that_would_not_read_back_equal_are_refused(value):
+    with pytest.raises(StoreError) as caught:
+        encode_response(value)
+    assert "cannot store a response of type" in str(caught.value)
+
+
+def test_a_model_whose_class_is_gone_cannot_be_decoded():
+    tagged = {"type": "model", "class": "semcache_no_such_module:Thing", "value": {"a": 1}}
+    with pytest.raises(CorruptRecord):
+        decode_response(tagged)
+
+
+def _raw(store: DiskStore) -> diskcache.Cache:
+    return store._cache
+
+
+def test_a_damaged_record_is_counted_logged_once_and_removed(tmp_path, caplog):
+    store = DiskStore(str(tmp_path / "c"))
+    good, bad, worse = (make_entry(store, f"k{i}") for i in range(3))
+    for entry in (good, bad, worse):
+        store.put(entry)
+    _raw(store).set(f"e:{bad.id}", b"{not json")
+    _raw(store).set(f"e:{worse.id}", b'{"id": 3}')  # fields missing
+    head = store.head()
+    assert sorted(e.id for e in store.scan()) == [good.id]  # skipped, never raised
+    assert store.get(bad.id) is None and store.count() == 1
+    assert store.counters() == {("", "", "corrupt_records"): 2}
+    assert [c.op for c in store.changes_since(head)[1]] == ["del", "del"]  # other processes drop their vectors
+    assert sum("undecodable entry" in r.getMessage() for r in caplog.records) == 1
+    store.close()
+
+
+def test_a_format_1_record_is_read_and_an_unpicklable_one_removed(tmp_path, monkeypatch):
+    """semcache 0.1 pickled records, SDK objects included; an upgrade that removes their class
+    must not stop the cache from opening (it raised ModuleNotFoundError during the rebuild)."""
+    module = types.ModuleType("semcache_test_vanishing")
+
+    class Answer:
+        def __init__(self, text):
+            self.text = text
+
+    Answer.__module__ = module.__name__
+    Answer.__qualname__ = "Answer"
+    module.Answer = Answer
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    store = DiskStore(str(tmp_path / "old"))
+    store.bind("m", DIM := 4)
+    _raw(store).set("meta", {"format": 1, "model_id": "m", "dim": DIM})
+    vector = np.ones(DIM, np.float32).tobytes()
+    legacy = {"id": 1, "partition": "p", "exact_key": "k1", "query_text": "q1", "embedding": vector,
+              "response": {"choices": [{"message": {"content": "kept"}}]}, "rejected": []}
+    doomed = {**legacy, "id": 2, "exact_key": "k2", "query_text": "q2", "response": Answer("gone")}
+    _raw(store).set("e:1", legacy)
+    _raw(store).set("e:2", doomed)
+    _raw(store).set("x:k1", 1)
+    store.close()
+    monkeypatch.delitem(sys.modules, module.__name__)  # the "upgrade"
+    reopened = DiskStore(str(tmp_path / "old"))
+    reopened.bind("m", DIM)  # format 1 is readable: bound, upgraded to format 2
+    assert reopened.meta()["format"] == 2
+    assert [e.id for e in reopened.scan()] == [1]
+    assert reopened.get(1).response == {"choices": [{"message": {"content": "kept"}}]}
+    assert reopened.counters() == {("", "", "corrupt_records"): 1}
+    reopened.put(reopened.get(1).with_(hits=1))  # rewritten as JSON
+    assert isinstance(_raw(reopened).get("e:1"), bytes)
+    reopened.close()
+
+
+def test_legacy_pickles_never_make_a_new_record(tmp_path):
+    store = DiskStore(str(tmp_path / "c"))
+    entry = make_entry(store, "k")
+    store.put(entry)
+    raw = _raw(store).get(f"e:{entry.id}")
+    assert isinstance(raw, bytes)
+    with pytest.raises(pickle.UnpicklingError):
+        pickle.loads(raw)
+    store.close()

@@ -163,6 +163,13 @@ class MatchPolicy:
         """Return the plain-cosine baseline: score = cosine, no checks unless named."""
         return cls(threshold=threshold, margin=margin, kind="cosine", checks=tuple(checks))
 
+    def check_dimension(self, dim: int) -> None:
+        """Raise ``ConfigError`` when this policy cannot score vectors of ``dim`` (a verifier trained
+        for another embedder); the cache checks it once at open, not on every lookup."""
+        expected = self.verifier.dimension if self.kind == "learned" and self.verifier is not None else None
+        if expected is not None and expected != dim:
+            raise ConfigError(f"the match policy's verifier reads {expected}-dimensional vectors, the embedder makes {dim}")
+
     def with_threshold(self, threshold: float) -> "MatchPolicy":
         return replace(self, threshold=float(threshold))
 

@@ -79,6 +79,16 @@ class Verifier:
     embedding: bool = False
     name: str = "custom"
 
+    @property
+    def inputs(self) -> int:
+        """Inputs per row: the scalar features, then ``|u - v|`` and ``u * v`` when ``embedding``."""
+        return int(self.mean.shape[0])
+
+    @property
+    def dimension(self) -> int | None:
+        """The embedding dimension this verifier reads (None for a scalar-only verifier)."""
+        return (self.inputs - len(FEATURES)) // 2 if self.embedding else None
+
     def logits(self, scalar: np.ndarray, vecs_a: np.ndarray | None = None, vecs_b: np.ndarray | None = None) -> np.ndarray:
         """Return the raw logit for each row of ``scalar`` (n, len(FEATURES))."""
         x = np.asarray(scalar, dtype=np.float32)
@@ -129,9 +139,17 @@ class Verifier:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"verifier weights are incomplete or malformed: {exc}") from exc
-        n_in = len(FEATURES) + (2 * (len(verifier.mean) - len(FEATURES)) // 2 if verifier.embedding else 0)
-        if verifier.mean.shape != verifier.scale.shape or verifier.mean.shape[0] != n_in:
+        extra = verifier.inputs - len(FEATURES)
+        if verifier.mean.shape != verifier.scale.shape or verifier.mean.ndim != 1:
             raise ConfigError("verifier 'mean'/'scale' do not match its features")
+        if (extra != 0 and not verifier.embedding) or (verifier.embedding and (extra <= 0 or extra % 2)):
+            raise ConfigError(f"verifier has {verifier.inputs} inputs: {len(FEATURES)} features"
+                              + (" plus |u-v| and u*v of one dimension" if verifier.embedding else ""))
+        width = verifier.hidden_w.shape[1] if verifier.hidden_w is not None else verifier.inputs
+        if verifier.hidden_w is not None and verifier.hidden_w.shape[0] != verifier.inputs:
+            raise ConfigError(f"verifier 'hidden_w' has {verifier.hidden_w.shape[0]} rows for {verifier.inputs} inputs")
+        if verifier.coef.shape != (width,):
+            raise ConfigError(f"verifier 'coef' has shape {verifier.coef.shape}, expected ({width},)")
         return verifier
 
     @classmethod

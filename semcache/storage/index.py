@@ -94,7 +94,11 @@ class FaissIndex:
         kind = "ivf" if self.approximate else "flat"
         return f"FaissIndex(dim={self.dim}, n={len(self)}, kind={kind!r})"
 
-    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+    def add(self, ids: np.ndarray, vectors: np.ndarray, *, retrain: bool = True) -> None:
+        """Add vectors; with ``retrain`` (default) switch to or retrain the IVF here when due.
+
+        ``PartitionedIndex`` passes ``retrain=False`` and retrains outside its lock instead.
+        """
         ids = _as_ids(ids)
         vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim)
         if len(ids) != len(vectors):
@@ -103,11 +107,16 @@ class FaissIndex:
             return
         with omp_threads(1):
             self._index.add_with_ids(vectors, ids)
-        n = len(self)
-        if (not self.approximate and n > self.approximate_threshold) or (self.approximate and n > 4 * self._trained_size):
-            self._retrain()
+        if retrain and self.retrain_due():
+            self.install(self.build(*self.snapshot()))
 
-    def _all(self) -> tuple[np.ndarray, np.ndarray]:
+    def retrain_due(self) -> bool:
+        """Whether the index should become (or be retrained as) an IVF: past the threshold, or 4x its trained size."""
+        n = len(self)
+        return (not self.approximate and n > self.approximate_threshold) or (self.approximate and n > 4 * self._trained_size)
+
+    def snapshot(self) -> tuple[np.ndarray, np.ndarray]:
+        """Return copies of every (id, vector), for ``build``."""
         if self.approximate:
             invlists = self._index.invlists
             ids = np.concatenate([faiss.rev_swig_ptr(invlists.get_ids(i), invlists.list_size(i)).copy()
@@ -116,8 +125,8 @@ class FaissIndex:
         ids = faiss.vector_to_array(self._index.id_map).astype(np.int64)
         return ids, self._index.index.reconstruct_n(0, len(ids))
 
-    def _retrain(self) -> None:
-        ids, vectors = self._all()
+    def build(self, ids: np.ndarray, vectors: np.ndarray) -> tuple[faiss.Index, faiss.Index, int]:
+        """Train and fill a new IVF on ``vectors`` (every core; seconds at 100k); return it for ``install``."""
         nlist = max(1, int(math.sqrt(len(ids))))
         quantizer = faiss.IndexFlatIP(self.dim)
         ivf = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
@@ -130,10 +139,15 @@ class FaissIndex:
             ivf.set_direct_map_type(faiss.DirectMap.Hashtable)  # O(1) removals by id
             ivf.add_with_ids(vectors, ids)
         ivf.nprobe = self.nprobe
+        return ivf, quantizer, len(ids)
+
+    def install(self, built: tuple[faiss.Index, faiss.Index, int]) -> None:
+        """Replace the index with one ``build`` made."""
+        ivf, quantizer, trained_size = built
         # The Python wrapper keeps the quantizer alive (and frees it); own_fields=True here would
         # free it twice and segfault at garbage collection.
         self._quantizer = quantizer
-        self._index, self._trained_size = ivf, len(ids)
+        self._index, self._trained_size = ivf, trained_size
 
     def search(self, vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Return (cosines, ids) of up to ``k`` nearest vectors, best first."""
@@ -201,7 +215,12 @@ class _ReadWriteLock:
 
 
 class PartitionedIndex:
-    """One vector index per partition; vectors of different partitions are never compared."""
+    """One vector index per partition; vectors of different partitions are never compared.
+
+    An IVF (re)train takes seconds at 100k vectors, so it never runs under the write lock:
+    the adding thread snapshots the partition, trains without the lock while searches go on,
+    then swaps the new index in and replays the adds and removes that came meanwhile.
+    """
 
     def __init__(self, dim: int, factory=None) -> None:
         self.dim = dim
@@ -209,6 +228,7 @@ class PartitionedIndex:
         self._indexes: dict[str, VectorIndex] = {}
         self._partition_of: dict[int, str] = {}
         self._lock = _ReadWriteLock()
+        self._retraining: dict[str, list[tuple[str, np.ndarray, np.ndarray | None]]] = {}  # partition -> journal
 
     def __len__(self) -> int:
         return len(self._partition_of)
@@ -225,6 +245,8 @@ class PartitionedIndex:
             return {p: len(index) for p, index in self._indexes.items()}
 
     def add(self, partition: str, ids: np.ndarray, vectors: np.ndarray) -> None:
+        ids = _as_ids(ids)
+        job = None
         with self._lock.writing():
             stale = [int(i) for i in ids if int(i) in self._partition_of]
             if stale:
@@ -232,9 +254,33 @@ class PartitionedIndex:
             index = self._indexes.get(partition)
             if index is None:
                 index = self._indexes[partition] = self._factory()
-            index.add(_as_ids(ids), vectors)
+            retrains = hasattr(index, "retrain_due")
+            index.add(ids, vectors, retrain=False) if retrains else index.add(ids, vectors)
             for i in ids:
                 self._partition_of[int(i)] = partition
+            journal = self._retraining.get(partition)
+            if journal is not None:
+                journal.append(("add", ids, np.asarray(vectors, dtype=np.float32)))
+            elif retrains and index.retrain_due():
+                self._retraining[partition] = []
+                job = index, index.snapshot()
+        if job is not None:
+            self._retrain(partition, *job)
+
+    def _retrain(self, partition: str, index: FaissIndex, snapshot: tuple[np.ndarray, np.ndarray]) -> None:
+        try:
+            built = index.build(*snapshot)  # no lock held: searches and other writes go on
+        except BaseException:
+            with self._lock.writing():
+                self._retraining.pop(partition, None)
+            raise
+        with self._lock.writing():
+            journal = self._retraining.pop(partition, [])
+            if self._indexes.get(partition) is not index:
+                return  # the partition was emptied or cleared meanwhile
+            index.install(built)
+            for op, ids, vectors in journal:
+                index.add(ids, vectors, retrain=False) if op == "add" else index.remove(ids)
 
     def search(self, partition: str, vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Return (cosines, ids) of up to ``k`` nearest vectors of ``partition``, best first."""
@@ -269,6 +315,9 @@ class PartitionedIndex:
         for partition, members in by_partition.items():
             index = self._indexes[partition]
             removed += index.remove(members)
+            journal = self._retraining.get(partition)
+            if journal is not None:
+                journal.append(("remove", _as_ids(members), None))
             if not len(index):
                 del self._indexes[partition]
         return removed

@@ -104,18 +104,29 @@ class Mirror:
             del self.exact[meta.exact_key]
         self.index.remove([entry_id])
 
+    # Readers below iterate ``meta`` under the lock: worker threads' ``sync`` mutates it.
+
     def expired(self, now: float, *, grace: float = 0.0) -> list[int]:
         """Return the ids of entries that expired more than ``grace`` seconds before ``now``."""
-        return [i for i, m in self.meta.items() if m.expires_at is not None and now >= m.expires_at + grace]
+        with self._lock:
+            return [i for i, m in self.meta.items() if m.expires_at is not None and now >= m.expires_at + grace]
+
+    def in_partition(self, partition: str) -> list[int]:
+        """Return the ids of the entries of one partition."""
+        with self._lock:
+            return [i for i, m in self.meta.items() if m.partition == partition]
 
     def least_recently_used(self, *, keep_entries: int | None, keep_bytes: int | None, exclude: set[int] = frozenset()) -> list[int]:
         """Return ids to evict, least recently used first, until the rest (less ``exclude``) fits."""
-        count = len(self.meta) - len(exclude)
-        volume = self.bytes - sum(self.meta[i].size for i in exclude if i in self.meta)
+        with self._lock:
+            sizes = {i: m.size for i, m in self.meta.items()}
+            order = sorted((m.last_used, i) for i, m in self.meta.items() if i not in exclude)
+            volume = self.bytes - sum(sizes[i] for i in exclude if i in sizes)
+        count = len(sizes) - len(exclude & sizes.keys())
         victims = []
-        for _, entry_id in sorted((m.last_used, i) for i, m in self.meta.items() if i not in exclude):
+        for _, entry_id in order:
             if (keep_entries is None or count <= keep_entries) and (keep_bytes is None or volume <= keep_bytes):
                 break
             victims.append(entry_id)
-            count, volume = count - 1, volume - self.meta[entry_id].size
+            count, volume = count - 1, volume - sizes[entry_id]
         return victims

@@ -9,6 +9,7 @@ processes' views) on the same data. ``tests/test_store.py`` runs them against ``
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -251,5 +252,49 @@ class LedgerContract:
         assert sum(granted) > 500 - 7  # and it fills up: nothing granted is lost
 
 
-class StoreContract(EntryStoreContract, ChangeLogContract, CounterStoreContract, LedgerContract):
+class LeasesContract:
+    """Leases: one holder at a time across handles, released only by their holder, expiring alone."""
+
+    def test_one_holder_at_a_time(self, make_store):
+        first, second = make_store("shared"), make_store("shared")
+        token = first.acquire_lease("k", 5.0)
+        assert token is not None
+        assert second.acquire_lease("k", 5.0) is None
+        assert second.acquire_lease("other", 5.0) is not None  # leases are per name
+        second.release_lease("k", "not-the-token")  # only the holder releases
+        assert second.acquire_lease("k", 5.0) is None
+        first.release_lease("k", token)
+        assert second.acquire_lease("k", 5.0) is not None
+
+    def test_a_lease_expires_on_its_own(self, make_store):
+        store = make_store()
+        old = store.acquire_lease("k", 0.05)
+        assert old is not None
+        deadline = time.monotonic() + 5
+        new = None
+        while new is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+            new = store.acquire_lease("k", 5.0)
+        assert new is not None and new != old  # a holder that died cannot block others for good
+        store.release_lease("k", old)  # the old holder's late release must not free the new lease
+        assert store.acquire_lease("k", 5.0) is None
+
+    def test_concurrent_takers_get_one_lease(self, make_store):
+        handles = [make_store("shared") for _ in range(8)]
+        tokens = []
+        barrier = threading.Barrier(len(handles))
+
+        def take(store):
+            barrier.wait()
+            tokens.append(store.acquire_lease("race", 5.0))
+
+        threads = [threading.Thread(target=take, args=(store,)) for store in handles]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sum(t is not None for t in tokens) == 1
+
+
+class StoreContract(EntryStoreContract, ChangeLogContract, CounterStoreContract, LedgerContract, LeasesContract):
     """Every seam of ``storage.protocols.Store``."""

@@ -15,6 +15,7 @@ Keys inside the diskcache directory::
     l:<seq>          change record (op, id)   op: "put" | "del"
     s:<tenant>|<model>|<counter>   persisted stats counter
     t:<key>          a ledger total (budget spending: integer tokens or micro-dollars)
+    lease:<name>     a lease's token, expiring with the lease (diskcache's own expiry)
 
 A record that cannot be decoded (damaged on disk, or a format-1 pickle of a class an upgrade
 removed) is never fatal: reading it counts ``corrupt_records``, logs once, and removes it, so
@@ -26,6 +27,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+import uuid
 from typing import Iterable, Iterator, Mapping
 
 import diskcache
@@ -110,6 +112,19 @@ class DiskStore:
     def total(self, key: str) -> int:
         with self._translate("read a total"):
             return int(self._cache.get(f"t:{key}", 0))
+
+    # -- leases: one process at a time calls upstream for an exact key ---------------------
+
+    def acquire_lease(self, name: str, ttl: float) -> str | None:
+        """Take the lease ``name`` for ``ttl`` seconds if it is free (diskcache's ``add`` is atomic)."""
+        token = uuid.uuid4().hex
+        with self._translate("take a lease"):
+            return token if self._cache.add(f"lease:{name}", token, expire=ttl) else None
+
+    def release_lease(self, name: str, token: str) -> None:
+        with self._translate("release a lease"), self._cache.transact():
+            if self._cache.get(f"lease:{name}") == token:
+                self._cache.delete(f"lease:{name}")
 
     # -- entries ---------------------------------------------------------------------------
 

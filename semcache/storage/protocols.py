@@ -5,8 +5,10 @@
 - ``ChangeLog``: the sequence of those writes, so every process keeps its index in step.
 - ``CounterStore``: the stats counters, added to by every process.
 - ``Ledger``: budget spending, reserved atomically before a call and settled after it.
+- ``Leases``: short named leases, so that identical misses in different processes make one
+  upstream call (singleflight across processes and replicas).
 
-``Store`` is all four: ``DiskStore`` (one diskcache directory) implements it, and a second
+``Store`` is all five: ``DiskStore`` (one diskcache directory) implements it, and a second
 store (Redis) implements the same four without touching the engine. Each seam has a contract
 suite in ``tests/contracts.py`` that every implementation runs.
 """
@@ -17,7 +19,7 @@ from typing import Iterable, Iterator, Mapping, Protocol
 
 from .entry import Change, Entry
 
-__all__ = ["ChangeLog", "CounterStore", "EntryStore", "Ledger", "Store"]
+__all__ = ["ChangeLog", "CounterStore", "EntryStore", "Leases", "Ledger", "Store"]
 
 CounterKey = tuple[str, str, str]  # (tenant, model, counter)
 
@@ -85,5 +87,15 @@ class Ledger(Protocol):
     def total(self, key: str) -> int: ...
 
 
-class Store(EntryStore, ChangeLog, CounterStore, Ledger, Protocol):
-    """Everything the engine needs of a store: entries, their change log, counters and a ledger."""
+class Leases(Protocol):
+    """Named leases that expire on their own: at most one holder at a time, across every process."""
+
+    def acquire_lease(self, name: str, ttl: float) -> str | None:
+        """Take the lease ``name`` for ``ttl`` seconds if nobody holds it; return its token, else None."""
+
+    def release_lease(self, name: str, token: str) -> None:
+        """Give the lease back, only if ``token`` still holds it (an expired lease may have a new holder)."""
+
+
+class Store(EntryStore, ChangeLog, CounterStore, Ledger, Leases, Protocol):
+    """Everything the engine needs of a store: entries, their change log, counters, a ledger, leases."""

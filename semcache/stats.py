@@ -38,6 +38,7 @@ COUNTERS = (
     "cost_spent_usd",
     "retries",
     "rate_limited_429",
+    "quota_exhausted",
     "ratelimit_waits",
     "ratelimit_wait_s",
     "lookup_errors",

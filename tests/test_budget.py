@@ -2,8 +2,9 @@ import logging
 from datetime import datetime, timezone
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
-from semcache.errors import BudgetExceeded, RequestError
+from semcache.errors import BudgetExceeded, RequestError, StoreError, UpstreamError
 from semcache.stats import Stats
 from semcache.upstream.budget import BudgetGuard
 from semcache.upstream.pricing import Price, Pricing
@@ -97,3 +98,178 @@ def test_spending_in_a_ledger_survives_a_restart_and_is_shared_between_processes
     other.record("m", 2, 0)
     assert BudgetGuard(tokens_per_day=1000, timer=clock, ledger=second).state()["tokens_per_day"]["spent"] == 2
     second.close()
+
+
+# -- reserve before a call, settle after it ----------------------------------------------------
+
+PRICED = Pricing({"m": Price(1_000_000, 2_000_000)})  # a dollar a prompt token, two a completion token: exact in micro-dollars
+
+
+def test_reserve_takes_the_estimate_and_settle_replaces_it_by_the_real_usage():
+    guard = BudgetGuard(tokens_per_day=1000, usd_per_day=100.0, pricing=PRICED, timer=WallClock("2025-03-10T12:00:00"))
+    held = guard.reserve("m", 10, 20)  # up to 30 tokens, 10 + 40 = 50 dollars
+    assert guard.state()["tokens_per_day"]["spent"] == 30 and guard.state()["usd_per_day"]["spent"] == 50
+    guard.settle(held, (10, 5))  # the answer used 5 of its 20: a refund
+    assert guard.state()["tokens_per_day"]["spent"] == 15 and guard.state()["usd_per_day"]["spent"] == 20
+    guard.settle(held, (999, 999))  # settling twice does nothing
+    assert guard.state()["tokens_per_day"]["spent"] == 15
+    more = guard.reserve("m", 10, 20)
+    guard.settle(more, (40, 0))  # the prompt was counted low: charged more than reserved
+    assert guard.state()["tokens_per_day"]["spent"] == 55
+
+
+def test_a_call_whose_estimate_does_not_fit_is_refused_and_takes_nothing_from_any_budget():
+    stats = Stats()
+    guard = BudgetGuard(tokens_per_day=1000, usd_per_day=30.0, pricing=PRICED, timer=WallClock("2025-03-10T12:00:00"), stats=stats)
+    with pytest.raises(BudgetExceeded, match=r"usd_per_day=30.0 cannot cover this call.*50 usd and 30 are left"):
+        guard.reserve("m", 10, 20, tenant="t1")  # the tokens fit, the dollars do not
+    assert guard.state()["tokens_per_day"]["spent"] == 0  # all or nothing
+    assert stats.snapshot()["by_tenant"]["t1"]["budget_stops"] == 1
+    guard.settle(guard.reserve("m", 10, 10), None)  # 30 dollars: fits exactly; usage unknown keeps it
+    assert guard.state()["usd_per_day"] == {**guard.state()["usd_per_day"], "spent": 30.0, "exhausted": True}
+    with pytest.raises(BudgetExceeded, match="usd_per_day=30.0 is spent"):
+        guard.reserve("unpriced-model", 1, 1)  # costs nothing, still refused once spent
+
+
+def test_release_gives_a_failed_call_its_whole_reservation_back():
+    guard = BudgetGuard(tokens_per_day=100, timer=WallClock("2025-03-10T12:00:00"))
+    held = guard.reserve("m", 40, 60)
+    with pytest.raises(BudgetExceeded):
+        guard.reserve("m", 1, 0)
+    guard.release(held)
+    assert guard.state()["tokens_per_day"]["spent"] == 0
+    guard.reserve("m", 40, 60)
+
+
+reservation_ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("reserve"), st.integers(0, 300), st.integers(0, 300)),
+        # settle or release an open reservation: a usage at most its estimate, or unknown
+        st.tuples(st.just("settle"), st.integers(0, 50), st.floats(0, 1), st.floats(0, 1)),
+        st.tuples(st.just("unknown"), st.integers(0, 50)),
+        st.tuples(st.just("release"), st.integers(0, 50)),
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(reservation_ops, st.integers(0, 2000))
+def test_reserved_and_settled_spending_never_passes_the_budget(ops, limit):
+    """For usages within their estimates: spent-or-reserved <= budget always, and == what the calls used."""
+    guard = BudgetGuard(tokens_per_day=limit, timer=WallClock("2025-03-10T12:00:00"))
+    open_calls, used = [], 0
+    for op in ops:
+        if op[0] == "reserve":
+            try:
+                open_calls.append((guard.reserve("m", op[1], op[2]), op[1] + op[2]))
+            except BudgetExceeded:
+                pass
+        elif open_calls:
+            held, estimate = open_calls.pop(op[1] % len(open_calls))
+            if op[0] == "settle":
+                usage = (int(estimate * op[2] * op[3]), int(estimate * op[2] * (1 - op[3])))
+                guard.settle(held, usage)
+                used += sum(usage)
+            elif op[0] == "unknown":
+                guard.settle(held, None)
+                used += estimate  # an unknown usage keeps the upper bound
+            else:
+                guard.release(held)
+        spent = guard.state()["tokens_per_day"]["spent"]
+        assert spent == used + sum(estimate for _, estimate in open_calls)
+        assert spent <= limit
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_concurrent_reservations_never_overshoot(tmp_path, shared):
+    """32 threads race for a budget that holds 5 calls: 5 win, the ledger never goes past it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from semcache.storage.disk import DiskStore
+
+    store = DiskStore(str(tmp_path / "cache")) if shared else None
+    guard = BudgetGuard(tokens_per_day=5 * 30 + 10, timer=WallClock("2025-03-10T12:00:00"), ledger=store)
+
+    def one(_):
+        try:
+            return guard.reserve("m", 10, 20)
+        except BudgetExceeded:
+            return None
+
+    with ThreadPoolExecutor(32) as pool:
+        held = [h for h in pool.map(one, range(32)) if h is not None]
+    assert len(held) == 5 and guard.state()["tokens_per_day"]["spent"] == 150
+    for h in held:
+        guard.settle(h, (10, 3))
+    assert guard.state()["tokens_per_day"]["spent"] == 5 * 13
+    if store is not None:
+        store.close()
+
+
+def test_the_alert_fires_once_across_processes_sharing_a_ledger(tmp_path, caplog):
+    from semcache.storage.disk import DiskStore
+
+    clock = WallClock("2025-03-10T12:00:00")
+    stores = [DiskStore(str(tmp_path / "cache")) for _ in range(2)]  # two processes on one directory
+    stats = [Stats(), Stats()]
+    guards = [BudgetGuard(tokens_per_day=100, alert_fraction=0.5, timer=clock, ledger=s, stats=counts) for s, counts in zip(stores, stats)]
+    with caplog.at_level(logging.WARNING, logger="semcache"):
+        guards[0].record("m", 60, 0)  # crosses 50%: the one alert
+        guards[1].record("m", 10, 0)  # the other process sees 70% too: no second alert
+        assert [s.snapshot()["total"].get("budget_alerts", 0) for s in stats] == [1, 0]
+        guards[0].settle(guards[0].reserve("m", 1, 0), (1, 0))
+        guards[1].settle(guards[1].reserve("m", 1, 0), (1, 0))
+    assert [s.snapshot()["total"].get("budget_alerts", 0) for s in stats] == [1, 0]
+    assert len([r for r in caplog.records if "budget tokens_per_day" in r.getMessage()]) == 1
+    assert all(g.state()["tokens_per_day"]["alerted"] for g in guards)
+    clock.now += 86400  # the next day alerts again, once
+    with caplog.at_level(logging.WARNING, logger="semcache"):
+        guards[1].record("m", 60, 0)
+        guards[0].record("m", 1, 0)
+    assert [s.snapshot()["total"].get("budget_alerts", 0) for s in stats] == [1, 1]
+    for s in stores:
+        s.close()
+
+
+class BrokenLedger:
+    """A ledger whose store fails: ``reads`` and ``writes`` say which operations raise ``StoreError``."""
+
+    def __init__(self, *, reads: bool = True, writes: bool = True) -> None:
+        self.reads, self.writes, self.totals = reads, writes, {}
+
+    def add_total(self, key, amount):
+        if self.writes:
+            raise StoreError("disk I/O error")
+        self.totals[key] = self.totals.get(key, 0) + amount
+        return self.totals[key]
+
+    def reserve_total(self, key, amount, limit):
+        if self.writes or self.reads:
+            raise StoreError("disk I/O error")
+        if self.totals.get(key, 0) + amount > limit:
+            return None
+        return self.add_total(key, amount)
+
+    def total(self, key):
+        if self.reads:
+            raise StoreError("disk I/O error")
+        return self.totals.get(key, 0)
+
+
+def test_a_ledger_that_cannot_be_read_refuses_calls_as_unavailable_not_as_spent():
+    guard = BudgetGuard(tokens_per_day=100, timer=WallClock("2025-03-10T12:00:00"), ledger=BrokenLedger())
+    for attempt in (lambda: guard.reserve("m", 1, 1), guard.check):
+        with pytest.raises(UpstreamError) as info:
+            attempt()
+        assert not isinstance(info.value, BudgetExceeded)
+        assert info.value.code == "budget_ledger_unavailable" and isinstance(info.value.__cause__, StoreError)
+
+
+def test_settle_lets_a_ledger_failure_through_for_the_caller_to_log():
+    ledger = BrokenLedger(reads=False, writes=False)
+    guard = BudgetGuard(tokens_per_day=100, timer=WallClock("2025-03-10T12:00:00"), ledger=ledger)
+    held = guard.reserve("m", 1, 1)
+    ledger.writes = True
+    with pytest.raises(StoreError):
+        guard.settle(held, (0, 0))

@@ -2,7 +2,7 @@ import asyncio
 import threading
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import example, given, settings, strategies as st
 
 from semcache.errors import RateLimited, RequestError
 from semcache.upstream.headers import RateLimitInfo
@@ -62,6 +62,31 @@ def test_adjust_charges_more_when_usage_exceeds_the_estimate():
     assert limiter.try_acquire(100) is None
 
 
+def test_a_late_adjust_of_a_reservation_already_out_of_the_window_frees_nothing():
+    """Settling a reservation another call has pruned must not drive the token sum negative."""
+    clock = Clock(1000.0)
+    limiter = RateLimiter(tpm=1000, timer=clock)
+    slow = limiter.acquire(600)  # a call that takes longer than the window
+    clock.now += 61
+    assert limiter.try_acquire(100) is not None  # prunes the slow call's entry
+    limiter.adjust(slow, 0)  # ... which then settles at 0 tokens
+    admitted = 100
+    while limiter.try_acquire(100) is not None:
+        admitted += 100
+    assert admitted == 1000
+    assert slow.tokens == 0 and not slow.counted
+
+
+def test_a_late_increase_after_the_window_charges_nothing_now():
+    clock = Clock(1000.0)
+    limiter = RateLimiter(tpm=1000, timer=clock)
+    stream = limiter.acquire(100)
+    clock.now += 61
+    assert limiter.try_acquire(1) is not None
+    limiter.adjust(stream, 900)  # its minute is over: the provider counted it back then
+    assert limiter.try_acquire(999) is not None
+
+
 def test_observe_tightens_to_what_the_provider_says_is_left():
     clock = Clock(1000.0)
     limiter = RateLimiter(rpm=100, timer=clock)
@@ -119,38 +144,55 @@ def test_threads_never_overadmit():
 
 
 operations = st.lists(
-    st.tuples(
-        st.floats(min_value=0, max_value=30, allow_nan=False),  # clock advance
-        st.integers(min_value=0, max_value=400),  # tokens asked
-        st.one_of(st.none(), st.integers(min_value=0, max_value=400)),  # actual usage, if adjusted
-        st.one_of(st.none(), st.tuples(st.integers(0, 5), st.floats(0.1, 20))),  # provider says
+    st.one_of(
+        st.tuples(st.just("wait"), st.floats(min_value=0, max_value=30, allow_nan=False)),
+        st.tuples(st.just("wait"), st.floats(min_value=30, max_value=200, allow_nan=False)),  # longer than the window
+        st.tuples(st.just("try"), st.integers(min_value=0, max_value=400)),
+        st.tuples(st.just("acquire"), st.integers(min_value=0, max_value=400)),  # blocks on the clock
+        # settle any earlier admission, however late: a refund, or more than its estimate
+        st.tuples(st.just("adjust"), st.integers(min_value=0, max_value=60), st.integers(min_value=0, max_value=800)),
+        st.tuples(st.just("observe"), st.integers(0, 5), st.floats(0.1, 20)),  # the provider says what is left
     ),
-    max_size=50,
+    max_size=60,
 )
 
 
-@settings(max_examples=100, deadline=None)
-@given(operations, st.integers(1, 6), st.integers(400, 1500))
-def test_never_admits_more_than_the_limits_in_any_window(ops, rpm, tpm):
+@settings(max_examples=200, deadline=None)
+@given(operations, st.integers(1, 20), st.integers(400, 1500))
+# The issue's case: a slow call is pruned by a later one, then settled at 0 tokens.
+@example([("try", 400), ("wait", 61.0), ("try", 0), ("adjust", 0, 0), ("try", 400), ("try", 400)], 6, 400)
+def test_never_admits_more_than_the_limits_in_any_window_whenever_reservations_are_settled(ops, rpm, tpm):
+    """Whatever is adjusted when (late, after pruning, up or down), each admission fits its window.
+
+    A usage above the estimate is known only after admission, so the rule checked is the one a
+    limiter can keep: at every admission, the requests and tokens known in the 60 seconds up to
+    it (the new one included) are within rpm and tpm; and the tracked sum is the log's sum.
+    """
     clock = Clock(1000.0)
     limiter = RateLimiter(rpm=rpm, tpm=tpm, timer=clock)
     admitted = []
-    for advance, tokens, actual, said in ops:
-        clock.now += advance
-        if said is not None:
-            limiter.observe(RateLimitInfo(remaining_requests=said[0], reset_requests=said[1]))
-        if tokens > tpm:
-            continue
-        reservation = limiter.try_acquire(tokens)
-        if reservation is not None:
-            if actual is not None:  # refunds only: a usage above the estimate is known too late
-                limiter.adjust(reservation, min(actual, tokens))
-            admitted.append(reservation)
-    for last in admitted:
-        # every window ending at an admission: (last.at - 60, last.at]
-        inside = [r for r in admitted if last.at - WINDOW < r.at <= last.at]
+
+    def check_admission(reservation):
+        admitted.append(reservation)
+        now = reservation.at
+        inside = [r for r in admitted if not r.at + WINDOW <= now]  # the limiter's own window test
         assert len(inside) <= rpm
         assert sum(r.tokens for r in inside) <= tpm
+
+    for op in ops:
+        if op[0] == "wait":
+            clock.now += op[1]
+        elif op[0] == "observe":
+            limiter.observe(RateLimitInfo(remaining_requests=op[1], reset_requests=op[2]))
+        elif op[0] == "adjust":
+            if admitted:
+                limiter.adjust(admitted[op[1] % len(admitted)], op[2])
+        elif op[1] <= tpm:
+            reservation = limiter.try_acquire(op[1]) if op[0] == "try" else limiter.acquire(op[1], sleep=clock.sleep)
+            if reservation is not None:
+                check_admission(reservation)
+        assert limiter._tokens == sum(r.tokens for r in limiter._log)
+        assert all(r.counted for r in limiter._log) and sum(r.counted for r in admitted) == len(limiter._log)
 
 
 @settings(max_examples=100, deadline=None)

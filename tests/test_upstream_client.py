@@ -1,6 +1,10 @@
 import asyncio
 import json
+import logging
 import random
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx2
 import pytest
@@ -10,13 +14,17 @@ from semcache.errors import (
     BudgetExceeded,
     QuotaExhausted,
     RateLimited,
+    StoreError,
     UpstreamConnectionError,
+    UpstreamError,
     UpstreamStatusError,
 )
 from semcache.stats import Stats
 from semcache.upstream.budget import BudgetGuard
 from semcache.upstream.client import Endpoint, FunctionUpstream, OpenAIUpstream, UpstreamResponse
+from semcache.upstream.pricing import Pricing
 from semcache.upstream.retry import RetryPolicy
+from semcache.upstream.tokens import estimate_request_tokens
 
 from conftest import Clock
 
@@ -103,7 +111,9 @@ def test_quota_errors_are_typed_and_never_retried(status, code):
     with pytest.raises(QuotaExhausted):
         make(provider, stats=stats).call(REQUEST)
     assert len(provider.requests) == 1
-    assert stats.snapshot()["total"]["errors.QuotaExhausted"] == 1
+    total = stats.snapshot()["total"]
+    assert total["errors.QuotaExhausted"] == 1
+    assert (total["quota_exhausted"], total["rate_limited_429"]) == (1, 0)  # a billing refusal is not a rate limit
 
 
 @pytest.mark.parametrize("status", [401, 403])
@@ -192,15 +202,23 @@ def test_bad_request_is_not_retried_nor_falls_back():
     assert info.value.status_code == 400 and len(provider.requests) == 1
 
 
+def estimate(request=REQUEST):
+    """What a call reserves: the prompt estimate plus its max_tokens."""
+    prompt, completion = estimate_request_tokens(request, 256)
+    return prompt + completion
+
+
 def test_budget_stop_makes_no_request():
     provider = Provider()
-    budget = BudgetGuard(tokens_per_day=20, timer=lambda: 1_700_000_000.0)
+    reserve = estimate()  # each answer then uses 16
+    budget = BudgetGuard(tokens_per_day=2 * 16 + reserve, timer=lambda: 1_700_000_000.0)
     upstream = make(provider, budget=budget)
-    upstream.call(REQUEST)  # 16 tokens
-    upstream.call(REQUEST)  # 32 >= 20: spent
+    upstream.call(REQUEST)
+    upstream.call(REQUEST)
+    upstream.call(REQUEST)  # 32 spent: the third reservation fits exactly
     with pytest.raises(BudgetExceeded):
-        upstream.call(REQUEST)
-    assert len(provider.requests) == 2
+        upstream.call(REQUEST)  # 48 spent: another reservation does not fit
+    assert len(provider.requests) == 3 and budget.state()["tokens_per_day"]["spent"] == 48
 
 
 def test_local_limiter_raises_rate_limited_instead_of_waiting_past_the_deadline():
@@ -333,3 +351,225 @@ def test_a_stated_max_tokens_stays_counted_against_tpm_after_a_shorter_answer(st
     # Counted at its cap, the first call leaves no room for a second in the same minute;
     # refunded to its usage (no cap was stated), it does.
     assert second.waited_s == (pytest.approx(60.0, abs=0.01) if stated_cap else 0.0)
+
+
+# -- budget: reserve before the call, settle after it --------------------------------------------
+
+DAY = 1_700_000_000.0
+
+
+class GatedProvider(Provider):
+    """A provider that holds every request until ``opened`` is set, so calls are in flight together."""
+
+    def __init__(self, script=()):
+        super().__init__(script)
+        self.arrived = 0
+        self.opened = threading.Event()
+        self._lock = threading.Lock()
+
+    def __call__(self, request):
+        with self._lock:
+            self.arrived += 1
+        assert self.opened.wait(10)
+        return super().__call__(request)
+
+
+def race(call, n, in_flight, release):
+    """Start ``n`` calls at once; once each is refused or in flight, ``release()`` them; return (answers, refused)."""
+    refused = []
+
+    def one(_):
+        try:
+            return call()
+        except BudgetExceeded:
+            refused.append(1)
+            return None
+
+    with ThreadPoolExecutor(n) as pool:
+        futures = [pool.submit(one, i) for i in range(n)]
+        deadline = time.monotonic() + 10
+        while in_flight() + len(refused) < n and time.monotonic() < deadline:
+            time.sleep(0.005)
+        release()
+        answers = [f.result() for f in futures]
+    return [a for a in answers if a is not None], len(refused)
+
+
+@pytest.mark.parametrize("unit", ["tokens", "usd"])
+def test_concurrent_misses_never_spend_more_than_the_budget(unit):
+    """32 calls in flight together against a budget that holds 5: 5 are sent, the rest refused."""
+    pricing = Pricing()
+    prompt, completion = estimate_request_tokens(REQUEST, 256)
+    if unit == "tokens":
+        budget = BudgetGuard(tokens_per_day=5 * (prompt + completion) + 10, timer=lambda: DAY)
+    else:
+        budget = BudgetGuard(usd_per_day=5 * pricing.cost("gpt-4o-mini", prompt, completion) + 5e-6, timer=lambda: DAY)
+    provider = GatedProvider()
+    upstream = make(provider, budget=budget)
+    answers, refused = race(lambda: upstream.call(REQUEST), 32, lambda: provider.arrived, provider.opened.set)
+    assert (len(answers), refused, len(provider.requests)) == (5, 27, 5)
+    state = budget.state()[f"{unit}_per_day"]
+    if unit == "tokens":
+        used = sum(a.prompt_tokens + a.completion_tokens for a in answers)
+    else:  # the ledger keeps micro-dollars
+        used = sum(round(pricing.cost(a.model, a.prompt_tokens, a.completion_tokens) * 1e6) for a in answers) / 1e6
+    assert state["spent"] == pytest.approx(used) and state["spent"] <= state["limit"]
+
+
+@pytest.mark.server
+def test_concurrent_misses_against_the_mock_upstream_never_spend_more_than_the_budget(tmp_path):
+    from servers import running_server
+
+    from semcache.storage.disk import DiskStore
+    from semcache.testing.mock import create_app
+
+    arrived, opened = [], threading.Event()
+
+    async def hold(seconds):  # the mock's latency: every request waits until all 32 calls are in flight or refused
+        arrived.append(1)
+        await asyncio.to_thread(opened.wait, 10)
+
+    store = DiskStore(str(tmp_path / "cache"))
+    limit = 5 * estimate() + 10
+    budget = BudgetGuard(tokens_per_day=limit, timer=lambda: DAY, ledger=store)
+    try:
+        with running_server(create_app(latency_ms=1, sleep=hold)) as url:
+            with OpenAIUpstream(Endpoint(f"{url}/v1", "sk-mock", name="mock"), budget=budget) as upstream:
+                answers, refused = race(lambda: upstream.call(REQUEST), 32, lambda: len(arrived), opened.set)
+        assert (len(answers), refused, len(arrived)) == (5, 27, 5)
+        spent = budget.state()["tokens_per_day"]["spent"]
+        assert spent == sum(a.prompt_tokens + a.completion_tokens for a in answers) <= limit
+    finally:
+        opened.set()
+        store.close()
+
+
+def test_a_failed_call_gives_its_budget_reservation_back():
+    budget = BudgetGuard(tokens_per_day=1000, timer=lambda: DAY)
+    with pytest.raises(UpstreamStatusError):
+        make(Provider([error(400, "invalid_request_error")]), budget=budget).call(REQUEST)
+    with pytest.raises(UpstreamStatusError):  # answered 200, but not with a usable body
+        make(Provider([httpx2.Response(200, json={"id": "x"})]), budget=budget).call(REQUEST)
+    assert budget.state()["tokens_per_day"]["spent"] == 0
+
+
+def test_a_stream_settles_its_budget_from_the_usage_chunk_or_keeps_the_reservation():
+    budget = BudgetGuard(tokens_per_day=1000, timer=lambda: DAY)
+    upstream = make(Provider([streaming]), budget=budget)
+    assert list(upstream.stream(REQUEST)) == CHUNKS
+    assert budget.state()["tokens_per_day"]["spent"] == 11  # the final chunk's usage: 9 + 2
+
+    def no_usage(request, body):
+        return httpx2.Response(200, content=sse(*CHUNKS[:2]), headers={"content-type": "text/event-stream"})
+
+    list(make(Provider([no_usage]), budget=budget).stream(REQUEST))
+    assert budget.state()["tokens_per_day"]["spent"] == 11 + estimate()  # unknown usage: the upper bound stays spent
+
+
+class LedgerOnDisk:
+    """A ledger (in memory) whose writes or reads fail like a broken disk, and which records the threads it ran on."""
+
+    def __init__(self, *, fail_settle=False, fail_all=False):
+        self.totals, self.threads = {}, set()
+        self.fail_settle, self.fail_all = fail_settle, fail_all
+        self._lock = threading.Lock()
+
+    def _enter(self):
+        self.threads.add(threading.get_ident())
+        if self.fail_all:
+            raise StoreError("database is locked")
+
+    def add_total(self, key, amount):
+        self._enter()
+        if self.fail_settle:
+            raise StoreError("disk I/O error")
+        with self._lock:
+            self.totals[key] = self.totals.get(key, 0) + amount
+            return self.totals[key]
+
+    def reserve_total(self, key, amount, limit):
+        self._enter()
+        with self._lock:
+            if self.totals.get(key, 0) + amount > limit:
+                return None
+            self.totals[key] = self.totals.get(key, 0) + amount
+            return self.totals[key]
+
+    def total(self, key):
+        self._enter()
+        return self.totals.get(key, 0)
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+def test_a_ledger_failure_after_the_answer_is_logged_once_counted_and_the_answer_returned(asynchronous, caplog):
+    stats = Stats()
+    budget = BudgetGuard(tokens_per_day=1000, timer=lambda: DAY, ledger=LedgerOnDisk(fail_settle=True))
+    provider = Provider()
+    upstream = make(provider, budget=budget, stats=stats,
+                    async_http_client=httpx2.AsyncClient(transport=httpx2.MockTransport(provider)))
+
+    async def acalls():
+        return [await upstream.acall(REQUEST) for _ in range(3)]
+
+    with caplog.at_level(logging.WARNING, logger="semcache"):
+        answers = asyncio.run(acalls()) if asynchronous else [upstream.call(REQUEST) for _ in range(3)]
+    assert all(a.body["choices"][0]["message"]["content"] == "hello" for a in answers)
+    total = stats.snapshot()["total"]
+    assert (total["errors.StoreError"], total["upstream_calls"]) == (3, 3)
+    warnings = [r for r in caplog.records if "budget ledger failed" in r.getMessage()]
+    assert len(warnings) == 1 and "StoreError" in warnings[0].getMessage()
+
+
+def test_failing_pricing_or_stats_after_the_answer_do_not_fail_the_call():
+    class BrokenPricing(Pricing):
+        def cost(self, model, prompt_tokens, completion_tokens):
+            raise KeyError(model)
+
+    stats = Stats()
+    answer = make(Provider(), pricing=BrokenPricing(), stats=stats).call(REQUEST)
+    assert answer.completion_tokens == 5 and stats.snapshot()["total"]["errors.KeyError"] == 1
+
+
+def test_a_ledger_that_cannot_be_read_before_the_call_fails_closed():
+    """No call is sent when its spending cannot be counted; the refusal says why, and is not BudgetExceeded."""
+    stats, provider = Stats(), Provider()
+    budget = BudgetGuard(tokens_per_day=1000, timer=lambda: DAY, ledger=LedgerOnDisk(fail_all=True))
+    with pytest.raises(UpstreamError) as info:
+        make(provider, budget=budget, stats=stats).call(REQUEST)
+    assert not isinstance(info.value, BudgetExceeded) and info.value.code == "budget_ledger_unavailable"
+    assert provider.requests == [] and stats.snapshot()["total"]["errors.UpstreamError"] == 1
+
+
+def test_acall_does_its_ledger_io_in_a_worker_thread_never_on_the_event_loop():
+    ledger, provider = LedgerOnDisk(), Provider()
+    budget = BudgetGuard(tokens_per_day=1000, timer=lambda: DAY, ledger=ledger)
+    upstream = OpenAIUpstream(Endpoint("http://up.test/v1", KEY), budget=budget,
+                              async_http_client=httpx2.AsyncClient(transport=httpx2.MockTransport(provider)))
+
+    async def main():
+        await upstream.acall(REQUEST)
+        return threading.get_ident()
+
+    loop_thread = asyncio.run(main())
+    assert ledger.threads and loop_thread not in ledger.threads
+    assert budget.state()["tokens_per_day"]["spent"] == 16  # reserved and settled
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("faults, error_class, counted", [
+    ("quota:100%", QuotaExhausted, {"quota_exhausted": 1, "rate_limited_429": 0}),
+    ("429:100%:0", RateLimited, {"quota_exhausted": 0, "rate_limited_429": 3}),
+])
+def test_quota_refusals_are_counted_apart_from_rate_limits(faults, error_class, counted):
+    from servers import running_server
+
+    from semcache.testing.mock import create_app
+
+    clock, stats = Clock(1000.0), Stats()
+    with running_server(create_app(faults=faults)) as url:
+        with OpenAIUpstream(Endpoint(f"{url}/v1", "sk-mock"), retry=RetryPolicy(max_attempts=3, rng=random.Random(0)),
+                            stats=stats, timer=clock, sleep=clock.sleep) as upstream:
+            with pytest.raises(error_class):
+                upstream.call(REQUEST)
+    total = stats.snapshot()["total"]
+    assert {name: total.get(name, 0) for name in counted} == counted

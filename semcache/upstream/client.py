@@ -10,14 +10,23 @@ The call logic is written once, as a generator of I/O steps (acquire, send, slee
 and an async driver execute, so ``call`` and ``acall`` cannot drift apart.
 
 Translating the SDK's exceptions happens in ``translate_error`` and nowhere else.
+
+Accounting around a call (see ``OpenAIUpstream``): the budget is reserved before the first
+attempt and settled after the answer; once the provider has answered (and billed), nothing
+in the accounting (limiter, pricing, stats, budget ledger) can fail the call: a failure there
+is logged once per kind, counted as ``errors.<Class>``, and the answer is returned. In
+``acall`` the budget ledger (SQLite on disk) is read and written in a worker thread, never on
+the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable, Generator, Iterator, Mapping, Protocol, Sequence
 from urllib.parse import urlsplit
@@ -36,7 +45,7 @@ from ..errors import (
     UpstreamTimeout,
 )
 from ..stats import Stats
-from .budget import BudgetGuard
+from .budget import BudgetGuard, BudgetReservation
 from .headers import RateLimitInfo, parse_ratelimit_headers
 from .limiter import Limiter, RateLimiter, Reservation
 from .pricing import Pricing
@@ -44,6 +53,8 @@ from .retry import RetryPolicy
 from .tokens import CAP_FIELDS, estimate_request_tokens
 
 __all__ = ["KINDS", "Endpoint", "FunctionUpstream", "OpenAIUpstream", "Upstream", "UpstreamResponse", "translate_error"]
+
+log = logging.getLogger("semcache")
 
 # kind -> (path under base_url, (list field, item fields) every answer must have)
 # Only what semcache itself relies on is checked: the SDK's own types require fields that
@@ -182,6 +193,14 @@ class _Sleep:
 
 
 @dataclass
+class _Ledger:
+    """Budget bookkeeping (ledger I/O): run as is by ``call``, in a worker thread by ``acall``."""
+
+    fn: Callable[..., Any]
+    args: tuple
+
+
+@dataclass
 class _Opened:
     """A stream that answered: its chunks still to read, and what to account once read."""
 
@@ -192,6 +211,7 @@ class _Opened:
     attempts: int
     waited: float
     floor: int = 0  # tokens the provider counted at admission (a stated max_tokens)
+    budget: BudgetReservation | None = None  # settled once read; kept (the upper bound) if the stream breaks
 
 
 class OpenAIUpstream:
@@ -201,6 +221,14 @@ class OpenAIUpstream:
     for ``cooldown`` seconds; an endpoint that answers 429 after retries, or 404, is skipped for
     this call only. When every endpoint failed for a model with a quota error, 404 or 5xx, the
     next of ``fallback_models`` is tried. ``retry.deadline`` bounds the whole call.
+
+    With a ``budget``, each call first reserves its estimated cost (prompt estimate plus
+    ``max_tokens`` or ``default_max_tokens``), raising ``BudgetExceeded`` with nothing sent when
+    it does not fit, or ``UpstreamError(code="budget_ledger_unavailable")`` when the ledger
+    cannot be read (fail closed: no spending that cannot be counted); an answer settles the
+    reservation to its real usage, a failed call gives it all back. After the provider has
+    answered, a failure of the accounting (limiter, pricing, stats, budget ledger) is logged
+    once per kind, counted as ``errors.<Class>``, and the answer returned regardless.
     """
 
     def __init__(
@@ -244,6 +272,7 @@ class OpenAIUpstream:
         self._lock = threading.Lock()
         self._clients: dict[tuple[int, bool], Any] = {}
         self._down_until: dict[int, float] = {}
+        self._warned: set[tuple[str, str]] = set()  # (what, error class) of accounting failures already logged
 
     def __repr__(self) -> str:
         names = ", ".join(e.label for e in self.endpoints)
@@ -292,7 +321,7 @@ class OpenAIUpstream:
             for chunk in opened.chunks:
                 got = self._chunk(chunk, kind) or got
                 yield chunk
-        except openai.OpenAIError as exc:
+        except (openai.OpenAIError, ValueError, httpx2.TransportError) as exc:
             raise self._failed(exc, tenant, opened.model) from exc
         finally:
             opened.chunks.close()
@@ -306,7 +335,7 @@ class OpenAIUpstream:
             async for chunk in opened.chunks:
                 got = self._chunk(chunk, kind) or got
                 yield chunk
-        except openai.OpenAIError as exc:
+        except (openai.OpenAIError, ValueError, httpx2.TransportError) as exc:
             raise self._failed(exc, tenant, opened.model) from exc
         finally:
             await opened.chunks.close()
@@ -325,6 +354,8 @@ class OpenAIUpstream:
                         value = self.limiter.acquire(step.tokens, max_wait=step.max_wait, sleep=self._sleep)
                     elif isinstance(step, _Sleep):
                         self._sleep(step.seconds)
+                    elif isinstance(step, _Ledger):
+                        value = step.fn(*step.args)
                     else:
                         client = self._client(step.endpoint, asynchronous=False)
                         stream_cls = openai.Stream[object] if step.stream else None
@@ -350,6 +381,8 @@ class OpenAIUpstream:
                         value = await self.limiter.aacquire(step.tokens, max_wait=step.max_wait, sleep=sleep)
                     elif isinstance(step, _Sleep):
                         await sleep(step.seconds)
+                    elif isinstance(step, _Ledger):  # SQLite I/O: never on the event loop
+                        value = await asyncio.to_thread(step.fn, *step.args)
                     else:
                         client = self._client(step.endpoint, asynchronous=True)
                         stream_cls = openai.AsyncStream[object] if step.stream else None
@@ -376,11 +409,23 @@ class OpenAIUpstream:
     # -- the call logic, once for sync and async -----------------------------------------------
     def _plan(self, request: dict, kind: str, tenant: str, *, stream: bool) -> Generator[Any, Any, Any]:
         _validate_request(request, kind)
-        if self.budget is not None:
-            self.budget.check(tenant=tenant, model=request["model"])
-        path, _ = KINDS[kind]
         prompt, completion = estimate_request_tokens(request, self.default_max_tokens)
-        tokens = prompt + (0 if kind == "embeddings" else completion)
+        if kind == "embeddings":
+            completion = 0
+        held = None
+        if self.budget is not None:
+            # Reserved, not just checked: concurrent calls cannot all pass a check and overshoot.
+            held = yield _Ledger(self._reserve_budget, (request["model"], prompt, completion, tenant))
+        try:
+            return (yield from self._attempts(request, kind, tenant, prompt, prompt + completion, held, stream=stream))
+        except Exception:
+            if held is not None:
+                yield _Ledger(self._release_budget, (held, tenant, request["model"]))
+            raise
+
+    def _attempts(self, request: dict, kind: str, tenant: str, prompt: int, tokens: int, held: BudgetReservation | None, *,
+                  stream: bool) -> Generator[Any, Any, Any]:
+        path, _ = KINDS[kind]
         # A provider counts a stated max_tokens toward TPM when it admits the request, whatever
         # the answer then uses: refunding the difference would pace above its count (-> 429s).
         floor = tokens if any(request.get(name) for name in CAP_FIELDS) else 0
@@ -411,7 +456,10 @@ class OpenAIUpstream:
                         error, info = translate_error(exc)
                         self.limiter.adjust(reservation, 0)  # a refused attempt spent no tokens
                         self.limiter.observe(info)
-                        if error.status_code == 429:
+                        # A billing refusal (insufficient_quota, also sent as 429) is not a rate limit.
+                        if isinstance(error, QuotaExhausted):
+                            self._count("quota_exhausted", 1, tenant, model)
+                        elif error.status_code == 429:
                             self._count("rate_limited_429", 1, tenant, model)
                         delay = self.retry.next_delay(error, info, tries, self._timer() - started)
                         if delay is None:
@@ -423,9 +471,10 @@ class OpenAIUpstream:
                     with self._lock:
                         self._down_until.pop(index, None)
                     if stream:
-                        self.limiter.observe(parse_ratelimit_headers(answer.response.headers))
-                        return _Opened(answer, model, endpoint.label, reservation, attempts, waited, floor)
-                    return self._finish(answer, kind, model, endpoint, reservation, attempts, waited, tenant, prompt, floor)
+                        with self._accounting("the rate limiter", tenant, model):
+                            self.limiter.observe(parse_ratelimit_headers(answer.response.headers))
+                        return _Opened(answer, model, endpoint.label, reservation, attempts, waited, floor, held)
+                    return (yield from self._finish(answer, kind, model, endpoint, reservation, attempts, waited, tenant, prompt, floor, held))
                 if _endpoint_failed(error):
                     with self._lock:
                         self._down_until[index] = self._timer() + self.cooldown
@@ -444,19 +493,26 @@ class OpenAIUpstream:
         return healthy + sorted(down, key=down.__getitem__)
 
     def _finish(self, answer: httpx2.Response, kind: str, model: str, endpoint: Endpoint, reservation: Reservation, attempts: int,
-                waited: float, tenant: str, prompt_estimate: int, floor: int) -> UpstreamResponse:
+                waited: float, tenant: str, prompt_estimate: int, floor: int,
+                held: BudgetReservation | None) -> Generator[Any, Any, UpstreamResponse]:
         info = parse_ratelimit_headers(answer.headers)
-        self.limiter.observe(info)
+        with self._accounting("the rate limiter", tenant, model):
+            self.limiter.observe(info)
         try:
             body = answer.json()
         except ValueError as exc:
             raise UpstreamStatusError(f"upstream answered {answer.status_code} with a body that is not JSON", status_code=answer.status_code, code="invalid_json") from exc
         check_shape(kind, body)
+        # A usable answer: the provider has billed it, so from here on nothing fails the call.
         usage = _usage(body, kind)
-        if usage is not None:
-            self.limiter.adjust(reservation, max(sum(usage), floor))
+        with self._accounting("the rate limiter", tenant, model):
+            if usage is not None:
+                self.limiter.adjust(reservation, max(sum(usage), floor))
         prompt, completion = usage if usage is not None else (prompt_estimate, 0)
-        self._spent(model, prompt, completion, tenant)
+        with self._accounting("the stats", tenant, model):
+            self._spent(model, prompt, completion, tenant)
+        if held is not None:
+            yield _Ledger(self._settle_budget, (held, usage, model, tenant))
         return UpstreamResponse(body, model, prompt, completion, attempts, waited, endpoint.label, info)
 
     def _chunk(self, chunk: Any, kind: str) -> tuple[int, int] | None:
@@ -465,12 +521,29 @@ class OpenAIUpstream:
         return _usage(chunk, kind)
 
     def _account(self, opened: _Opened, usage: tuple[int, int] | None, tenant: str) -> None:
-        if usage is not None:
-            self.limiter.adjust(opened.reservation, max(sum(usage), opened.floor))
-        self._spent(opened.model, *(usage or (0, 0)), tenant)
+        """Account a stream read to its end; never raises (the provider answered and billed).
 
-    def _failed(self, exc: openai.OpenAIError, tenant: str, model: str) -> UpstreamError:
-        error, _ = translate_error(exc)
+        A stream without a usage chunk keeps its whole budget reservation (the upper bound).
+        """
+        with self._accounting("the rate limiter", tenant, opened.model):
+            if usage is not None:
+                self.limiter.adjust(opened.reservation, max(sum(usage), opened.floor))
+        with self._accounting("the stats", tenant, opened.model):
+            self._spent(opened.model, *(usage or (0, 0)), tenant)
+        if opened.budget is not None:
+            self._settle_budget(opened.budget, usage, opened.model, tenant)
+
+    def _failed(self, exc: Exception, tenant: str, model: str) -> UpstreamError:
+        """The typed error of a stream that broke after it opened: the SDK's error, an event that
+        is not JSON (the SDK raises ``json.JSONDecodeError``), or the connection failing mid-stream."""
+        if isinstance(exc, openai.OpenAIError):
+            error, _ = translate_error(exc)
+        elif isinstance(exc, httpx2.TimeoutException):
+            error = UpstreamTimeout("the upstream provider stopped sending its stream in time")
+        elif isinstance(exc, httpx2.TransportError):
+            error = UpstreamConnectionError(f"the upstream stream broke: {type(exc).__name__}")
+        else:
+            error = UpstreamStatusError("upstream stream event is not valid JSON", status_code=200, code="invalid_json")
         self._count(f"errors.{type(error).__name__}", 1, tenant, model)
         return error
 
@@ -479,8 +552,41 @@ class OpenAIUpstream:
         self._count("upstream_prompt_tokens", prompt, tenant, model)
         self._count("upstream_completion_tokens", completion, tenant, model)
         self._count("cost_spent_usd", self.pricing.cost(model, prompt, completion), tenant, model)
-        if self.budget is not None:
-            self.budget.record(model, prompt, completion, tenant=tenant)
+
+    # -- budget bookkeeping: each runs in one _Ledger step ---------------------------------------
+    def _reserve_budget(self, model: str, prompt: int, completion: int, tenant: str) -> BudgetReservation:
+        assert self.budget is not None
+        return self.budget.reserve(model, prompt, completion, tenant=tenant)
+
+    def _settle_budget(self, held: BudgetReservation, usage: tuple[int, int] | None, model: str, tenant: str) -> None:
+        assert self.budget is not None
+        with self._accounting("the budget ledger", tenant, model):
+            self.budget.settle(held, usage, model=model)
+
+    def _release_budget(self, held: BudgetReservation, tenant: str, model: str) -> None:
+        """Give a failed call's reservation back; a ledger failure here must not hide the call's own error."""
+        assert self.budget is not None
+        with self._accounting("the budget ledger (refunding a failed call)", tenant, model):
+            self.budget.release(held)
+
+    @contextmanager
+    def _accounting(self, what: str, tenant: str, model: str) -> Iterator[None]:
+        """Log (once per kind), count and swallow a failure of bookkeeping that must not fail the call."""
+        try:
+            yield
+        except Exception as exc:
+            name = type(exc).__name__
+            with self._lock:
+                first = (what, name) not in self._warned
+                self._warned.add((what, name))
+            if first:
+                log.warning("semcache upstream: %s failed (%s: %s); the call's own answer or error is returned as it "
+                            "came and its accounting may be off. Logged once; every occurrence counts as errors.%s",
+                            what, name, exc, name, exc_info=exc)
+            try:
+                self._count(f"errors.{name}", 1, tenant, model)
+            except Exception:  # the stats themselves failing: the warning above is all we can do
+                pass
 
     def _count(self, counter: str, amount: float, tenant: str, model: str) -> None:
         if self.stats is not None:

@@ -33,15 +33,20 @@ _PAD = 1e-6
 
 
 class Reservation:
-    """One admitted request: when, for how many tokens, and how long ``acquire`` waited for it."""
+    """One admitted request: when, for how many tokens, and how long ``acquire`` waited for it.
 
-    __slots__ = ("at", "tokens", "waited", "seq")
+    ``counted`` is True while the reservation is in its limiter's window (its tokens are part of
+    the limiter's sum); once it leaves the window, adjusting it changes only its own record.
+    """
 
-    def __init__(self, at: float, tokens: int, waited: float = 0.0, seq: int = 0) -> None:
+    __slots__ = ("at", "tokens", "waited", "seq", "counted")
+
+    def __init__(self, at: float, tokens: int, waited: float = 0.0, seq: int = 0, counted: bool = False) -> None:
         self.at = at
         self.tokens = tokens
         self.waited = waited
         self.seq = seq
+        self.counted = counted
 
     def __repr__(self) -> str:
         return f"Reservation(at={self.at!r}, tokens={self.tokens!r}, waited={self.waited!r})"
@@ -96,7 +101,9 @@ class RateLimiter:
     # -- pure bookkeeping, called under the lock -------------------------------------------
     def _prune(self, now: float) -> None:
         while self._log and self._log[0].at + WINDOW <= now:
-            self._tokens -= self._log.popleft().tokens
+            entry = self._log.popleft()
+            self._tokens -= entry.tokens
+            entry.counted = False
         for name in [n for n, c in self._ceilings.items() if c.until <= now]:
             del self._ceilings[name]
 
@@ -146,7 +153,7 @@ class RateLimiter:
             return self._admit(now, tokens)
 
     def _admit(self, now: float, tokens: int) -> Reservation:
-        reservation = Reservation(now, tokens, seq=self._seq)
+        reservation = Reservation(now, tokens, seq=self._seq, counted=True)
         self._seq += 1
         self._log.append(reservation)
         self._tokens += tokens
@@ -190,10 +197,16 @@ class RateLimiter:
             await sleep(wait)
 
     def adjust(self, reservation: Reservation, actual_tokens: int) -> None:
-        """Replace a reservation's estimated tokens by the real usage (a refund when lower)."""
+        """Replace a reservation's estimated tokens by the real usage (a refund when lower).
+
+        A reservation already out of the window (a call, a stream or a refund that came more
+        than a minute after admission) no longer counts toward the sum, so adjusting it frees
+        or charges nothing now: its minute is over, and the provider counted it then.
+        """
         actual = max(0, int(actual_tokens))
         with self._lock:
-            self._tokens += actual - reservation.tokens
+            if reservation.counted:
+                self._tokens += actual - reservation.tokens
             reservation.tokens = actual
 
     def observe(self, info: RateLimitInfo) -> None:

@@ -36,6 +36,9 @@ class Adapter:
     alpha: float
     matrices: dict[str, tuple[np.ndarray, np.ndarray]] = field(repr=False)  # layer -> (A [r, in], B [out, r])
     info: dict[str, Any] = field(default_factory=dict)
+    # Whole tensors that replace the model's (LayerNorm weights, by their name from "encoder.layer."),
+    # or that the model does not have (a pair classifier's "head.weight"/"head.bias").
+    params: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     @property
     def scale(self) -> float:
@@ -49,6 +52,9 @@ class Adapter:
             h.update(name.encode())
             h.update(np.ascontiguousarray(a, dtype=np.float32).tobytes())
             h.update(np.ascontiguousarray(b, dtype=np.float32).tobytes())
+        for name in sorted(self.params):
+            h.update(name.encode())
+            h.update(np.ascontiguousarray(self.params[name], dtype=np.float32).tobytes())
         return h.hexdigest()[:12]
 
     def save(self, path: str | Path) -> Path:
@@ -59,6 +65,8 @@ class Adapter:
         for name, (a, b) in self.matrices.items():
             arrays[f"{name}::A"] = a.astype(np.float32)
             arrays[f"{name}::B"] = b.astype(np.float32)
+        for name, value in self.params.items():
+            arrays[f"param::{name}"] = np.asarray(value, dtype=np.float32)
         buffer = io.BytesIO()
         np.savez_compressed(buffer, **arrays)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -75,8 +83,9 @@ class Adapter:
         try:
             with np.load(path, allow_pickle=False) as data:
                 header = json.loads(bytes(data["__header__"]).decode())
-                names = sorted({key.rsplit("::", 1)[0] for key in data.files if key != "__header__"})
+                names = sorted({key.rsplit("::", 1)[0] for key in data.files if key.endswith(("::A", "::B"))})
                 matrices = {n: (data[f"{n}::A"], data[f"{n}::B"]) for n in names}
+                params = {key[len("param::"):]: data[key] for key in data.files if key.startswith("param::")}
         except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
             raise ConfigError(f"adapter file {str(path)!r} is not a semcache adapter: {exc}") from exc
         if header.get("format") != ADAPTER_FORMAT:
@@ -84,7 +93,7 @@ class Adapter:
         for name, (a, b) in matrices.items():
             if a.ndim != 2 or b.ndim != 2 or a.shape[0] != header["rank"] or b.shape[1] != header["rank"]:
                 raise ConfigError(f"adapter file {str(path)!r}: matrices of {name!r} have shapes {a.shape}, {b.shape}")
-        return cls(header["base_model"], int(header["rank"]), float(header["alpha"]), matrices, header.get("info", {}))
+        return cls(header["base_model"], int(header["rank"]), float(header["alpha"]), matrices, header.get("info", {}), params)
 
 
 def linear_layers(model) -> dict[str, Any]:
@@ -110,3 +119,9 @@ def apply_adapter(model, adapter: Adapter) -> None:
             if delta.shape != weight.shape:
                 raise ConfigError(f"adapter layer {name!r} has shape {tuple(delta.shape)}, the model's is {tuple(weight.shape)}")
             weight.add_(delta.to(weight.dtype))
+        named = {name[name.index("encoder.layer."):]: tensor for name, tensor in model.named_parameters() if "encoder.layer." in name}
+        for name, value in adapter.params.items():
+            if name in named:  # others (a classifier head) belong to whoever wraps the encoder
+                if tuple(named[name].shape) != value.shape:
+                    raise ConfigError(f"adapter parameter {name!r} has shape {value.shape}, the model's is {tuple(named[name].shape)}")
+                named[name].copy_(torch.from_numpy(np.asarray(value, dtype=np.float32)))

@@ -22,7 +22,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["OnnxEncoder", "onnx_cache_dir"]
+__all__ = ["OnnxEncoder", "export_graph", "mean_pool", "onnx_cache_dir", "open_session"]
 
 log = logging.getLogger("semcache")
 
@@ -62,6 +62,37 @@ def _digest(model) -> str:
     return h.hexdigest()[:20]
 
 
+def export_graph(module, sample: dict, path: Path, *, output: str) -> None:
+    """Export a torch ``module(input_ids, attention_mask, token_type_ids)`` to ONNX at ``path`` (atomically)."""
+    import torch
+
+    axes = {name: {0: "batch", 1: "tokens"} for name in _INPUTS} | {output: {0: "batch"}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tracer's notes about shape-dependent Python in transformers
+        torch.onnx.export(module.eval(), tuple(sample[name] for name in _INPUTS), str(tmp), input_names=list(_INPUTS),
+                          output_names=[output], dynamic_axes=axes, opset_version=17, dynamo=False)
+    tmp.replace(path)
+
+
+def open_session(path: Path, threads: int):
+    """Return an ONNX Runtime CPU session for ``path`` with ``threads`` intra-op threads."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def mean_pool(hidden, attention_mask):
+    """Mean of the token vectors under the attention mask (torch), as sentence-transformers pools."""
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+
+
 def _export(model, path: Path) -> None:
     import torch
 
@@ -72,20 +103,10 @@ def _export(model, path: Path) -> None:
 
         def forward(self, input_ids, attention_mask, token_type_ids):
             hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).last_hidden_state
-            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-            return torch.nn.functional.normalize(pooled, dim=-1)
+            return torch.nn.functional.normalize(mean_pool(hidden, attention_mask), dim=-1)
 
     sample = model.tokenizer(list(_PROBES), padding=True, return_tensors="pt")
-    axes = {name: {0: "batch", 1: "tokens"} for name in _INPUTS} | {"embedding": {0: "batch"}}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    encoder = model[0].auto_model.eval()
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the tracer's notes about shape-dependent Python in transformers
-        torch.onnx.export(Pooled(encoder), tuple(sample[name] for name in _INPUTS), str(tmp), input_names=list(_INPUTS),
-                          output_names=["embedding"], dynamic_axes=axes, opset_version=17, dynamo=False)
-    tmp.replace(path)
+    export_graph(Pooled(model[0].auto_model), sample, path, output="embedding")
 
 
 class OnnxEncoder:
@@ -112,11 +133,7 @@ class OnnxEncoder:
             path = onnx_cache_dir() / f"{_digest(model)}.onnx"
             if not path.is_file():
                 _export(model, path)
-            options = onnxruntime.SessionOptions()
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-            options.log_severity_level = 3
-            session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            session = open_session(path, threads)
             encoder = cls(session, model.tokenizer, model.max_seq_length, batch_size, path)
             expected = model.encode(list(_PROBES), normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
             if not np.allclose(encoder.encode(_PROBES), expected, atol=1e-4):

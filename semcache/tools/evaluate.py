@@ -95,17 +95,47 @@ class PrecomputedEmbedder:
 
 
 def eval_stream(rows: Sequence[dict], *, embedder, policy: MatchPolicy, text: str = "text", group: str = "group",
-                shuffle_seed: int | None = None) -> dict:
-    """Replay rows through a fresh temporary cache; return hit and wrong-hit counts and rates."""
-    order = list(range(len(rows)))
-    if shuffle_seed is not None:
-        random.Random(shuffle_seed).shuffle(order)
+                shuffle_seed: int | None = None, seeds: Sequence[int] | None = None, examples: int = 0) -> dict:
+    """Replay rows through a fresh temporary cache; return hit and wrong-hit counts and rates.
+
+    One replay in file order (or ``shuffle_seed``'s order); with ``seeds``, one replay per seed
+    and their ``mean`` and ``worst`` (the seed with the most wrong hits) -- a single order of a
+    few hundred requests moves the wrong-hit rate by a factor of two. ``examples``: keep up to
+    that many wrong hits per replay (query, the stored text that answered, both groups).
+    """
     vectors = embed_unique(embedder, [str(r[text]) for r in rows])
+    if seeds is None:
+        return _replay(rows, vectors, embedder, policy, text, group, shuffle_seed, examples)
+    runs = [_replay(rows, vectors, embedder, policy, text, group, seed, examples) for seed in seeds]
+    return summarize_runs(runs, policy)
+
+
+_RATES = ("hit_rate", "wrong_rate", "recall_of_possible", "precision")
+_COUNTS = ("hits", "wrong_hits", "possible_hits", "correct_hits", "exact_hits")
+
+
+def summarize_runs(runs: Sequence[dict], policy: MatchPolicy) -> dict:
+    """Return the runs of several seeds with their mean and worst (most wrong hits)."""
+    mean = {"n": runs[0]["n"]}
+    for name in _COUNTS + _RATES:
+        values = [r[name] for r in runs if r[name] is not None]
+        mean[name] = _r(sum(values) / len(values)) if values else None
+    worst = max(runs, key=lambda r: (r["wrong_rate"], -r["hit_rate"]))
+    return {"seeds": [r["seed"] for r in runs], "mean": mean, "worst": {k: v for k, v in worst.items() if k != "policy"},
+            "runs": [{k: v for k, v in r.items() if k not in ("policy", "wrong_examples")} for r in runs],
+            "wrong_examples": [e for r in runs for e in r.get("wrong_examples", [])], "policy": policy.to_dict()}
+
+
+def _replay(rows, vectors, embedder, policy: MatchPolicy, text: str, group: str, seed: int | None, examples: int) -> dict:
+    order = list(range(len(rows)))
+    if seed is not None:
+        random.Random(seed).shuffle(order)
     seen: set[str] = set()
     hits = wrong = possible = exact = 0
+    wrong_examples: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="semcache-eval-") as directory:
         cache = SemanticCache(directory, embedder=PrecomputedEmbedder(embedder, vectors), policy=policy,
-                              ttl=None, max_entries=None, max_bytes=None, embed_cache_size=0, flush_interval=3600)
+                              ttl=None, max_entries=None, max_bytes=None, embed_cache_size=0, flush_interval=None)
         try:
             with progress(len(order), "replaying") as bar:
                 for i in order:
@@ -118,15 +148,23 @@ def eval_stream(rows: Sequence[dict], *, embedder, policy: MatchPolicy, text: st
                     else:
                         hits += 1
                         exact += hit.kind == "exact"
-                        wrong += hit.response != answer
+                        if hit.response != answer:
+                            wrong += 1
+                            if len(wrong_examples) < examples:
+                                wrong_examples.append({"query": query, "answered_by": hit.entry.query_text, "group": answer,
+                                                       "answer_group": hit.response, "similarity": round(hit.similarity, 4),
+                                                       "score": round(hit.decision.score, 4) if hit.decision else None})
                     bar.update(1)
         finally:
             cache.close()
     n = len(rows)
-    return {"n": n, "hits": hits, "hit_rate": _r(hits / n), "wrong_hits": wrong, "wrong_rate": _r(wrong / n),
-            "possible_hits": possible, "correct_hits": hits - wrong, "exact_hits": exact,
-            "recall_of_possible": _r((hits - wrong) / possible) if possible else None,
-            "precision": _r((hits - wrong) / hits) if hits else None, "policy": policy.to_dict()}
+    out = {"n": n, "seed": seed, "hits": hits, "hit_rate": _r(hits / n), "wrong_hits": wrong, "wrong_rate": _r(wrong / n),
+           "possible_hits": possible, "correct_hits": hits - wrong, "exact_hits": exact,
+           "recall_of_possible": _r((hits - wrong) / possible) if possible else None,
+           "precision": _r((hits - wrong) / hits) if hits else None, "policy": policy.to_dict()}
+    if examples:
+        out["wrong_examples"] = wrong_examples
+    return out
 
 
 def iter_jsonl(decisions: Iterable[dict]) -> Iterator[str]:

@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench clean redis-server
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,8 +17,20 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m semcache.tools.demo
 
-test: $(STAMP)
+test: $(STAMP) redis-server
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+
+# The Redis tests start their own redis-server on a free loopback port; install Debian's
+# package when it is missing (CI runs as root on Debian), else say what to install.
+redis-server:
+	@command -v redis-server >/dev/null 2>&1 || test -x /usr/bin/redis-server || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing redis-server (Debian's package) for the Redis tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server; \
+	  else \
+	    echo "the Redis tests need redis-server: run 'sudo apt-get install redis-server' (Debian/Ubuntu)" \
+	         "or 'brew install redis' (macOS), then 'make test' again" >&2; exit 1; \
+	  fi; }
 
 bench: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m benchmarks.run_all

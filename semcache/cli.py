@@ -149,20 +149,26 @@ def eval_pairs_command(path, text_a, text_b, label, out, policy, threshold, mode
 @click.option("--text", "text_col", default="text", show_default=True)
 @click.option("--group", "group_col", default="group", show_default=True)
 @click.option("--shuffle-seed", type=int, default=None, help="Replay in a seeded random order instead of file order.")
+@click.option("--seeds", type=click.IntRange(min=1), default=None,
+              help="Replay in N seeded orders (seeds 0..N-1) and print their mean and worst: one order is noisy.")
+@click.option("--examples", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Include up to this many wrong hits per replay (query, the stored text that answered).")
 @policy_option
 @threshold_option
 @model_option
 @adapter_option
 @config_option
-def eval_stream_command(path, text_col, group_col, shuffle_seed, policy, threshold, model, adapter, config) -> None:
+def eval_stream_command(path, text_col, group_col, shuffle_seed, seeds, examples, policy, threshold, model, adapter, config) -> None:
     """Replay rows through a fresh cache; print hit rate and wrong-hit rate as JSON."""
     from .tools.data import read_rows
     from .tools.evaluate import eval_stream
 
+    if seeds is not None and shuffle_seed is not None:
+        raise SemcacheError("give --seeds N (seeds 0..N-1) or --shuffle-seed S, not both")
     rows = read_rows(path, [text_col, group_col])
     match_policy, embedder = _policy_and_embedder(config, policy, threshold, model, adapter)
     click.echo(json.dumps(eval_stream(rows, embedder=embedder, policy=match_policy, text=text_col, group=group_col,
-                                      shuffle_seed=shuffle_seed)))
+                                      shuffle_seed=shuffle_seed, seeds=range(seeds) if seeds else None, examples=examples)))
 
 
 @main.command()
@@ -184,11 +190,23 @@ def eval_stream_command(path, text_col, group_col, shuffle_seed, policy, thresho
 @click.option("--pass-through-key/--no-pass-through-key", default=None, help="Forward the caller's API key upstream.")
 @click.option("--allow-threshold-header/--no-allow-threshold-header", default=None, help="Honour x-semcache-threshold.")
 @click.option("--max-body-bytes", type=int, default=None, help="Larger request bodies get 413.")
+@click.option("--client-keys-file", default=None, type=click.Path(dir_okay=False),
+              help="TOML or JSON file of sidecar keys (SHA-256 hashes) and their tenants; callers then need one.")
+@click.option("--client-keys-env", default=None, help="Environment variable that may hold the same keys as JSON (default SEMCACHE_CLIENT_KEYS).")
+@click.option("--open/--no-open", "open_", default=None,
+              help="Serve the sidecar's own upstream key on a non-loopback address without client keys (refused otherwise).")
+@click.option("--allowed-host", "allowed_hosts", multiple=True,
+              help="A Host name served besides 127.0.0.1, localhost, [::1] and --host (repeatable; '*' = any).")
+@click.option("--allowed-origin", "allowed_origins", multiple=True,
+              help="A browser origin allowed to call, with CORS (repeatable; default none; '*' = any).")
 @click.option("--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"]))
-def serve(config, log_level, **flags) -> None:
+def serve(config, log_level, open_, **flags) -> None:
     """Run the OpenAI-compatible caching sidecar: point any client's base_url at it."""
     from .server import serve as run
 
+    flags["open"] = open_
+    for name in ("allowed_hosts", "allowed_origins"):  # a repeatable flag not given is unset, not empty
+        flags[name] = flags[name] or None
     run(_settings(config, **flags), environ=os.environ, log_level=log_level)
 
 
@@ -353,6 +371,41 @@ def bench(workload, upstream_kind, rpm, tpm, policy, threshold, model, adapter, 
     if plot:
         plot_timeline(report, plot)
     click.echo(json.dumps(report) if as_json else format_summary(report))
+
+
+@main.command()
+@cache_dir_option
+@config_option
+@click.option("--repair", is_flag=True, help="Fix what is found (corrupt entries, dangling pointers, bad vectors).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a summary.")
+def doctor(cache_dir: str | None, config: str | None, repair: bool, as_json: bool) -> None:
+    """Check the cache directory for corrupt records and disagreement between entries, pointers and log."""
+    from .storage.disk import DiskStore
+    from .tools.doctor import diagnose, repair as fix
+
+    settings = _settings(config, cache_dir=cache_dir)
+    if not os.path.isdir(settings.cache_dir):
+        raise SemcacheError(f"no cache directory at {settings.cache_dir!r}")
+    store = DiskStore(settings.cache_dir)  # no model load: everything needed is in the store
+    try:
+        report = diagnose(store)
+        out = report.as_dict()
+        if repair and not report.healthy:
+            out["repaired"] = fix(store, report)
+            out["after"] = diagnose(store).as_dict()
+    finally:
+        store.close()
+    if as_json:
+        _dump(out)
+    else:
+        click.echo(f"{settings.cache_dir}: {out['entries']:,} entries; corrupt {out['corrupt_count']}, dangling pointers "
+                   f"{out['dangling_pointers_count']}, shadowed {out['shadowed_count']}, bad vectors {out['bad_vectors_count']}, "
+                   f"undecodable removed so far {out['removed_undecodable']}; change log "
+                   + ("agrees" if out["log"].get("agrees", True) else f"disagrees ({out['log']})"))
+        if "repaired" in out:
+            click.echo(f"repaired: {out['repaired']}; now " + ("healthy" if out["after"]["healthy"] else "still unhealthy"))
+    if not (out.get("after") or out)["healthy"]:
+        sys.exit(1)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -66,6 +66,11 @@ class Settings:
     pass_through_key: bool = True  # forward the caller's API key upstream when it sends one
     allow_threshold_header: bool = False
     max_body_bytes: int = 1_000_000
+    client_keys_file: str | None = None  # TOML/JSON file of sidecar keys (hashed), see server/auth.py
+    client_keys_env: str = "SEMCACHE_CLIENT_KEYS"  # environment variable that may hold the same JSON document
+    open: bool = False  # allow serving the sidecar's own upstream key on a non-loopback address without client keys
+    allowed_hosts: tuple[str, ...] = ()  # Host names served besides 127.0.0.1, localhost, [::1] and `host`; "*" = any
+    allowed_origins: tuple[str, ...] = ()  # browser origins allowed to call (and CORS enabled for); "*" = any
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -50,8 +50,30 @@ def tenant_from_api_key(api_key: str) -> str:
 
 
 def _digest(obj: Any) -> str:
-    canonical = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    canonical = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str, allow_nan=False)
     return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+def _unforwardable(obj: Any) -> str | None:
+    """Return the path of the first NaN/infinite float or unencodable string in ``obj`` (iteratively), else None."""
+    stack: list[tuple[Any, str]] = [(obj, "")]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            return path or "request"
+        if isinstance(value, str) and not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return path or "request"
+        elif isinstance(value, Mapping):
+            for k, v in value.items():
+                if isinstance(k, str) and not k.isascii() and _unforwardable(k) is not None:
+                    return path or "request"
+                stack.append((v, f"{path}.{k}" if path else str(k)))
+        elif isinstance(value, (list, tuple)):
+            stack.extend((v, f"{path}[{i}]") for i, v in enumerate(value))
+    return None
 
 
 def _content_text(content: Any, field: str) -> tuple[str, list]:
@@ -65,7 +87,10 @@ def _content_text(content: Any, field: str) -> tuple[str, list]:
         for i, part in enumerate(content):
             if isinstance(part, str):
                 texts.append(part)
-            elif isinstance(part, Mapping) and part.get("type") in ("text", "input_text") and isinstance(part.get("text"), str):
+            elif isinstance(part, Mapping) and part.get("type") in ("text", "input_text"):
+                if not isinstance(part.get("text"), str):
+                    raise RequestError(f"{field}[{i}].text must be a string, got {type(part.get('text')).__name__}",
+                                       field=f"{field}[{i}].text")
                 texts.append(part["text"])
             elif isinstance(part, Mapping):
                 others.append(part)  # images, audio, files: must be equal, so they go to the partition
@@ -104,7 +129,10 @@ def _bucket_max_tokens(value: Any) -> Any:
 def normalize(request: Mapping[str, Any] | str, *, tenant: str = "", kind: str = "chat", semantic_max_temperature: float = 1.0) -> RequestKey:
     """Key a chat/completions/responses request body, or a plain prompt string.
 
-    Raises ``RequestError`` naming the field when the request cannot be keyed.
+    Raises ``RequestError`` naming the field when the request cannot be keyed: also for a
+    value no JSON encoder forwards (NaN, an infinity, a lone surrogate), a ``max_tokens`` /
+    ``max_completion_tokens`` / ``max_output_tokens`` that is not a positive integer, and a
+    text part whose ``text`` is not a string.
     ``semantic_max_temperature``: above it only the exact tier may answer.
     """
     if kind not in _KINDS:
@@ -114,6 +142,18 @@ def normalize(request: Mapping[str, Any] | str, *, tenant: str = "", kind: str =
         kind = "completions" if kind == "chat" else kind
     if not isinstance(request, Mapping):
         raise RequestError(f"request must be an object or a prompt string, got {type(request).__name__}", field="request")
+    try:
+        return _normalize(request, tenant, kind, semantic_max_temperature)
+    except (UnicodeEncodeError, ValueError) as exc:
+        # json.dumps refuses NaN/Infinity (allow_nan=False), encode() a lone surrogate: name the field.
+        path = None if isinstance(exc, RequestError) else _unforwardable(request)
+        if path is None:
+            raise
+        raise RequestError(f"{path} is not JSON text: a NaN or infinite number, or a lone surrogate (\\ud800-\\udfff)",
+                           field=path) from None
+
+
+def _normalize(request: Mapping[str, Any], tenant: str, kind: str, semantic_max_temperature: float) -> RequestKey:
 
     params = {k: v for k, v in request.items() if k not in _IGNORED}
     if kind == "embeddings":
@@ -144,8 +184,11 @@ def normalize(request: Mapping[str, Any] | str, *, tenant: str = "", kind: str =
         raise RequestError("request needs 'messages', 'prompt' or 'input'", field="messages")
 
     for name in _MAX_TOKENS:
-        if name in params:
-            params[name] = _bucket_max_tokens(params[name])
+        if params.get(name) is not None:
+            value = params[name]
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise RequestError(f"{name} must be a positive integer, got {value!r}", field=name)
+            params[name] = _bucket_max_tokens(value)
     temperature = params.get("temperature")
     if temperature is not None and not isinstance(temperature, (int, float)):
         raise RequestError(f"temperature must be a number, got {temperature!r}", field="temperature")

@@ -343,3 +343,35 @@ def test_tune_refuses_a_cache_directory_whose_entries_used_the_old_model(runner,
     assert result.exit_code != 0
     assert "holds 2 entries" in result.output and "semcache clear" in result.output
     assert not (Path(filled_cache) / "tuned-adapter.npz").exists()
+
+
+# -- serve: exposure flags and refusals (nothing is served: the refusals come before the model loads)
+
+
+def test_serve_refuses_the_own_key_on_a_public_address_without_client_keys(runner, monkeypatch, no_model):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-cli-own-key")
+    result = runner.invoke(main, ["serve", "--host", "0.0.0.0", "--port", "1"])
+    assert result.exit_code == 2
+    assert "refusing to serve on '0.0.0.0'" in result.output and "--open" in result.output
+    assert "sk-cli-own-key" not in result.output
+
+
+def test_serve_refuses_a_bad_client_keys_file(runner, tmp_path, monkeypatch, no_model):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-cli-own-key")
+    path = tmp_path / "keys.json"
+    path.write_text(json.dumps({"keys": [{"key_sha256": "nothex", "tenant": "a"}]}))
+    result = runner.invoke(main, ["serve", "--client-keys-file", str(path), "--port", "1"])
+    assert result.exit_code == 2 and "64 hex digits" in result.output
+
+
+def test_serve_passes_the_exposure_flags_into_settings(runner, monkeypatch):
+    served = []
+    monkeypatch.setattr("semcache.server.serve", lambda settings, **kwargs: served.append(settings))
+    result = invoke(runner, ["serve", "--open", "--allowed-host", "a.example", "--allowed-host", "b.example",
+                             "--allowed-origin", "https://app.example", "--client-keys-file", "keys.toml"])
+    assert result.exit_code == 0, result.output
+    (s,) = served
+    assert s.open is True and s.allowed_hosts == ("a.example", "b.example")
+    assert s.allowed_origins == ("https://app.example",) and s.client_keys_file == "keys.toml"
+    invoke(runner, ["serve"])
+    assert served[1].open is False and served[1].allowed_hosts == () and served[1].allowed_origins == ()

@@ -173,3 +173,21 @@ def test_settings_hold_no_secret():
     s = Settings.load(environ={"OPENAI_API_KEY": "sk-secret-value"})
     assert "sk-secret" not in repr(s)
     assert s.upstream_api_key_env == "OPENAI_API_KEY"
+
+
+def test_sidecar_exposure_settings():
+    s = Settings()
+    assert (s.client_keys_file, s.client_keys_env, s.open, s.allowed_hosts, s.allowed_origins) == (
+        None, "SEMCACHE_CLIENT_KEYS", False, (), ())
+    s = Settings.load(environ={"SEMCACHE_ALLOWED_HOSTS": "sidecar.internal, 10.0.0.5", "SEMCACHE_OPEN": "yes",
+                               "SEMCACHE_ALLOWED_ORIGINS": "https://app.example", "SEMCACHE_CLIENT_KEYS_FILE": "/etc/keys.toml"})
+    assert s.allowed_hosts == ("sidecar.internal", "10.0.0.5") and s.open is True
+    assert s.allowed_origins == ("https://app.example",) and s.client_keys_file == "/etc/keys.toml"
+
+
+def test_sidecar_exposure_settings_from_a_file(tmp_path):
+    path = write(tmp_path / "s.toml", 'open = true\nallowed_origins = ["https://a.example", "https://b.example"]\n')
+    s = Settings.load(config_file=path)
+    assert s.open is True and s.allowed_origins == ("https://a.example", "https://b.example")
+    with pytest.raises(ConfigError, match="'open'"):
+        Settings(open="yes")

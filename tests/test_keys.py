@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 from hypothesis import given, settings
@@ -208,3 +209,73 @@ def test_tenant_from_api_key_never_contains_the_key():
     assert tenant != tenant_from_api_key(key + "x")
     request_key = normalize(BASE, tenant=tenant)
     assert key not in repr(request_key)
+
+
+# -- values no request can carry: a typed error naming the field, never another exception --------
+
+@pytest.mark.parametrize("name", ["max_tokens", "max_completion_tokens", "max_output_tokens"])
+@pytest.mark.parametrize("value", ["10", [10], {"n": 10}, True, False, 0, -3, 1.5, float("nan"), float("inf")])
+def test_a_token_cap_must_be_a_positive_integer(name, value):
+    with pytest.raises(RequestError) as caught:
+        normalize(_with(**{name: value}))
+    assert caught.value.field == name and name in str(caught.value)
+    assert normalize(_with(**{name: 7})).partition == normalize(_with(**{name: 8})).partition  # still bucketed
+    normalize(_with(**{name: None}))  # null is no cap: accepted
+
+
+@pytest.mark.parametrize("changes, field", [
+    ({"temperature": float("nan")}, "temperature"),
+    ({"top_p": float("inf")}, "top_p"),
+    ({"tools": [{"type": "function", "function": {"name": "f", "x": [1.0, -float("inf")]}}]}, "tools[0].function.x[1]"),
+    ({"vendor": {"deep": {"er": float("nan")}}}, "vendor.deep.er"),
+])
+def test_a_number_json_cannot_carry_names_its_field(changes, field):
+    with pytest.raises(RequestError) as caught:
+        normalize(_with(**changes))
+    assert caught.value.field == field
+
+
+def test_a_lone_surrogate_names_its_field():
+    query = copy.deepcopy(BASE)
+    query["messages"][-1]["content"] = "When was he \ud800 born?"
+    system = copy.deepcopy(BASE)
+    system["messages"][0]["content"] = "\udfff"
+    for request, field in ((query, "messages[3].content"), (system, "messages[0].content"), (_with(seed="\ud83d"), "seed"),
+                           ("a prompt \ud800", "prompt")):
+        with pytest.raises(RequestError) as caught:
+            normalize(request)
+        assert caught.value.field == field
+    assert normalize(_with(user="\ud800")) == normalize(BASE)  # ignored fields are not keyed
+    paired = copy.deepcopy(BASE)
+    paired["messages"][-1]["content"] = "a parrot \U0001f99c"  # a surrogate *pair* in JSON is one character
+    assert normalize(paired).query_text.endswith("\U0001f99c")
+
+
+@pytest.mark.parametrize("text", [5, None, ["x"], {"t": "x"}])
+def test_a_text_part_whose_text_is_not_a_string_names_it(text):
+    request = copy.deepcopy(BASE)
+    request["messages"][-1]["content"] = [{"type": "text", "text": "ok"}, {"type": "text", "text": text}]
+    with pytest.raises(RequestError) as caught:
+        normalize(request)
+    assert caught.value.field == "messages[3].content[1].text"
+    responses = {"model": "m", "input": [{"role": "user", "content": [{"type": "input_text", "text": text}]}]}
+    with pytest.raises(RequestError) as caught:
+        normalize(responses, kind="responses")
+    assert caught.value.field == "input[0].content[0].text"
+
+
+JSON_LIKE = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=6) | st.sampled_from(["\ud800", "x\udfff"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3), max_leaves=8)
+FIELDS = st.sampled_from(["model", "messages", "prompt", "input", "temperature", "n", "max_tokens", "seed", "tools", "x"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(changes=st.dictionaries(FIELDS, JSON_LIKE, max_size=3), kind=st.sampled_from(["chat", "completions", "responses", "embeddings"]))
+def test_any_request_is_keyed_or_refused_with_a_request_error(changes, kind):
+    try:
+        key = normalize(_with(**changes), kind=kind)
+    except RequestError as exc:
+        assert exc.field  # names what it refused
+        return
+    json.dumps([key.partition, key.exact_key, key.query_text]).encode()  # a key is always encodable

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import time
 
 import httpx2
 import numpy as np
@@ -427,3 +428,62 @@ def test_create_app_rejects_bad_settings():
         create_app(latency_ms=-1)
     with pytest.raises(ConfigError, match="bogus"):
         create_app(faults="bogus:1%")
+
+
+# --- odd input: 400 as OpenAI answers it, never a 500 ---------------------------------------------
+ODD_BODIES = [  # (route, body, param): each answered 500 before, or was accepted where OpenAI refuses
+    ("/v1/responses", {"model": MODEL, "input": [{"role": "user", "content": [{"type": "input_text", "text": 5}]}]},
+     "input[0].content[0].text"),
+    ("/v1/responses", {"model": MODEL, "input": [{"role": "user", "content": [{"type": "input_text", "text": None}]}]},
+     "input[0].content[0].text"),
+    ("/v1/responses", {"model": MODEL, "input": [{"role": "user", "content": {"text": "x"}}]}, "input[0].content"),
+    ("/v1/responses", {"model": MODEL, "input": [{"role": "robot", "content": "x"}]}, "input[0].role"),
+    ("/v1/responses", {"model": MODEL, "input": "x", "text": {"format": "json"}}, "format"),
+    ("/v1/responses", {"model": MODEL, "input": "x", "instructions": 5}, "instructions"),
+    ("/v1/responses", {"model": MODEL, "input": "x", "stream": "yes"}, "stream"),
+    ("/v1/chat/completions", {"model": MODEL, "messages": [{"role": "user", "content": [{"type": "text", "text": 5}]}]},
+     "messages[0].content[0].text"),
+    ("/v1/chat/completions", {"model": MODEL, "messages": [{"role": "user", "content": 7}]}, "messages[0].content"),
+    ("/v1/chat/completions", {"model": MODEL, "messages": HI, "tools": [WEATHER_TOOL], "tool_choice": {"function": "get_weather"}},
+     "tool_choice"),
+    ("/v1/chat/completions", {"model": MODEL, "messages": HI, "tools": [{"type": "function", "function": "f"}]}, "tools[0].function"),
+    ("/v1/chat/completions", {"model": MODEL, "messages": HI, "response_format": {"type": "json_schema", "json_schema": "s"}},
+     "response_format.json_schema"),
+    ("/v1/chat/completions", {"model": MODEL, "messages": HI, "stream": True, "stream_options": "usage"}, "stream_options"),
+    ("/v1/completions", {"model": "gpt-3.5-turbo-instruct", "prompt": "x", "stream": 1}, "stream"),
+]
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("route, body, param", ODD_BODIES, ids=[f"{r}-{p}" for r, _, p in ODD_BODIES])
+def test_odd_fields_get_400_naming_them(url, http, route, body, param):
+    answer = http.post(url + route, json=body)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"]["param"] == param and answer.json()["error"]["type"] == "invalid_request_error"
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("raw", [b'{"model": "m", "messages": [], "temperature": NaN}', b'{"model": "m", "x": Infinity}',
+                                 b'{"model": "m", "x": 1e400}', b'{"model": "m", "x": "\\ud800"}', b"[" * 5000 + b"]" * 5000])
+def test_bodies_openai_cannot_parse_get_400(url, http, raw):
+    answer = http.post(url + "/v1/chat/completions", content=raw, headers={"content-type": "application/json"})
+    assert answer.status_code == 400 and "could not parse the JSON body" in answer.json()["error"]["message"]
+
+
+@given(schema=st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+                               st.sampled_from(["type", "enum", "properties", "items", "x"]), inner, max_size=4), max_leaves=12))
+@settings(max_examples=200, deadline=None)
+def test_any_value_is_read_as_a_schema_without_failing(schema):
+    from semcache.testing.mock_answers import json_from_schema, seeded_rng
+
+    json.dumps(json_from_schema(schema, seeded_rng(b"0" * 8)))  # an answer, JSON all the way down
+
+
+@pytest.mark.server
+def test_chunk_delay_slows_a_stream():
+    with running_server(create_app(chunk_delay_ms=30)) as base, sdk(base) as c:
+        t0 = time.perf_counter()
+        chunks = list(c.chat.completions.create(model=MODEL, messages=HI, stream=True))
+        elapsed = time.perf_counter() - t0
+    assert len(chunks) >= 4 and elapsed >= 0.03 * (len(chunks) - 1)

@@ -3,17 +3,30 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import http.client
 import json
+import logging
+import random
+import socket
+import string
+import subprocess
+import sys
 import time
 
 import httpx2
+import numpy as np
 import openai
 import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from starlette.applications import Starlette
+from starlette.responses import StreamingResponse
+from starlette.routing import Route
 
 from semcache import MatchPolicy, SemanticCache
 from semcache.config import Settings
 from semcache.errors import QuotaExhausted, RateLimited
+from semcache.keys import tenant_from_api_key
 from semcache.server import create_app
 from semcache.upstream.client import FunctionUpstream
 from semcache.testing.mock import create_app as create_mock
@@ -23,6 +36,7 @@ from semcache.testing.serving import running_server
 pytestmark = pytest.mark.server
 
 ADMIN = "admin-secret"
+JSON = {"content-type": "application/json"}
 MODEL = "gpt-4o-mini"
 POLICY = MatchPolicy.cosine(0.9)  # plain cosine: independent of the shipped verifier
 
@@ -337,7 +351,7 @@ def test_feedback_stops_a_wrong_semantic_hit(sidecar):
 
 def test_malformed_requests_name_the_field(sidecar):
     url = sidecar()
-    post = lambda body, **kw: httpx2.post(url + "/v1/chat/completions", content=body, **kw)  # noqa: E731
+    post = lambda body, **kw: httpx2.post(url + "/v1/chat/completions", content=body, headers=JSON, **kw)  # noqa: E731
     assert post(b"{not json").json()["error"]["param"] == "body"
     missing = post(json.dumps({"model": MODEL}).encode())
     assert missing.status_code == 400 and missing.json()["error"]["param"] == "messages"
@@ -350,7 +364,7 @@ def test_malformed_requests_name_the_field(sidecar):
 def test_oversized_body_is_413(sidecar):
     url = sidecar(max_body_bytes=2000)
     body = json.dumps({"model": MODEL, "messages": ask("x" * 5000)}).encode()
-    answer = httpx2.post(url + "/v1/chat/completions", content=body)
+    answer = httpx2.post(url + "/v1/chat/completions", content=body, headers=JSON)
     assert answer.status_code == 413 and answer.json()["error"]["code"] == "request_too_large"
 
 
@@ -449,14 +463,15 @@ def test_benchmark_smoke_mode(tmp_path, embedder):
 
 
 def test_the_budget_spent_before_a_restart_still_counts(tmp_path, embedder, mock):
-    settings = Settings(cache_dir=str(tmp_path / "budget"), upstream_base_url=mock + "/v1", budget_tokens_per_day=10)
+    settings = Settings(cache_dir=str(tmp_path / "budget"), upstream_base_url=mock + "/v1", budget_tokens_per_day=280)
 
     def run(text: str):
         with SemanticCache(settings.cache_dir, embedder=embedder, policy=POLICY) as cache, \
                 running_server(create_app(settings, cache=cache, environ={})) as url:
             return chat(client(url), text)
 
-    headers, _ = run("What is the capital of France?")  # admitted, then spends more than 10 tokens
+    # Reserved first (prompt + 256 = 270 of 280), then settled to its usage (more than 11 tokens).
+    headers, _ = run("What is the capital of France?")
     assert headers["x-semcache"] == "miss"
     with pytest.raises(openai.RateLimitError) as stopped:  # a new server on the same directory
         run("Who painted the Mona Lisa?")
@@ -466,14 +481,218 @@ def test_the_budget_spent_before_a_restart_still_counts(tmp_path, embedder, mock
 
 def test_a_streamed_miss_ends_only_once_it_is_stored(sidecar, monkeypatch):
     """The same request sent right after a stream ends is a hit, even when storing is slow."""
-    slow_store = SemanticCache._stored
+    slow_store = SemanticCache._store
 
     def stored(self, *args):
         time.sleep(0.3)
         return slow_store(self, *args)
 
-    monkeypatch.setattr(SemanticCache, "_stored", stored)
+    monkeypatch.setattr(SemanticCache, "_store", stored)
     c = client(sidecar())
     collect(c.chat.completions.create(model=MODEL, messages=ask("a slow store"), stream=True))
     headers, _ = chat(c, "a slow store")
     assert headers["x-semcache"] == "hit"
+
+
+# -- passthrough routes: only well-formed model ids reach the upstream -------------------------
+
+ESCAPES = [  # each reached the upstream as GET /v1/files (or below) with the sidecar's own key before
+    "/v1/models/../files", "/v1/models/%2e%2e/files", "/v1/models/%2E%2E/files", "/v1/models/.%2e/files",
+    "/v1/models/%2e./files", "/v1/models/..%2Ffiles", "/v1/models/..%2ffiles", "/v1/models/%2e%2e%2ffiles",
+    "/v1/models/..", "/v1/models/%2e%2e", "/v1/models/./../files", "/v1/models/x/../../files",
+    "/v1/models/gpt-4o/../../files/file-abc/content", "/v1/models/..%2F..%2Ffiles", "/v1/models/%252e%252e/files",
+    "/v1/models/..%5cfiles", "/v1/models/..\\files", "/v1/models/..;/files", "/v1/models//files", "/v1/models/.",
+    "/v1/models/%2e", "/v1/models/../../v1/files", "/v1/models/..%00/files", "/v1/models/%ef%bc%8e%ef%bc%8e/files",
+    "/v1/models/" + "a" * 300, "/v1/models/", "/v1/models/../files/file-abc/content",
+    "/v1/models/%2e%2e/files/file-abc/content", "/v1/models/gpt-4o%2f..%2f..%2ffiles", "/v1/%6dodels/../files",
+]
+
+
+def raw_get(url: str, path: str) -> tuple[int, bytes]:
+    """GET a path exactly as written (httpx would resolve the dot segments before sending)."""
+    host, port = url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        connection.request("GET", path)
+        answer = connection.getresponse()
+        return answer.status, answer.read()
+    finally:
+        connection.close()
+
+
+def test_passthrough_paths_never_escape_the_models_route(sidecar, mock):
+    url = sidecar(environ={"OPENAI_API_KEY": "sk-sidecar-own"})  # a caller without a key gets the sidecar's key
+    escaped, shapes = [], []
+    for path in ESCAPES:
+        status, body = raw_get(url, path)
+        if not 400 <= status < 500:
+            escaped.append((path, status))
+        error = json.loads(body)["error"]
+        shapes.append(set(error) == {"message", "type", "param", "code"} and error["param"] == "model")
+    assert escaped == [] and all(shapes)
+    stats = httpx2.get(mock + "/mock/stats").json()
+    assert stats["requests"] == 0, stats["by_route"]  # nothing reached the upstream
+
+
+def test_well_formed_model_ids_pass_through(sidecar, mock):
+    url = sidecar(environ={"OPENAI_API_KEY": "sk-sidecar-own"})
+    status, body = raw_get(url, "/v1/models/gpt-4o-mini")
+    assert status == 200 and json.loads(body)["id"] == "gpt-4o-mini"
+    for path in ("/v1/models/ft:gpt-4o-mini:org:custom:abc123", "/v1/models/meta-llama/Llama-3-8B", "/v1/models/o3_mini.v2"):
+        status, body = raw_get(url, path)
+        assert status == 404 and json.loads(body)["error"]["code"] == "model_not_found"  # the upstream's verdict
+    assert httpx2.get(mock + "/mock/stats").json()["by_route"] == {"/v1/models/{model}": 4}
+
+
+# -- failure modes: a broken upstream stream is a 502, never a 500 -----------------------------
+
+def test_a_streamed_answer_that_is_not_json_is_a_502(tmp_path, embedder, caplog):
+    caplog.set_level(logging.WARNING)
+    with running_server(create_mock(faults="garbage:100%")) as upstream:
+        settings = Settings(cache_dir=str(tmp_path / "c"), upstream_base_url=upstream + "/v1", max_attempts=1)
+        with SemanticCache(settings.cache_dir, embedder=embedder, policy=POLICY) as cache, \
+                running_server(create_app(settings, cache=cache, environ={})) as url:
+            with pytest.raises(openai.APIStatusError) as failed:
+                list(client(url).chat.completions.create(model=MODEL, messages=ask("garbage please"), stream=True))
+    assert failed.value.status_code == 502 and failed.value.body["code"] == "invalid_json"
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def _breaks_mid_stream() -> Starlette:
+    """An upstream whose stream sends one good chunk, then an event that is not JSON."""
+    first = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": MODEL,
+             "choices": [{"index": 0, "delta": {"role": "assistant", "content": "Hel"}, "finish_reason": None}]}
+
+    async def chat_route(request):
+        async def events():
+            yield b"data: " + json.dumps(first).encode() + b"\n\n"
+            yield b"data: {\"choices\": [{\"delta\": \n\n"
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    return Starlette(routes=[Route("/v1/chat/completions", chat_route, methods=["POST"])])
+
+
+def test_a_stream_that_breaks_after_its_headers_ends_with_an_error_event(tmp_path, embedder, caplog):
+    caplog.set_level(logging.WARNING)
+    with running_server(_breaks_mid_stream()) as upstream:
+        settings = Settings(cache_dir=str(tmp_path / "c"), upstream_base_url=upstream + "/v1", max_attempts=1)
+        with SemanticCache(settings.cache_dir, embedder=embedder, policy=POLICY) as cache, \
+                running_server(create_app(settings, cache=cache, environ={})) as url:
+            stream = client(url).chat.completions.create(model=MODEL, messages=ask("break please"), stream=True)
+            texts = []
+            with pytest.raises(openai.APIError) as failed:
+                for chunk in stream:
+                    texts.append(chunk.choices[0].delta.content)
+            assert len(cache) == 0  # half an answer is never stored
+    assert texts == ["Hel"] and failed.value.body["code"] == "invalid_json"
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+# -- the server's loop stays free while big prompts are keyed ----------------------------------
+
+class PrefixEmbedder:
+    """A fast fake: a random direction seeded by the first 200 characters, so a 1 MB prompt costs
+    the embedder nothing and two prompts are never similar (no candidate for the checks to read)."""
+
+    model_id, dim = "test-prefix", 64
+
+    def embed(self, texts):
+        rows = [np.random.default_rng(int.from_bytes(hashlib.sha256(t[:200].encode()).digest()[:8], "little"))
+                .standard_normal(self.dim) for t in texts]
+        return np.asarray([r / np.linalg.norm(r) for r in rows], dtype=np.float32).reshape(len(texts), self.dim)
+
+
+def _big_prompt(seed: int) -> str:
+    rng = random.Random(seed)
+    words = ["".join(rng.choices(string.ascii_lowercase, k=rng.randint(2, 9))) for _ in range(3000)]
+    return f"{seed} " + " ".join(rng.choice(words) for _ in range(140_000))[:950_000]
+
+
+@pytest.fixture
+def mock_process():
+    """The mock upstream in a process of its own, as a provider is: its CPU work is not the sidecar's."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    process = subprocess.Popen([sys.executable, "-m", "semcache.cli", "mock-upstream", "--port", str(port)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                httpx2.get(url + "/mock/stats", timeout=1)
+                break
+            except httpx2.TransportError:
+                time.sleep(0.05)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+async def _four_big_prompts(url: str, loop: asyncio.AbstractEventLoop, seed: int) -> tuple[list[int], float, int, float]:
+    """Send four ~1 MB prompts at once; meanwhile time /healthz from here and a 5 ms sleep on the server's loop."""
+    bodies = [json.dumps({"model": MODEL, "messages": ask(_big_prompt(seed + i))}).encode() for i in range(4)]
+    async with httpx2.AsyncClient(timeout=60) as http:
+        await http.get(url + "/healthz")
+        lag, done = [], asyncio.Event()
+
+        async def probe() -> float:  # runs on the server's loop: how late does a 5 ms sleep wake?
+            worst = 0.0
+            while not done.is_set():  # read across threads: a plain flag is enough here
+                started = time.perf_counter()
+                await asyncio.sleep(0.005)
+                worst = max(worst, time.perf_counter() - started - 0.005)
+            return worst
+
+        async def health() -> None:
+            while not done.is_set():
+                started = time.perf_counter()
+                assert (await http.get(url + "/healthz")).status_code == 200
+                lag.append(time.perf_counter() - started)
+                await asyncio.sleep(0.01)
+
+        probing = asyncio.wrap_future(asyncio.run_coroutine_threadsafe(probe(), loop))
+        watching = asyncio.create_task(health())
+        headers = {**JSON, "Authorization": "Bearer sk-big"}
+        answers = await asyncio.gather(*(http.post(url + "/v1/chat/completions", content=b, headers=headers) for b in bodies))
+        done.set()
+        await watching
+        return [a.status_code for a in answers], max(lag), len(lag), await probing
+
+
+def test_big_prompts_do_not_block_the_servers_loop(tmp_path, mock_process):
+    """Four ~1 MB prompts in flight: /healthz answered 1.0-1.2 s late when the server's loop keyed them itself.
+
+    A second try absorbs a machine busy with other work (the OS scheduler, not the sidecar);
+    the loop keying the prompts itself fails both by a wide margin.
+    """
+    settings = Settings(cache_dir=str(tmp_path / "c"), upstream_base_url=mock_process + "/v1", max_body_bytes=2_000_000)
+    with SemanticCache(settings.cache_dir, embedder=PrefixEmbedder(), policy=POLICY) as cache:
+        app = create_app(settings, cache=cache, environ={})
+        with running_server(app) as url:
+            for attempt in range(2):
+                statuses, worst_health, probes, stalled = asyncio.run(_four_big_prompts(url, app.state.sidecar.loop, 10 * attempt))
+                print(f"/healthz worst {worst_health * 1000:.0f} ms over {probes} probes; the server's loop stalled at most "
+                      f"{stalled * 1000:.0f} ms")
+                assert statuses == [200] * 4 and probes >= 5
+                if worst_health < 0.3 and stalled < 0.25:
+                    break
+    assert worst_health < 0.3, f"/healthz took {worst_health:.3f}s with four 1 MB prompts in flight"
+    assert stalled < 0.25, f"the server's loop was blocked {stalled:.3f}s"
+
+
+# -- shutdown waits for answers still being stored ---------------------------------------------
+
+def test_shutdown_waits_for_a_streamed_miss_to_be_stored(tmp_path, embedder):
+    """The client hangs up after the first chunk; the server stops while the upstream is still streaming."""
+    with running_server(create_mock(chunk_delay_ms=40)) as upstream:
+        settings = Settings(cache_dir=str(tmp_path / "c"), upstream_base_url=upstream + "/v1")
+        with SemanticCache(settings.cache_dir, embedder=embedder, policy=POLICY) as cache:
+            with running_server(create_app(settings, cache=cache, environ={})) as url:
+                stream = client(url).chat.completions.create(model=MODEL, messages=ask("a slow stream"), stream=True)
+                next(iter(stream))
+                stream.close()
+                assert len(cache) == 0  # still streaming from the upstream
+            assert len(cache) == 1  # stored before shutdown finished
+            assert cache.lookup({"model": MODEL, "messages": ask("a slow stream")}, tenant=tenant_from_api_key("sk-alice"))

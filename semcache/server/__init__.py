@@ -14,7 +14,9 @@ def serve(settings: Settings, *, environ: Mapping[str, str] | None = None, log_l
     """Serve the sidecar on ``settings.host:settings.port`` with uvicorn until interrupted.
 
     ``environ`` (default ``os.environ``) supplies the admin token and the sidecar's own upstream
-    key, by the names in ``settings``. Raises ``ConfigError`` when the model cannot be loaded.
+    key (and, if set, the client keys), by the names in ``settings``. Raises ``ConfigError`` when
+    the model or the client keys cannot be loaded, or when the sidecar's own key would be served on
+    a non-loopback address without client keys (``auth.check_exposure``; ``open`` allows it).
     """
     import uvicorn
 

@@ -3,14 +3,15 @@
 ``GET /semcache/stats`` is open but shows per-tenant counters only to the admin; ``DELETE
 /semcache/entries`` and ``POST /semcache/feedback`` need ``Authorization: Bearer <admin token>``
 (the token is read at startup from the variable named by ``settings.admin_token_env``; with no
-token configured they answer 403). Stats and metrics read the store, so they run in a thread.
+token configured they answer 403). Sidecar keys never grant these. The feedback body is read
+like an API body (JSON only, ``max_body_bytes``, checked by ``guard.parse_body``). Stats and
+metrics read the store, so they run in a thread.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 import re
 from typing import Any, Callable
 
@@ -21,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ..errors import RequestError
+from ..errors import AuthenticationFailed, RequestError
 from ..stats import COUNTERS
 from .errors import error_body
 from .upstreams import bearer
@@ -43,7 +44,10 @@ def _admin_refusal(request: Request) -> Response | None:
 
 
 def _is_admin(request: Request) -> bool:
-    return request.app.state.sidecar.admin_token is not None and _admin_refusal(request) is None
+    try:
+        return request.app.state.sidecar.admin_token is not None and _admin_refusal(request) is None
+    except AuthenticationFailed:  # a header no key can have: not the admin, and the stats are public
+        return False
 
 
 async def stats(request: Request) -> Response:
@@ -135,12 +139,8 @@ async def feedback(request: Request) -> Response:
     refusal = _admin_refusal(request)
     if refusal is not None:
         return refusal
-    try:
-        body = json.loads(await request.body())
-    except ValueError as exc:
-        raise RequestError(f"the request body is not valid JSON: {exc}", field="body") from exc
-    if not isinstance(body, dict):
-        raise RequestError("the request body must be a JSON object", field="body")
+    sidecar = request.app.state.sidecar
+    body = await request.app.state.read_json(request, sidecar.settings.max_body_bytes)
     entry_id, correct, query = body.get("id"), body.get("correct"), body.get("query")
     if not isinstance(entry_id, int) or isinstance(entry_id, bool):
         raise RequestError("'id' must be the entry id (an integer; see the x-semcache-entry-id header)", field="id")

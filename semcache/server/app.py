@@ -1,15 +1,19 @@
 """The sidecar: an OpenAI-compatible HTTP proxy in front of a ``SemanticCache``.
 
-``create_app(settings)`` returns a Starlette app. Every answer route reads the request as
-JSON, keys it in the caller's partition (a hash of its API key unless ``shared_cache``), and
-lets the engine answer: a hit locally with a fresh ``id``, a miss through the upstream client
-(with the caller's own key when ``pass_through_key``). Concurrent identical misses make one
-upstream call, and the answer is stored *inside* that one call, so a request arriving just
-after it finds the entry instead of calling again. Streamed misses reach the client chunk by
-chunk as they arrive and are stored once complete; streamed hits are replayed as SSE.
+``create_app(settings)`` returns a Starlette app. Every answer route checks who is calling
+(a sidecar key when client keys are configured, see ``auth``), reads the body as JSON that can
+be forwarded (``guard``), keys it in the caller's partition (its tenant: the sidecar key's
+tenant, else a hash of its API key unless ``shared_cache``), and lets the engine answer: a hit
+locally with a fresh ``id``, a miss through the upstream client (with the caller's own key when
+``pass_through_key`` and no client keys). Concurrent identical misses make one upstream call,
+and the answer is stored *inside* that one call, so a request arriving just after it finds the
+entry instead of calling again. Streamed misses reach the client chunk by chunk as they arrive
+and are stored once complete; streamed hits are replayed as SSE.
 
-The event loop never waits on the model, the index or the disk: lookups and inserts run in
-worker threads, where ``BatchingEmbedder`` folds concurrent lookups into one model call.
+The server's event loop only speaks HTTP: the engine (keying the request, the lookup, the
+upstream call and its pacing, the store) runs on its own loop in a thread (``EngineLoop``),
+and blocking work there runs in worker threads, where ``BatchingEmbedder`` folds concurrent
+lookups into one model call.
 """
 
 from __future__ import annotations
@@ -20,7 +24,6 @@ import logging
 import os
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Mapping
@@ -28,7 +31,8 @@ from typing import Any, Awaitable, Callable, Mapping
 import httpx2
 import openai
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.middleware import Middleware
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
@@ -38,9 +42,14 @@ from ..engine import Result, SemanticCache
 from ..errors import RequestError, UpstreamStatusError
 from ..keys import tenant_from_api_key
 from ..upstream.client import translate_error
+from ..upstream.tokens import encoding_for, usage_of
 from ..wiring import cache_from_settings, embedder_from_settings
 from . import admin
+from .auth import ClientKeys, TenantQuota, check_exposure, load_client_keys
+from .engine_loop import EngineLoop
 from .errors import BodyTooLarge, error_body, error_response
+from .guard import check_request, model_id, parse_body
+from .hosts import HostOriginGuard, cors, require_json
 from .streaming import DONE, assemble, encode, fresh, replay, strip_usage
 from .upstreams import UpstreamPool, bearer
 
@@ -48,11 +57,13 @@ __all__ = ["Sidecar", "create_app"]
 
 log = logging.getLogger("semcache")
 
-# The field each route cannot do without, checked first so the 400 names it precisely.
-_REQUIRED = {"chat": "messages", "completions": "prompt", "responses": "input", "embeddings": "input"}
 # Worker threads for lookups and inserts: they mostly wait on the batching embedder, and more of
 # them waiting means larger batches (see benchmarks/bench_server.py).
 WORKER_THREADS = 64
+# Bodies up to this size are parsed on the server's loop (under a millisecond); larger ones in a thread.
+_INLINE_PARSE_BYTES = 64 * 1024
+# How long shutdown waits for answers still being stored (streamed misses store in the background).
+DRAIN_TIMEOUT_S = 10.0
 _END = object()  # the stream ended
 
 
@@ -65,6 +76,15 @@ class Options:
     threshold: float | None = None  # x-semcache-threshold (only when settings.allow_threshold_header)
 
 
+@dataclass(frozen=True)
+class Caller:
+    """Who is asking: its tenant, the key its misses go upstream with (None: the sidecar's own), its own limits."""
+
+    tenant: str
+    upstream_key: str | None = None
+    quota: TenantQuota | None = None
+
+
 class _Failed:
     """The upstream stream broke: carries its exception to the response generator."""
 
@@ -72,41 +92,72 @@ class _Failed:
         self.error = error
 
 
+class Answer(JSONResponse):
+    """A JSON response that any answer can be rendered into, or a typed error when it cannot."""
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return super().render(content)
+        except UnicodeEncodeError:  # a lone surrogate in an upstream answer: escaped, it is still valid JSON
+            return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode()
+        except ValueError as exc:  # NaN or Infinity in an upstream answer: not JSON, not forwardable
+            raise UpstreamStatusError(f"the upstream answer cannot be sent on as JSON: {exc}", code="invalid_response_body") from exc
+
+
 class Sidecar:
-    """The state every route shares: settings, the cache, the upstream clients, the admin token."""
+    """The state every route shares: settings, the cache, the upstream clients, the keys and tokens."""
 
     def __init__(self, settings: Settings, cache: SemanticCache, upstreams: UpstreamPool, *, admin_token: str | None,
-                 owns_cache: bool) -> None:
+                 owns_cache: bool, client_keys: ClientKeys | None = None) -> None:
         self.settings = settings
         self.cache = cache
         self.upstreams = upstreams
         self.admin_token = admin_token or None
         self.owns_cache = owns_cache
-        self._tasks: set[asyncio.Task] = set()
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self.client_keys = client_keys
+        self.quotas: dict[str, TenantQuota] = {}
+        for tenant, limits in (client_keys.tenants.items() if client_keys is not None else ()):
+            if limits:
+                self.quotas[tenant] = TenantQuota(tenant, limits, alert_fraction=settings.budget_alert_fraction,
+                                                  pricing=cache.pricing, stats=cache.stats_recorder, ledger=cache.store)
+        self.engine = EngineLoop(workers=WORKER_THREADS)
+        self.loop: asyncio.AbstractEventLoop | None = None  # the server's loop (HTTP)
 
     def prepare(self) -> None:
-        """Give the server's loop enough worker threads (once per loop; asyncio.run shuts them down)."""
-        loop = asyncio.get_running_loop()
-        if loop is not self._loop:
-            self._loop = loop
-            loop.set_default_executor(ThreadPoolExecutor(WORKER_THREADS, thread_name_prefix="semcache"))
+        """Note the server's loop and start the engine's (idempotent)."""
+        self.loop = asyncio.get_running_loop()
+        self.engine.start()
 
     def __repr__(self) -> str:
-        return f"Sidecar({self.cache!r}, {self.upstreams!r}, admin={'on' if self.admin_token else 'off'})"
+        keys = f"{len(self.client_keys)} client keys" if self.client_keys is not None else "no client keys"
+        return f"Sidecar({self.cache!r}, {self.upstreams!r}, {keys}, admin={'on' if self.admin_token else 'off'})"
 
     async def aclose(self) -> None:
-        """Close the upstream connections, then flush and close the cache if this sidecar built it."""
-        await self.upstreams.aclose()
+        """Wait (bounded) for answers still being stored, close the upstream connections, then the cache if it is ours."""
+        remaining = await self.engine.drain(DRAIN_TIMEOUT_S)
+        if remaining:
+            log.warning("semcache sidecar: %d requests still running after %.0fs at shutdown; their answers are not stored",
+                        remaining, DRAIN_TIMEOUT_S)
+        await self.engine.run(self.upstreams.aclose())
         if self.owns_cache:
             await asyncio.to_thread(self.cache.close)
+        await self.engine.stop()
 
     # -- request parsing -------------------------------------------------------------------
     def tenant(self, caller_key: str | None) -> str:
-        """Return the caller's tenant: a hash of its key (never the key), or one tenant with ``shared_cache``."""
+        """Return the tenant of a caller without client keys: a hash of its key (never the key), or ``settings.tenant``."""
         if self.settings.shared_cache or not caller_key:
             return self.settings.tenant
         return tenant_from_api_key(caller_key)
+
+    def caller(self, headers: Mapping[str, str]) -> Caller:
+        """Return who is calling; raise ``AuthenticationFailed`` (401) for a key that cannot be used."""
+        presented = bearer(headers)
+        if self.client_keys is None:
+            return Caller(self.tenant(presented), presented)
+        key = self.client_keys.authenticate(presented)
+        tenant = self.settings.tenant if self.settings.shared_cache else key.tenant
+        return Caller(tenant, None, self.quotas.get(key.tenant))
 
     def options(self, headers: Mapping[str, str]) -> Options:
         directives = {d.strip().lower() for d in headers.get("cache-control", "").split(",")}
@@ -118,51 +169,80 @@ class Sidecar:
             except ValueError:
                 threshold = float("nan")
             if not -1 <= threshold <= 1:
-                raise RequestError(f"header x-semcache-threshold must be a cosine in [-1, 1], got {raw!r}", field="x-semcache-threshold")
+                raise RequestError(f"header x-semcache-threshold must be a cosine in [-1, 1], got {raw[:50]!r}", field="x-semcache-threshold")
         return Options("no-cache" in directives, "no-store" in directives, threshold)
 
-    # -- answering -------------------------------------------------------------------------
-    async def complete(self, body: dict, kind: str, caller: str | None, options: Options) -> Response:
-        """Answer a non-streaming request from the cache, or upstream (stored inside the single flight)."""
-        tenant = self.tenant(caller)
+    # -- answering (the coroutines named _on_engine run on the engine loop) ----------------
+    async def _upstream_call(self, body: dict, kind: str, caller: Caller) -> Any:
+        upstream = self.upstreams.for_caller(caller.upstream_key)
+        quota = caller.quota
+        ticket = await quota.admit(body, kind) if quota is not None else None
+        try:
+            response = await upstream.acall(body, kind=kind, tenant=caller.tenant)
+        except BaseException:
+            if quota is not None:
+                quota.refund(ticket)
+            raise
+        if quota is not None:
+            await quota.settle(ticket, response.model, response.prompt_tokens, response.completion_tokens)
+        return response.body
 
+    async def _complete_on_engine(self, body: dict, kind: str, caller: Caller, options: Options) -> Result:
         async def call(_: Any) -> dict:
-            return (await self.upstreams.for_caller(caller).acall(body, kind=kind, tenant=tenant)).body
+            return await self._upstream_call(body, kind, caller)
 
-        result = await self.cache.acomplete(body, call, tenant=tenant, kind=kind, no_cache=options.no_cache,
-                                            no_store=options.no_store, threshold=options.threshold)
-        return JSONResponse(self._present(kind, result), headers=_headers(result))
+        return await self.cache.acomplete(body, call, tenant=caller.tenant, kind=kind, no_cache=options.no_cache,
+                                          no_store=options.no_store, threshold=options.threshold)
 
-    async def stream(self, body: dict, kind: str, caller: str | None, options: Options) -> Response:
-        """Answer a streaming request: pass a miss through as it arrives, replay anything else as SSE."""
-        tenant = self.tenant(caller)
-        queue: asyncio.Queue = asyncio.Queue()
-        client_usage = _include_usage(body)
+    async def complete(self, body: dict, kind: str, caller: Caller, options: Options) -> Response:
+        """Answer a non-streaming request from the cache, or upstream (stored inside the single flight)."""
+        result = await self.engine.run(self._complete_on_engine(body, kind, caller, options))
+        return Answer(self._present(kind, result), headers=_headers(result))
+
+    async def _stream_on_engine(self, body: dict, kind: str, caller: Caller, options: Options,
+                                push: Callable[[Any], None]) -> Result:
         upstream_body = body if kind == "responses" else {
             # Always ask for usage upstream: the stored entry needs it to count tokens saved.
             **body, "stream_options": {**(body.get("stream_options") or {}), "include_usage": True}}
 
         async def call(_: Any) -> dict:
-            chunks = []
+            chunks: list[dict] = []
+            quota, ticket = caller.quota, None
             try:
-                upstream = self.upstreams.for_caller(caller)
-                async for chunk in upstream.astream(upstream_body, kind=kind, tenant=tenant):
+                upstream = self.upstreams.for_caller(caller.upstream_key)
+                ticket = await quota.admit(body, kind) if quota is not None else None
+                async for chunk in upstream.astream(upstream_body, kind=kind, tenant=caller.tenant):
                     chunks.append(chunk)
-                    queue.put_nowait(chunk)
+                    push(chunk)
                 answer = assemble(kind, chunks)
                 if answer is None:
                     raise UpstreamStatusError("the upstream stream ended before the answer was complete", code="incomplete_stream")
             except BaseException as exc:
-                queue.put_nowait(_Failed(exc))
+                if quota is not None:
+                    quota.refund(ticket)
+                push(_Failed(exc))
                 raise
-            queue.put_nowait(_END)
+            if quota is not None:
+                await quota.settle(ticket, body["model"], *usage_of(answer))
+            push(_END)
             return answer  # acomplete stores it (inside the single flight) unless no-store
 
-        # A task of its own: a client that hangs up does not stop the answer from being stored.
-        task = asyncio.create_task(self.cache.acomplete(body, call, tenant=tenant, kind=kind, no_cache=options.no_cache,
-                                                        no_store=options.no_store, threshold=options.threshold))
-        self._tasks.add(task)
-        task.add_done_callback(self._finished)
+        return await self.cache.acomplete(body, call, tenant=caller.tenant, kind=kind, no_cache=options.no_cache,
+                                          no_store=options.no_store, threshold=options.threshold)
+
+    async def stream(self, body: dict, kind: str, caller: Caller, options: Options) -> Response:
+        """Answer a streaming request: pass a miss through as it arrives, replay anything else as SSE."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue = asyncio.Queue()
+        client_usage = _include_usage(body)
+
+        def push(item: Any) -> None:  # called on the engine loop
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+
+        # A task of its own, on the engine loop: a client that hangs up does not stop the answer
+        # from being stored, and shutdown waits for it (``aclose``).
+        task = asyncio.wrap_future(self.engine.submit(self._stream_on_engine(body, kind, caller, options, push)))
+        task.add_done_callback(_finished)
         getter = asyncio.ensure_future(queue.get())
         await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
         first = getter.result() if getter.done() else None
@@ -175,26 +255,41 @@ class Sidecar:
         events = b"".join(replay(kind, self._present(kind, result), include_usage=client_usage))
         return Response(events, media_type="text/event-stream", headers={**_headers(result), "cache-control": "no-cache"})
 
-    def _finished(self, task: asyncio.Task) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.debug("semcache streamed request ended with %s", type(task.exception()).__name__)
-
     def _present(self, kind: str, result: Result) -> Any:
         if result.status in ("hit", "stale"):
             return fresh(kind, result.response, uuid.uuid4().hex, int(time.time()))
         return result.response
 
-    async def models(self, request: Request) -> Response:
-        """Pass ``GET /v1/models[/{model}]`` through to the upstream, with the caller's key or the sidecar's."""
-        key = self.upstreams.key_for(bearer(request.headers))
+    async def _models_on_engine(self, path: str, caller: Caller) -> Response:
+        key = self.upstreams.key_for(caller.upstream_key)
         client = openai.AsyncOpenAI(api_key=key, base_url=self.settings.upstream_base_url, max_retries=0,
                                     timeout=self.settings.upstream_timeout, http_client=self.upstreams.http)
         try:
-            answer = await client.get(request.url.path.removeprefix("/v1"), cast_to=httpx2.Response)
+            answer = await client.get(path, cast_to=httpx2.Response)
         except openai.OpenAIError as exc:
             raise translate_error(exc)[0] from exc
         return Response(answer.content, answer.status_code, media_type=answer.headers.get("content-type", "application/json"))
+
+    async def models(self, request: Request) -> Response:
+        """Pass ``GET /v1/models[/{id}]`` through to the upstream, with the caller's key or the sidecar's.
+
+        Only a well-formed id reaches the upstream (``guard.model_id``): a path such as
+        ``/v1/models/%2e%2e/files`` would otherwise become ``GET /v1/files`` with the sidecar's key.
+        """
+        caller = self.caller(request.headers)
+        raw_path = request.scope.get("raw_path") or request.url.path.encode()
+        path = "/models" if raw_path in (b"/v1/models",) else "/models/" + model_id(raw_path)
+        return await self.engine.run(self._models_on_engine(path, caller))
+
+
+def _load_tokenizers() -> None:
+    for model in ("gpt-4o-mini", "gpt-3.5-turbo"):  # o200k_base and cl100k_base
+        encoding_for(model)
+
+
+def _finished(task: asyncio.Future) -> None:
+    if not task.cancelled() and task.exception() is not None:  # retrieved: never "exception was never retrieved"
+        log.debug("semcache streamed request ended with %s", type(task.exception()).__name__)
 
 
 def _include_usage(body: Mapping[str, Any]) -> bool:
@@ -202,7 +297,7 @@ def _include_usage(body: Mapping[str, Any]) -> bool:
     return isinstance(options, Mapping) and bool(options.get("include_usage"))
 
 
-async def _pass_through(kind: str, first: dict, queue: asyncio.Queue, client_usage: bool, stored: asyncio.Task):
+async def _pass_through(kind: str, first: dict, queue: asyncio.Queue, client_usage: bool, stored: asyncio.Future):
     """Relay a streamed miss as it arrives; end it only once the answer is stored, so the same
     request sent right after the stream ends is a hit (read your own writes)."""
     item: Any = first
@@ -218,7 +313,7 @@ async def _pass_through(kind: str, first: dict, queue: asyncio.Queue, client_usa
         item = await queue.get()
     try:
         await asyncio.shield(stored)  # shielded: a client hanging up now does not cancel the store
-    except Exception:  # a failed store is logged by the task's callback; the answer itself was complete
+    except Exception:  # a failed store is logged by the engine; the answer itself was complete
         pass
     if kind != "responses":
         yield DONE
@@ -236,8 +331,8 @@ def _headers(result: Result) -> dict[str, str]:
     return headers
 
 
-async def read_json(request: Request, limit: int) -> dict:
-    """Return the request's JSON object; raise ``BodyTooLarge`` past ``limit`` bytes, ``RequestError`` if not JSON."""
+async def read_body(request: Request, limit: int) -> bytes:
+    """Return the raw body; raise ``BodyTooLarge`` past ``limit`` bytes (declared or sent)."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge(limit)
@@ -247,20 +342,21 @@ async def read_json(request: Request, limit: int) -> dict:
         if size > limit:
             raise BodyTooLarge(limit)
         chunks.append(chunk)
-    try:
-        body = json.loads(b"".join(chunks))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise RequestError(f"the request body is not valid JSON: {exc}", field="body") from exc
-    if not isinstance(body, dict):
-        raise RequestError(f"the request body must be a JSON object, got {type(body).__name__}", field="body")
-    return body
+    return b"".join(chunks)
 
 
-def _check(body: dict, kind: str) -> None:
-    if not isinstance(body.get("model"), str) or not body["model"]:
-        raise RequestError("missing required parameter 'model' (a string)", field="model")
-    if body.get(_REQUIRED[kind]) is None:
-        raise RequestError(f"missing required parameter {_REQUIRED[kind]!r}", field=_REQUIRED[kind])
+async def read_json(request: Request, limit: int) -> dict:
+    """Return the request's JSON object, checked by ``guard.parse_body``.
+
+    Raises ``UnsupportedMediaType`` unless declared JSON, ``BodyTooLarge`` past ``limit`` bytes,
+    ``RequestError`` naming the field that cannot be forwarded. A large body is parsed in a
+    worker thread: the server's loop keeps answering meanwhile.
+    """
+    require_json(request.headers)
+    raw = await read_body(request, limit)
+    if len(raw) <= _INLINE_PARSE_BYTES:
+        return parse_body(raw)
+    return await asyncio.to_thread(parse_body, raw)
 
 
 def guarded(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
@@ -269,8 +365,13 @@ def guarded(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Requ
     async def route(request: Request) -> Response:
         try:
             return await handler(request)
+        except ClientDisconnect:  # nobody is left to read an answer
+            return Response(status_code=400)
         except Exception as exc:
             settings = request.app.state.sidecar.settings
+            quota = getattr(request.state, "quota", None)
+            if quota is not None:  # a tenant over its own limit is told its own limits
+                return error_response(exc, rpm=quota.rpm, tpm=quota.tpm)
             return error_response(exc, rpm=settings.rpm, tpm=settings.tpm)
 
     return route
@@ -281,9 +382,11 @@ def _answer(kind: str) -> Callable[[Request], Awaitable[Response]]:
     async def route(request: Request) -> Response:
         sidecar: Sidecar = request.app.state.sidecar
         sidecar.prepare()
+        caller = sidecar.caller(request.headers)  # 401 before the body is read
+        request.state.quota = caller.quota
         body = await read_json(request, sidecar.settings.max_body_bytes)
-        _check(body, kind)
-        caller, options = bearer(request.headers), sidecar.options(request.headers)
+        check_request(body, kind)
+        options = sidecar.options(request.headers)
         if body.get("stream") and kind != "embeddings":
             return await sidecar.stream(body, kind, caller, options)
         return await sidecar.complete(body, kind, caller, options)
@@ -293,12 +396,14 @@ def _answer(kind: str) -> Callable[[Request], Awaitable[Response]]:
 
 @guarded
 async def _models(request: Request) -> Response:
-    return await request.app.state.sidecar.models(request)
+    sidecar: Sidecar = request.app.state.sidecar
+    sidecar.prepare()
+    return await sidecar.models(request)
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:
     status = getattr(exc, "status_code", 404)
-    return JSONResponse(error_body(f"Invalid URL ({request.method} {request.url.path})"), status_code=status)
+    return JSONResponse(error_body(f"Invalid URL ({request.method} {request.url.path[:200]})"), status_code=status)
 
 
 def create_app(settings: Settings, *, cache: SemanticCache | None = None, upstream: Any = None,
@@ -308,21 +413,29 @@ def create_app(settings: Settings, *, cache: SemanticCache | None = None, upstre
     ``cache``: the engine (default: built from ``settings`` with the packaged model behind a
     ``BatchingEmbedder``; then the app closes it at shutdown). ``upstream``: one client that
     answers every caller (default: an ``OpenAIUpstream`` per caller key, see ``UpstreamPool``).
-    ``environ`` (default ``os.environ``) is read once, here, for the admin token and the
-    sidecar's own upstream key. Raises ``ConfigError`` when the model cannot be loaded.
+    ``environ`` (default ``os.environ``) is read once, here, for the admin token, the sidecar's
+    own upstream key and the client keys. Raises ``ConfigError`` when the model cannot be loaded,
+    the client keys cannot be read, or the setup would serve the sidecar's own key to anyone
+    (``auth.check_exposure``).
     """
     environ = os.environ if environ is None else environ
+    own_key = environ.get(settings.upstream_api_key_env) or None
+    client_keys = load_client_keys(settings, environ)
+    check_exposure(settings, own_key=own_key, client_keys=client_keys, fixed_upstream=upstream is not None)
     owns_cache = cache is None
     if cache is None:
         embedder = BatchingEmbedder(embedder_from_settings(settings))
         cache = cache_from_settings(settings, embedder=embedder)
-    upstreams = UpstreamPool(settings, own_key=environ.get(settings.upstream_api_key_env), fixed=upstream,
-                             stats=cache.stats_recorder, pricing=cache.pricing, ledger=cache.store)
-    sidecar = Sidecar(settings, cache, upstreams, admin_token=environ.get(settings.admin_token_env), owns_cache=owns_cache)
+    upstreams = UpstreamPool(settings, own_key=own_key, fixed=upstream, stats=cache.stats_recorder, pricing=cache.pricing,
+                             ledger=cache.store)
+    sidecar = Sidecar(settings, cache, upstreams, admin_token=environ.get(settings.admin_token_env), owns_cache=owns_cache,
+                      client_keys=client_keys)
 
     @asynccontextmanager
     async def lifespan(app: Starlette):
         sidecar.prepare()
+        # Load both tokenizers now, not in the first request: building one holds the GIL for ~0.5 s.
+        await sidecar.engine.run(asyncio.to_thread(_load_tokenizers))
         yield
         await sidecar.aclose()
 
@@ -335,7 +448,10 @@ def create_app(settings: Settings, *, cache: SemanticCache | None = None, upstre
         Route("/v1/models/{model:path}", _models, methods=["GET"]),
         *admin.routes(guarded),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={404: _not_found, 405: _not_found})
+    middleware = [Middleware(HostOriginGuard, hosts=(settings.host, *settings.allowed_hosts), origins=settings.allowed_origins),
+                  *cors(settings)]
+    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan, exception_handlers={404: _not_found, 405: _not_found})
     app.state.sidecar = sidecar
+    app.state.read_json = read_json
     app.state.metrics = admin.registry(cache)
     return app

@@ -2,8 +2,8 @@
 
 ``error_response`` turns semcache's exceptions into that shape in one place, so every route
 (and every SDK a client uses) sees the same statuses: 400 bad request (naming the field), 401
-bad credentials, 413 body too large, 429 rate-limited or out of quota (``retry-after`` set),
-502/504 upstream unreachable or silent.
+bad credentials, 403 a foreign Origin or Host, 413 body too large, 415 a body that is not JSON,
+429 rate-limited or out of quota (``retry-after`` set), 502/504 upstream unreachable or silent.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from ..errors import (
     UpstreamTimeout,
 )
 
-__all__ = ["BodyTooLarge", "error_body", "error_response", "rate_limit_headers"]
+__all__ = ["BodyTooLarge", "Refused", "UnsupportedMediaType", "error_body", "error_response", "rate_limit_headers"]
 
 log = logging.getLogger("semcache")
 
@@ -39,9 +39,27 @@ class BodyTooLarge(SemcacheError):
         self.limit = limit
 
 
+class UnsupportedMediaType(SemcacheError):
+    """The request body is not declared ``application/json`` (415)."""
+
+
+class Refused(SemcacheError):
+    """The request came from an Origin or for a Host the sidecar does not serve (403)."""
+
+    def __init__(self, message: str, *, code: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _printable(text: object) -> str | None:
+    # A message may quote an upstream answer (a lone surrogate cannot be encoded as UTF-8), and a
+    # compatible server's error code may be a number: the shape promises str or null.
+    return None if text is None else str(text).encode("utf-8", "replace").decode("utf-8")
+
+
 def error_body(message: str, type_: str = "invalid_request_error", *, param: str | None = None, code: str | None = None) -> dict:
     """Return OpenAI's error body."""
-    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+    return {"error": {"message": _printable(message), "type": type_, "param": _printable(param), "code": _printable(code)}}
 
 
 def rate_limit_headers(retry_after: float, *, rpm: int | None = None, tpm: int | None = None) -> dict[str, str]:
@@ -72,6 +90,10 @@ def error_response(exc: BaseException, *, rpm: int | None = None, tpm: int | Non
         return _json(400, error_body(str(exc), param=exc.field, code="invalid_value"))
     if isinstance(exc, BodyTooLarge):
         return _json(413, error_body(str(exc), code="request_too_large"))
+    if isinstance(exc, UnsupportedMediaType):
+        return _json(415, error_body(str(exc), param="content-type", code="unsupported_media_type"))
+    if isinstance(exc, Refused):
+        return _json(403, error_body(str(exc), "permission_error", code=exc.code))
     if isinstance(exc, RateLimited):
         return _json(429, error_body(str(exc), "requests", code=exc.code or "rate_limit_exceeded"),
                      rate_limit_headers(exc.retry_after, rpm=rpm, tpm=tpm))

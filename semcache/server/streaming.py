@@ -19,10 +19,14 @@ DONE = b"data: [DONE]\n\n"
 
 def encode(kind: str, data: Any) -> bytes:
     """Return one SSE event; the Responses API names its events (``event: <type>``)."""
-    payload = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    try:
+        payload = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+    except UnicodeEncodeError:  # a lone surrogate in an upstream answer: escaped, it is still valid JSON
+        payload = json.dumps(data, separators=(",", ":")).encode()
     if kind == "responses" and isinstance(data, dict) and isinstance(data.get("type"), str):
-        return f"event: {data['type']}\ndata: {payload}\n\n".encode()
-    return f"data: {payload}\n\n".encode()
+        name = data["type"].replace("\r", " ").replace("\n", " ")  # one line, whatever the upstream named it
+        return f"event: {name}\n".encode("utf-8", "replace") + b"data: " + payload + b"\n\n"
+    return b"data: " + payload + b"\n\n"
 
 
 def fresh(kind: str, response: dict, new_id: str, now: int) -> dict:

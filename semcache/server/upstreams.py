@@ -7,6 +7,7 @@ paces itself with its own limiter, which matches the provider: its RPM/TPM limit
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import OrderedDict
 from typing import Any, Mapping
@@ -78,10 +79,26 @@ class UpstreamPool:
             return client
 
 
+# What an API key can be: visible ASCII. Anything else cannot be sent on in a header (a byte
+# over 0x7f made the upstream client raise UnicodeEncodeError: a 500) and is no key anyway.
+_KEY = re.compile(r"[\x21-\x7e]{1,1024}")
+
+
 def bearer(headers: Mapping[str, str]) -> str | None:
-    """Return the bearer token of an ``Authorization`` header (or Azure's ``api-key``), else None."""
+    """Return the bearer token of an ``Authorization`` header (or Azure's ``api-key``), else None.
+
+    Raises ``AuthenticationFailed`` (401 ``invalid_api_key``) for a token that is not 1-1024
+    visible ASCII characters; the message never repeats it.
+    """
     value = headers.get("authorization", "")
     scheme, _, token = value.partition(" ")
     if scheme.lower() == "bearer" and token.strip():
-        return token.strip()
-    return headers.get("api-key") or None
+        token = token.strip()
+    else:
+        token = headers.get("api-key") or ""
+    if not token:
+        return None
+    if not _KEY.fullmatch(token):
+        raise AuthenticationFailed("the API key has characters no API key has (visible ASCII only, at most 1024)",
+                                   status_code=401, code="invalid_api_key")
+    return token

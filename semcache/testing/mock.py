@@ -28,6 +28,7 @@ import base64
 import hashlib
 import json
 import logging
+import math
 import time
 from collections import Counter
 from typing import Any, Awaitable, Callable, Iterator
@@ -45,6 +46,8 @@ from semcache.errors import ConfigError
 from semcache.testing.mock_answers import (
     answer_pieces,
     chat_choice,
+    check_content,
+    check_stream,
     content_text,
     json_from_schema,
     request_digest,
@@ -82,11 +85,13 @@ class _Mock:
     """The mock's state: limits, fault plan, stats and options shared by every route."""
 
     def __init__(self, *, rpm: int | None, tpm: int | None, latency_ms: float, faults: str, seed: int, slow_s: float,
+                 chunk_delay_ms: float,
                  api_key: str | None, embedding_dims: int, timer: Callable[[], float],
                  sleep: Callable[[float], Awaitable[Any]]) -> None:
         self.limits = RateLimits(rpm, tpm, timer=timer)
         self.plan = FaultPlan(parse_faults(faults), seed=seed, slow_s=slow_s)
         self.latency_s = latency_ms / 1000
+        self.chunk_delay_s = chunk_delay_ms / 1000
         self.seed, self.api_key, self.embedding_dims = seed, api_key, embedding_dims
         self.timer, self.sleep = timer, sleep
         self.reset()
@@ -170,8 +175,8 @@ def _api(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
             return _error(401, error_body("Incorrect API key provided. You can find your API key at "
                                           "https://platform.openai.com/account/api-keys.", code="invalid_api_key"))
         try:
-            body = json.loads(await request.body())
-        except (ValueError, UnicodeDecodeError):
+            body = _parse(await request.body())
+        except (ValueError, UnicodeError, RecursionError):  # as OpenAI: NaN, 1e400 and lone surrogates are not JSON
             return _error(400, error_body(JSON_PARSE_ERROR))
         try:
             if not isinstance(body, dict):
@@ -199,6 +204,24 @@ def _api(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
     return endpoint
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number out of range: {text}")
+    return value
+
+
+def _refuse_constant(text: str) -> Any:
+    raise ValueError(f"not a JSON value: {text}")
+
+
+def _parse(raw: bytes) -> Any:
+    """Parse a body as strictly as OpenAI does: no NaN/Infinity, finite numbers, text that is UTF-8."""
+    body = json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite)
+    json.dumps(body, ensure_ascii=False).encode("utf-8")  # raises UnicodeEncodeError for a lone surrogate
+    return body
+
+
 def _usage(mock: _Mock, prompt: int, completion: int) -> dict:
     mock.tokens["prompt"] += prompt
     mock.tokens["completion"] += completion
@@ -206,9 +229,11 @@ def _usage(mock: _Mock, prompt: int, completion: int) -> dict:
             "prompt_tokens_details": {"cached_tokens": 0}, "completion_tokens_details": {"reasoning_tokens": 0}}
 
 
-def _sse(chunks: Iterator[bytes]) -> StreamingResponse:
+def _sse(mock: _Mock, chunks: Iterator[bytes]) -> StreamingResponse:
     async def body():  # an async generator keeps Starlette from moving each chunk to a thread
-        for chunk in chunks:
+        for i, chunk in enumerate(chunks):
+            if i and mock.chunk_delay_s:
+                await mock.sleep(mock.chunk_delay_s)
             yield chunk
 
     return StreamingResponse(body(), media_type="text/event-stream", headers={"cache-control": "no-cache"})
@@ -230,7 +255,7 @@ def _chat(mock: _Mock, body: dict, rid: str):
         choices = [choice for choice, _ in results]
         usage = _usage(mock, prompt, sum(used for _, used in results))
         if body.get("stream"):
-            return _sse(stream_chat(base, choices, usage, _include_usage(body), model))
+            return _sse(mock, stream_chat(base, choices, usage, _include_usage(body), model))
         return JSONResponse({**base, "choices": choices, "usage": usage})
 
     return model, prompt, (limit or DEFAULT_MAX_TOKENS) * n, render
@@ -247,6 +272,7 @@ def _completions(mock: _Mock, body: dict, rid: str):
     n = check_field(body, "n", "integer", minimum=1, maximum=128) or 1
     limit = check_field(body, "max_tokens", "integer", minimum=1)
     limit = 16 if limit is None else limit  # the legacy endpoint's real default
+    check_stream(body)
     prompt = sum(count_tokens(p, model) for p in prompts)
     choices, completion = [], 0
     for j, text in enumerate(prompts):
@@ -269,7 +295,7 @@ def _completions(mock: _Mock, body: dict, rid: str):
     def render() -> Response:
         usage = _usage(mock, prompt, completion)
         if body.get("stream"):
-            return _sse(stream(usage))
+            return _sse(mock, stream(usage))
         return JSONResponse({**base, "choices": choices, "usage": usage})
 
     return model, prompt, limit * n * len(prompts), render
@@ -277,7 +303,8 @@ def _completions(mock: _Mock, body: dict, rid: str):
 
 def _response_messages(body: dict) -> list[dict]:
     """Turn a Responses API request's ``instructions`` and ``input`` into chat messages."""
-    messages = [{"role": "system", "content": body["instructions"]}] if isinstance(body.get("instructions"), str) else []
+    instructions = check_field(body, "instructions", "string")
+    messages = [{"role": "system", "content": instructions}] if instructions is not None else []
     items = body.get("input")
     if isinstance(items, str):
         return messages + [{"role": "user", "content": items}]
@@ -287,6 +314,10 @@ def _response_messages(body: dict) -> list[dict]:
         if not isinstance(item, dict):
             raise Invalid(f"Invalid type for 'input[{i}]': expected an object.", f"input[{i}]", "invalid_type")
         if "role" in item:
+            if item["role"] not in ("user", "assistant", "system", "developer"):
+                raise Invalid(f"Invalid value for 'input[{i}].role': expected one of user, assistant, system, developer.",
+                              f"input[{i}].role", "invalid_value")
+            check_content(item.get("content"), f"input[{i}].content", required=True)
             messages.append({"role": item["role"], "content": content_text(item.get("content"))})
         elif item.get("type") == "function_call_output":
             messages.append({"role": "tool", "content": str(item.get("output", ""))})
@@ -299,7 +330,10 @@ def _responses(mock: _Mock, body: dict, rid: str):
         raise Invalid("Missing required parameter: 'input'.", "input", "missing_required_parameter")
     messages = _response_messages(body)
     limit = check_field(body, "max_output_tokens", "integer", minimum=16)
-    fmt = ((body.get("text") or {}).get("format") or {}) if isinstance(body.get("text"), dict) else {}
+    check_stream(body)
+    fmt = check_field(check_field(body, "text", "object") or {}, "format", "object") or {}
+    if fmt.get("type") == "json_schema":
+        check_field(fmt, "schema", "object")
     digest = request_digest(model, messages, fmt)
     if fmt.get("type") == "json_object":
         text = json.dumps({"answer": sentence_from(digest)})
@@ -343,7 +377,7 @@ def _responses(mock: _Mock, body: dict, rid: str):
         usage = {"input_tokens": prompt, "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0}, "output_tokens": completion,
                  "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": prompt + completion}
         final = obj("incomplete" if cut else "completed", [message], usage)
-        return _sse(stream(final)) if body.get("stream") else JSONResponse(final)
+        return _sse(mock, stream(final)) if body.get("stream") else JSONResponse(final)
 
     return model, prompt, limit or DEFAULT_MAX_TOKENS, render
 
@@ -451,10 +485,12 @@ class _Envelope:
 
 def create_app(*, rpm: int | None = None, tpm: int | None = None, latency_ms: float = 0, faults: str = "", seed: int = 0,
                timer: Callable[[], float] = time.monotonic, slow_s: float = 2.0, api_key: str | None = None,
-               embedding_dims: int = 64, sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep) -> Starlette:
+               embedding_dims: int = 64, sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+               chunk_delay_ms: float = 0) -> Starlette:
     """Return the mock upstream as a Starlette app; its state is ``app.state.mock``.
 
-    ``rpm``/``tpm``: limits (None: unlimited). ``latency_ms``: added to every API request.
+    ``rpm``/``tpm``: limits (None: unlimited). ``latency_ms``: added to every API request;
+    ``chunk_delay_ms``: between two events of a streamed answer (a slow stream).
     ``faults``: a spec for ``mock_faults.parse_faults``, drawn from ``random.Random(seed)``;
     ``slow_s`` is the delay of ``slow`` faults without their own. ``api_key``: when set, other
     keys get 401. ``timer`` drives the limits; ``sleep`` the latency. Raises ``ConfigError``.
@@ -462,13 +498,13 @@ def create_app(*, rpm: int | None = None, tpm: int | None = None, latency_ms: fl
     for name, value in (("rpm", rpm), ("tpm", tpm)):
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
             raise ConfigError(f"{name} must be a positive integer or None, got {value!r}")
-    for name, value in (("latency_ms", latency_ms), ("slow_s", slow_s)):
+    for name, value in (("latency_ms", latency_ms), ("slow_s", slow_s), ("chunk_delay_ms", chunk_delay_ms)):
         if not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
             raise ConfigError(f"{name} must be a finite number >= 0, got {value!r}")
     if not isinstance(embedding_dims, int) or embedding_dims <= 0:
         raise ConfigError(f"embedding_dims must be a positive integer, got {embedding_dims!r}")
     mock = _Mock(rpm=rpm, tpm=tpm, latency_ms=latency_ms, faults=faults, seed=seed, slow_s=slow_s, api_key=api_key,
-                 embedding_dims=embedding_dims, timer=timer, sleep=sleep)
+                 embedding_dims=embedding_dims, timer=timer, sleep=sleep, chunk_delay_ms=chunk_delay_ms)
     routes = [
         Route("/v1/chat/completions", _api(_chat), methods=["POST"]),
         Route("/v1/completions", _api(_completions), methods=["POST"]),

@@ -16,7 +16,7 @@ from typing import Any, Iterator
 from semcache.testing.mock_faults import Invalid, check_field
 from semcache.upstream.tokens import count_tokens, encoding_for
 
-__all__ = ["answer_pieces", "chat_choice", "content_text", "json_from_schema", "request_digest", "seeded_rng", "sentence_from", "sse_chunk", "stream_chat", "truncate_answer", "validate_chat"]
+__all__ = ["answer_pieces", "chat_choice", "check_content", "check_stream", "content_text", "json_from_schema", "request_digest", "seeded_rng", "sentence_from", "sse_chunk", "stream_chat", "truncate_answer", "validate_chat"]
 
 _CHUNK_TOKENS = 3  # tokens per streamed content chunk, about what OpenAI sends
 _WORDS = ("the", "cache", "answer", "quickly", "model", "token", "request", "returns", "a", "simple", "result",
@@ -41,14 +41,19 @@ def sentence_from(digest: bytes) -> str:
 
 
 def json_from_schema(schema: Any, rng: random.Random, depth: int = 0) -> Any:
-    """Return a value of a JSON schema's shape (objects, arrays, enums, scalars), chosen by ``rng``."""
+    """Return a value of a JSON schema's shape (objects, arrays, enums, scalars), chosen by ``rng``.
+
+    Any value is read as a schema: what is not one (an ``enum`` that is not a list, ``properties``
+    that are not an object) is ignored rather than failing the request.
+    """
     schema = schema if isinstance(schema, dict) else {}
-    if schema.get("enum"):
+    if isinstance(schema.get("enum"), list) and schema["enum"]:
         return rng.choice(schema["enum"])
     kind = schema.get("type", "object" if "properties" in schema else "string")
     kind = next((k for k in kind if k != "null"), "string") if isinstance(kind, list) else kind
     if kind == "object" and depth < 5:
-        return {key: json_from_schema(sub, rng, depth + 1) for key, sub in (schema.get("properties") or {}).items()}
+        properties = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
+        return {key: json_from_schema(sub, rng, depth + 1) for key, sub in properties.items()}
     if kind == "array" and depth < 5:
         return [json_from_schema(schema.get("items"), rng, depth + 1)]
     if kind == "integer":
@@ -82,8 +87,61 @@ def answer_pieces(text: str, model: str) -> Iterator[str]:
 
 def content_text(content: Any) -> str:
     if isinstance(content, list):
-        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+        return "".join(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
     return content if isinstance(content, str) else ""
+
+
+_TEXT_PARTS = ("text", "input_text", "output_text")
+
+
+def _type_name(value: Any) -> str:
+    for name, kind in (("boolean", bool), ("integer", int), ("number", float), ("string", str), ("array", list), ("object", dict)):
+        if isinstance(value, kind):
+            return name
+    return "null"
+
+
+def check_content(content: Any, param: str, *, required: bool = False) -> None:
+    """Check a message's content as OpenAI does: a string or an array of part objects whose text parts hold strings."""
+    if content is None and not required:
+        return
+    if not isinstance(content, (str, list)):
+        raise Invalid(f"Invalid type for '{param}': expected one of a string or array of objects, but got "
+                      f"{'an' if _type_name(content)[0] in 'aeiou' else 'a'} {_type_name(content)} instead.", param, "invalid_type")
+    for j, part in enumerate(content if isinstance(content, list) else ()):
+        if not isinstance(part, dict):
+            raise Invalid(f"Invalid type for '{param}[{j}]': expected an object, but got {_type_name(part)} instead.",
+                          f"{param}[{j}]", "invalid_type")
+        if part.get("type") in _TEXT_PARTS and not isinstance(part.get("text"), str):
+            raise Invalid(f"Invalid type for '{param}[{j}].text': expected a string, but got {_type_name(part.get('text'))} instead.",
+                          f"{param}[{j}].text", "invalid_type")
+
+
+def check_stream(body: dict) -> None:
+    """Check ``stream`` (a boolean) and ``stream_options`` (an object whose ``include_usage`` is a boolean)."""
+    check_field(body, "stream", "boolean")
+    options = check_field(body, "stream_options", "object")
+    if options is not None and options.get("include_usage") is not None and not isinstance(options["include_usage"], bool):
+        raise Invalid("Invalid type for 'stream_options.include_usage': expected a boolean.", "stream_options.include_usage",
+                      "invalid_type")
+
+
+def _check_tools(body: dict) -> None:
+    tools = check_field(body, "tools", "array") or []
+    for i, tool in enumerate(tools):
+        if not isinstance(tool, dict):
+            raise Invalid(f"Invalid type for 'tools[{i}]': expected an object.", f"tools[{i}]", "invalid_type")
+        function = tool.get("function")
+        if function is not None and (not isinstance(function, dict) or not isinstance(function.get("name"), str)):
+            raise Invalid(f"Invalid 'tools[{i}].function': expected an object with a string 'name'.", f"tools[{i}].function",
+                          "invalid_type")
+    choice = body.get("tool_choice")
+    if choice is None or choice in ("none", "auto", "required"):
+        return
+    function = choice.get("function") if isinstance(choice, dict) else None
+    if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+        raise Invalid("Invalid value for 'tool_choice': expected 'none', 'auto', 'required' or "
+                      "{\"type\": \"function\", \"function\": {\"name\": ...}}.", "tool_choice", "invalid_value")
 
 
 # --- chat completions ---------------------------------------------------------------------------
@@ -139,13 +197,20 @@ def validate_chat(body: dict) -> tuple[str, list, int, int | None]:
         if not isinstance(message, dict) or message.get("role") not in ("system", "developer", "user", "assistant", "tool", "function"):
             raise Invalid(f"Invalid value for 'messages[{i}].role': expected one of system, developer, user, assistant, tool.",
                           f"messages[{i}].role", "invalid_value")
+        check_content(message.get("content"), f"messages[{i}].content")
     n = check_field(body, "n", "integer", minimum=1, maximum=128) or 1
     limit = check_field(body, "max_completion_tokens", "integer", minimum=1) or check_field(body, "max_tokens", "integer", minimum=1)
-    check_field(body, "tools", "array")
+    _check_tools(body)
+    check_stream(body)
     fmt = check_field(body, "response_format", "object")
     if fmt is not None and fmt.get("type") not in ("text", "json_object", "json_schema"):
         raise Invalid("Invalid value for 'response_format.type': expected text, json_object or json_schema.",
                       "response_format.type", "invalid_value")
+    if fmt is not None and fmt.get("type") == "json_schema":
+        schema = fmt.get("json_schema")
+        if not isinstance(schema, dict) or not isinstance(schema.get("schema", {}), dict):
+            raise Invalid("Invalid 'response_format.json_schema': expected an object with a 'schema' object.",
+                          "response_format.json_schema", "invalid_type")
     return model, messages, n, limit
 
 

@@ -84,10 +84,11 @@ def count_tokens(text: str, model: str | None = None) -> int:
 
 
 def _content_text(content: Any) -> str:
+    """The text a message content holds: a string, or the string ``text`` of its parts (others hold no text)."""
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+        return "".join(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
     return "" if content is None else str(content)
 
 

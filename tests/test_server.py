@@ -696,3 +696,37 @@ def test_shutdown_waits_for_a_streamed_miss_to_be_stored(tmp_path, embedder):
                 assert len(cache) == 0  # still streaming from the upstream
             assert len(cache) == 1  # stored before shutdown finished
             assert cache.lookup({"model": MODEL, "messages": ask("a slow stream")}, tenant=tenant_from_api_key("sk-alice"))
+
+
+def test_a_streamed_answer_keeps_every_field_and_replays_as_it_was_assembled():
+    """Reasoning, audio, annotations, the legacy function_call and every chunk's logprobs survive
+    assembling a stream, and the non-streamed answer stored is what a stream replays."""
+    from semcache.server.streaming import assemble, replay
+
+    def chunk(delta, finish=None, logprobs=None, **top):
+        return {"id": "c1", "created": 1, "model": "m", "object": "chat.completion.chunk", **top,
+                "choices": [{"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish}]}
+
+    token = lambda t: {"token": t, "logprob": -0.1, "top_logprobs": []}  # noqa: E731
+    chunks = [
+        chunk({"role": "assistant", "content": ""}),
+        chunk({"reasoning_content": "Think"}), chunk({"reasoning_content": "ing."}),
+        chunk({"audio": {"id": "a1", "data": "AAA", "transcript": "Hel"}}), chunk({"audio": {"data": "BBB", "transcript": "lo"}}),
+        chunk({"content": "Hel", "annotations": [{"type": "url_citation", "url": "https://a"}]}, logprobs={"content": [token("Hel")]}),
+        chunk({"content": "lo", "annotations": [{"type": "url_citation", "url": "https://b"}]}, logprobs={"content": [token("lo")]}),
+        chunk({"function_call": {"name": "get_", "arguments": "{\"a\""}}),
+        chunk({"function_call": {"name": "time", "arguments": ": 1}"}}, x_provider={"queue_ms": 3}),
+        chunk({}, "stop"),
+        {"id": "c1", "created": 1, "model": "m", "choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 2}},
+    ]
+    answer = assemble("chat", chunks)
+    message = answer["choices"][0]["message"]
+    assert message["content"] == "Hello" and message["reasoning_content"] == "Thinking."
+    assert message["audio"] == {"id": "a1", "data": "AAABBB", "transcript": "Hello"}
+    assert [a["url"] for a in message["annotations"]] == ["https://a", "https://b"]
+    assert message["function_call"] == {"name": "get_time", "arguments": "{\"a\": 1}"}
+    assert [t["token"] for t in answer["choices"][0]["logprobs"]["content"]] == ["Hel", "lo"]
+    assert answer["x_provider"] == {"queue_ms": 3} and answer["usage"]["completion_tokens"] == 2
+    events = [json.loads(line[6:]) for line in b"".join(replay("chat", answer)).decode().split("\n\n")
+              if line.startswith("data: {")]
+    assert assemble("chat", events)["choices"][0]["message"] == message  # a replay re-assembles to what was stored

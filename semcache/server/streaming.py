@@ -63,9 +63,19 @@ def assemble(kind: str, chunks: Iterable[dict]) -> dict | None:
     return _assemble_chat(chunks) if kind == "chat" else _assemble_completions(chunks)
 
 
+_HEAD = ("id", "created", "model", "system_fingerprint", "service_tier")
+_SKIP_TOP = frozenset({"choices", "usage", "object"})
+# In a delta, these are set, not appended to (everything else that is a string arrives in pieces).
+_REPLACED = frozenset({"id", "type", "role", "index", "expires_at", "finish_reason"})
+
+
 def _head(chunks: list[dict], object_: str) -> dict:
-    first = chunks[0]
-    head = {k: first[k] for k in ("id", "created", "model", "system_fingerprint", "service_tier") if k in first}
+    """The answer's top-level fields: the first chunk's id and time, the last word on the rest
+    (provider extras included), as the non-streaming API would return them."""
+    head: dict = {}
+    for chunk in chunks:
+        head.update({k: v for k, v in chunk.items() if k not in _SKIP_TOP and v is not None})
+    head.update({k: chunks[0][k] for k in _HEAD if k in chunks[0]})
     return {**head, "object": object_}
 
 
@@ -73,40 +83,59 @@ def _usage(chunks: list[dict]) -> dict | None:
     return next((c["usage"] for c in reversed(chunks) if isinstance(c.get("usage"), dict)), None)
 
 
+def _merge(into: dict, delta: dict) -> dict:
+    """Add one delta to what came before: strings are appended, lists extended (``tool_calls``
+    merged by their ``index``), objects merged the same way, ids and types set."""
+    for key, value in delta.items():
+        if value is None:
+            continue
+        old = into.get(key)
+        if key == "tool_calls" and isinstance(value, list):
+            calls = into.setdefault(key, {})
+            for call in value:
+                if isinstance(call, dict):
+                    _merge(calls.setdefault(call.get("index", len(calls)), {}), call)
+        elif isinstance(value, str) and key not in _REPLACED and isinstance(old, str):
+            into[key] = old + value
+        elif isinstance(value, list) and isinstance(old, list):
+            into[key] = old + value
+        elif isinstance(value, dict):
+            into[key] = _merge(dict(old) if isinstance(old, dict) else {}, value)
+        else:
+            into[key] = value
+    return into
+
+
 def _assemble_chat(chunks: list[dict]) -> dict | None:
+    """Every field the deltas carried -- content, refusal, tool calls, the legacy function_call,
+    audio, annotations, provider extras such as reasoning_content -- and every chunk's logprobs."""
     choices: dict[int, dict] = {}
     for chunk in chunks:
         for part in chunk.get("choices") or []:
-            choice = choices.setdefault(part.get("index", 0), {"content": [], "refusal": [], "tools": {}, "role": "assistant",
-                                                               "finish_reason": None, "logprobs": None})
-            delta = part.get("delta") or {}
-            choice["role"] = delta.get("role") or choice["role"]
-            if delta.get("content"):
-                choice["content"].append(delta["content"])
-            if delta.get("refusal"):
-                choice["refusal"].append(delta["refusal"])
-            for call in delta.get("tool_calls") or []:
-                slot = choice["tools"].setdefault(call.get("index", 0), {"id": None, "type": "function", "name": "", "arguments": []})
-                slot["id"] = call.get("id") or slot["id"]
-                slot["type"] = call.get("type") or slot["type"]
-                function = call.get("function") or {}
-                slot["name"] += function.get("name") or ""
-                slot["arguments"].append(function.get("arguments") or "")
-            if part.get("logprobs"):
-                choice["logprobs"] = part["logprobs"]
+            index = part.get("index", 0)
+            choice = choices.setdefault(index, {"message": {"role": "assistant"}, "finish_reason": None, "logprobs": None, "extra": {}})
+            _merge(choice["message"], part.get("delta") or {})
+            if isinstance(part.get("logprobs"), dict):
+                choice["logprobs"] = _merge(choice["logprobs"] or {}, part["logprobs"])
             choice["finish_reason"] = part.get("finish_reason") or choice["finish_reason"]
+            choice["extra"].update({k: v for k, v in part.items() if k not in ("index", "delta", "logprobs", "finish_reason")})
     if not choices or any(c["finish_reason"] is None for c in choices.values()):
         return None  # cut off: never store half an answer
     out = _head(chunks, "chat.completion")
     out["choices"] = []
     for index in sorted(choices):
         c = choices[index]
-        message: dict[str, Any] = {"role": c["role"], "content": "".join(c["content"]) if c["content"] or not c["tools"] else None,
-                                   "refusal": "".join(c["refusal"]) or None}
-        if c["tools"]:
-            message["tool_calls"] = [{"id": t["id"], "type": t["type"], "function": {"name": t["name"], "arguments": "".join(t["arguments"])}}
-                                     for _, t in sorted(c["tools"].items())]
-        out["choices"].append({"index": index, "message": message, "logprobs": c["logprobs"], "finish_reason": c["finish_reason"]})
+        message = c["message"]
+        if "tool_calls" in message:
+            message["tool_calls"] = [{"type": "function", **call} | {"function": {"name": "", "arguments": "", **call.get("function", {})}}
+                                     for _, call in sorted(message["tool_calls"].items())]
+            for call in message["tool_calls"]:
+                call.pop("index", None)
+        has_call = "tool_calls" in message or "function_call" in message
+        message.setdefault("content", None if has_call else "")
+        message.setdefault("refusal", None)
+        out["choices"].append({**c["extra"], "index": index, "message": message, "logprobs": c["logprobs"],
+                               "finish_reason": c["finish_reason"]})
     out["usage"] = _usage(chunks)
     return out
 
@@ -118,7 +147,8 @@ def _assemble_completions(chunks: list[dict]) -> dict | None:
             choice = choices.setdefault(part.get("index", 0), {"text": [], "finish_reason": None, "logprobs": None})
             choice["text"].append(part.get("text") or "")
             choice["finish_reason"] = part.get("finish_reason") or choice["finish_reason"]
-            choice["logprobs"] = part.get("logprobs") or choice["logprobs"]
+            if isinstance(part.get("logprobs"), dict):  # each chunk's tokens, not only the last chunk's
+                choice["logprobs"] = _merge(choice["logprobs"] or {}, part["logprobs"])
     if not choices or any(c["finish_reason"] is None for c in choices.values()):
         return None
     out = _head(chunks, "text_completion")
@@ -141,8 +171,8 @@ def replay(kind: str, response: dict, *, include_usage: bool = False) -> Iterato
     if kind == "chat":
         base["object"] = "chat.completion.chunk"
         for choice in response.get("choices") or []:
-            for delta, finish in _chat_deltas(choice):
-                part = {"index": choice.get("index", 0), "delta": delta, "logprobs": None, "finish_reason": finish}
+            for delta, finish, logprobs in _chat_deltas(choice):
+                part = {"index": choice.get("index", 0), "delta": delta, "logprobs": logprobs, "finish_reason": finish}
                 yield encode(kind, {**base, "choices": [part], **extra})
     else:
         base["object"] = "text_completion"
@@ -154,16 +184,21 @@ def replay(kind: str, response: dict, *, include_usage: bool = False) -> Iterato
     yield DONE
 
 
-def _chat_deltas(choice: dict) -> Iterator[tuple[dict, str | None]]:
+def _chat_deltas(choice: dict) -> Iterator[tuple[dict, str | None, Any]]:
+    """The deltas of one stored choice: role, every other field of the message (reasoning, audio,
+    annotations, a legacy function_call), tool calls, content with its logprobs, refusal, the end."""
     message = choice.get("message") or {}
-    yield {"role": message.get("role", "assistant"), "content": ""}, None
+    yield {"role": message.get("role", "assistant"), "content": ""}, None, None
+    others = {k: v for k, v in message.items() if k not in ("role", "content", "refusal", "tool_calls") and v is not None}
+    if others:
+        yield others, None, None
     for i, call in enumerate(message.get("tool_calls") or []):
-        yield {"tool_calls": [{"index": i, "id": call.get("id"), "type": call.get("type", "function"), "function": call.get("function")}]}, None
+        yield {"tool_calls": [{"index": i, **call}]}, None, None
     if message.get("content"):
-        yield {"content": message["content"]}, None
+        yield {"content": message["content"]}, None, choice.get("logprobs")
     if message.get("refusal"):
-        yield {"refusal": message["refusal"]}, None
-    yield {}, choice.get("finish_reason") or "stop"
+        yield {"refusal": message["refusal"]}, None, None
+    yield {}, choice.get("finish_reason") or "stop", None
 
 
 def _response_events(response: dict) -> Iterator[dict]:

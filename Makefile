@@ -1,10 +1,10 @@
-# The two commands of the quick start: `make demo` and `make test`.
+# The two commands of the quick start: `make demo` and `make test` (and `make demo-cluster`: replicas on Redis).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench clean redis-server
+.PHONY: demo demo-cluster test bench clean redis-server
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,6 +16,10 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m semcache.tools.demo
+
+# Two sidecar replicas on one Redis (a redis-server the demo starts itself) and the mock upstream.
+demo-cluster: $(STAMP) redis-server
+	HF_HUB_OFFLINE=1 $(BIN)/python -m semcache.tools.cluster_demo
 
 test: $(STAMP) redis-server
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q

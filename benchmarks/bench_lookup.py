@@ -106,11 +106,26 @@ def request_of(text: str) -> dict:
     return {"model": MODEL, "temperature": 0, "messages": [{"role": "user", "content": text}]}
 
 
+class CountingPairs:
+    """The shipped pair classifier, timed and counted: how often the cascade's uncertain band reaches it."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.model_id, self.timer, self.pairs = inner, inner.model_id, Timer(), 0
+
+    def score(self, pairs):
+        self.pairs += len(pairs)
+        with self.timer:
+            return self.inner.score(pairs)
+
+
 def default_policy() -> tuple[MatchPolicy, str | None]:
-    """Return ``MatchPolicy()`` (what the engine ships), or the cosine baseline when it cannot load."""
+    """Return ``MatchPolicy()`` with the shipped pair classifier (what the engine ships), or the cosine
+    baseline when it cannot load."""
     try:
-        return MatchPolicy(), None
-    except ConfigError as exc:  # the learned verifier's data may be missing in a work-in-progress tree
+        from semcache.embedding.pair import PairClassifier
+
+        return MatchPolicy().with_pair(CountingPairs(PairClassifier())), None
+    except ConfigError as exc:  # the pair classifier may be missing in a work-in-progress tree
         return MatchPolicy.cosine(), f"MatchPolicy() failed ({exc}); measured MatchPolicy.cosine() instead"
 
 
@@ -271,16 +286,49 @@ def recommend(index_results: list[dict], nprobes: Sequence[int], budget_ms: floa
 
 
 def bench_policy(policy: MatchPolicy, repeats: int, seed: int) -> dict:
-    """Time ``policy.decide`` on five candidates (the default top_k)."""
+    """Time ``policy.decide`` on five candidates (the default top_k) that no pair model is asked about:
+    the cost beyond the embedding of a lookup with no uncertain candidate."""
     rng = np.random.default_rng(seed)
     vectors = clustered_vectors(rng, 6)
     query = text_of(3) + " today"
-    candidates = [Candidate(i, text_of(i), float(vectors[0] @ vectors[i]), vectors[i]) for i in range(1, 6)]
+    candidates = [Candidate(i, text_of(i), min(float(vectors[0] @ vectors[i]), 0.3), vectors[i]) for i in range(1, 6)]
     timer = Timer()
     for _ in range(repeats):
         with timer:
             policy.decide(query, candidates, vectors[0])
     return {"candidates": len(candidates), "policy": repr(policy), **timer.summary()}
+
+
+def bench_pair_verifier(policy: MatchPolicy, repeats: int) -> dict | None:
+    """Time the pair classifier on its own (one and two real prompt pairs), and count how many lookups
+    of the prompt benchmark's dev stream reach it (replayed with the real model)."""
+    pairs = getattr(policy, "pair", None)
+    if not isinstance(pairs, CountingPairs):
+        return None
+    from benchmarks.prompts import load
+    from semcache.embedding.sentence import SentenceTransformerEmbedder
+    from semcache.tools.evaluate import PrecomputedEmbedder, embed_unique, eval_stream
+
+    dev = load().select(split="dev", lang="en")
+    prompts = [(g.texts[0], g.texts[-1]) for g in dev.groups if len(g.texts) > 1]
+    pairs.inner.score(prompts[:4])  # warm-up
+    out = {}
+    for n in (1, 2):
+        timer = Timer()
+        for i in range(repeats):
+            with timer:
+                pairs.inner.score([prompts[(i + j) % len(prompts)] for j in range(n)])
+        out[f"pairs_{n}"] = timer.summary()
+    rows = dev.stream_rows()
+    embedder = SentenceTransformerEmbedder()
+    vectors = embed_unique(embedder, [r["text"] for r in rows])
+    pairs.pairs, pairs.timer = 0, Timer()
+    stream = eval_stream(rows, embedder=PrecomputedEmbedder(embedder, vectors), policy=policy, shuffle_seed=0)
+    semantic_lookups = stream["n"] - stream["exact_hits"]
+    out["dev_stream"] = {"lookups": stream["n"], "semantic_lookups": semantic_lookups, "reached_pair_classifier": len(pairs.timer.samples),
+                         "share_of_lookups": round(len(pairs.timer.samples) / stream["n"], 4), "pairs_scored": pairs.pairs,
+                         "call_ms": pairs.timer.summary()}
+    return out
 
 
 def bench_model(queries: int, batches: int) -> dict:
@@ -391,6 +439,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
         results["index"].append(bench_index(n, nprobes=args.nprobes, queries=min(args.lookups, 300), seed=args.seed))
     results["recommendation"] = recommend(results["index"], args.nprobes, budget_ms=TARGETS["semantic_p50_ms_at_100k"] / 2)
     results["policy_decide"] = bench_policy(policy, args.lookups, args.seed)
+    if not args.no_model:
+        _progress("pair classifier", started)
+        results["pair_verifier"] = bench_pair_verifier(policy, repeats=min(args.lookups, 300))
     if not args.no_model:
         _progress("embedding model", started)
     results["embedding"] = None if args.no_model else bench_model(queries=200, batches=20)

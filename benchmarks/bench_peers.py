@@ -4,7 +4,7 @@
 
 Contenders, all fed by ONE all-MiniLM-L6-v2 (the packaged model, unit-norm vectors, dim 384):
 
-  semcache            ``SemanticCache`` with ``MatchPolicy()`` (learned verifier + checks), its default;
+  semcache            ``SemanticCache`` with ``MatchPolicy()`` (checks, cosine band, pair classifier), its default;
   semcache-cosine     ``SemanticCache`` with ``MatchPolicy.cosine()`` (plain cosine, the baseline);
   exact-only          a dict on semcache's exact key: what an exact-match cache can do;
   gptcache-default    GPTCache (``gptcache`` from PyPI, an optional bench extra) as its docs set it up:
@@ -60,7 +60,7 @@ HARD_NEGATIVES = ROOT / "data" / "hard_negatives.jsonl"
 TOP_K = 5  # semcache's default top_k
 GPTCACHE_SWEEP = (0.8, 0.85, 0.9, 0.925, 0.95, 0.96, 0.97, 0.975, 0.98, 0.99, 0.995)
 COSINE_SWEEP = (0.75, 0.8, 0.85, 0.9, 0.925, 0.95, 0.97, 0.98, 0.99)
-LEARNED_SWEEP = (0.2, 0.35, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98, 0.99)
+DEFAULT_SWEEP = (0.2, 0.35, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98, 0.99)  # the pair classifier's probability
 FULL = {"workload_requests": 600, "qqp_questions": 2000, "model_requests": 300, "hard_negative_rows": 0}
 SMOKE = {"workload_requests": 40, "qqp_questions": 120, "model_requests": 8, "hard_negative_rows": 24}
 
@@ -219,7 +219,7 @@ def gptcache_rule(threshold: float):
 def curves(texts, groups, vectors, default: MatchPolicy, sweeps: dict) -> dict:
     """Hit rate and wrong-hit rate per threshold for semcache, plain cosine and GPTCache."""
     out = {"semcache": [], "semcache-cosine": [], "gptcache": []}
-    for t in sorted(set(sweeps["learned"]) | {default.threshold}):
+    for t in sorted(set(sweeps["default"]) | {default.threshold}):
         out["semcache"].append({"threshold": t, **simulate(texts, groups, vectors, semcache_rule(default.with_threshold(t), vectors))})
     for t in sweeps["cosine"]:
         out["semcache-cosine"].append({"threshold": t, **simulate(texts, groups, vectors, semcache_rule(MatchPolicy.cosine(t), vectors))})
@@ -283,7 +283,7 @@ def stream_report(name: str, texts, groups, embedder, vectors, default: MatchPol
                     "max_hit_rate": round(1 - len(set(groups)) / len(texts), 4)}
     report["curves"] = curves(texts, groups, vectors, default, sweeps)
     cosine = MatchPolicy.cosine()
-    systems = {"semcache": (lambda e: SemcacheContender(e, default), default.threshold, "learned score [0, 1]"),
+    systems = {"semcache": (lambda e: SemcacheContender(e, default), default.threshold, "pair probability [0, 1]"),
                "semcache-cosine": (lambda e: SemcacheContender(e, cosine), cosine.threshold, "cosine"),
                "exact-only": (lambda e: ExactContender(), None, "exact key")}
     semcache_engine = replay(SemcacheContender(fast, default), texts, groups)
@@ -446,10 +446,12 @@ def main(argv: Sequence[str] | None = None, *, embedder=None) -> dict:
 
         embedder = SentenceTransformerEmbedder()
     has_gptcache = gptcache_version() is not None
-    default = MatchPolicy()
-    sweeps = {"learned": LEARNED_SWEEP, "cosine": COSINE_SWEEP, "gptcache": GPTCACHE_SWEEP}
+    from semcache.embedding.pair import PairClassifier
+
+    default = MatchPolicy().with_pair(PairClassifier())
+    sweeps = {"default": DEFAULT_SWEEP, "cosine": COSINE_SWEEP, "gptcache": GPTCACHE_SWEEP}
     if args.smoke:
-        sweeps = {"learned": (0.5, 0.9), "cosine": (0.9,), "gptcache": (0.8, 0.95)}
+        sweeps = {"default": (0.5, 0.9), "cosine": (0.9,), "gptcache": (0.8, 0.95)}
     streams = {"workload": workload_stream(args.workload_requests, args.seed)}
     if args.pairs:
         streams["qqp"] = qqp_stream(args.pairs, args.qqp_questions, args.seed)
@@ -472,7 +474,7 @@ def main(argv: Sequence[str] | None = None, *, embedder=None) -> dict:
         "gptcache_version": gptcache_version(),
         "gptcache_note": None if has_gptcache else "gptcache is not installed (optional bench extra): peers skipped",
         "gptcache_threshold_scale": "hit iff 4 - squared L2 >= 4t, i.e. cosine >= 2t - 1 for unit vectors; default t=0.8 is cosine 0.6; top_k 1",
-        "semcache_policy": default.to_dict() | {"verifier": default.verifier_name},
+        "semcache_policy": default.to_dict(),
         "datasets": datasets,
     }
     result["targets"] = targets(datasets)

@@ -31,6 +31,7 @@ __all__ = ["Group", "NearMiss", "PromptBench", "load", "split_of"]
 DATA = Path(__file__).resolve().parent / "data"
 PROMPTS = DATA / "prompts"
 SPLITS = ("train", "dev", "test")
+SAME_INTENT = "same_intent.jsonl"  # the audit's joins, not a file of families
 # hard_negatives.jsonl kinds -> the benchmark's near-miss kinds
 _KINDS = {"numbers": "number", "units": "unit", "versions": "version", "dates": "year", "negation": "negation",
           "entities": "entity", "identifiers": "entity", "quoted": "other", "order": "direction",
@@ -72,6 +73,9 @@ class NearMiss:
 class PromptBench:
     groups: list[Group] = field(default_factory=list)
     near_misses: list[NearMiss] = field(default_factory=list)
+    # Texts of different groups (or near misses) that ask the same thing after all: two writers
+    # wrote one intent twice ("same_intent.jsonl", from an audit of cross-family neighbours).
+    same: list[tuple[str, str]] = field(default_factory=list)
 
     def select(self, *, split: str | Iterable[str] | None = None, lang: str | Iterable[str] | None = None,
                domain: str | None = None) -> "PromptBench":
@@ -83,22 +87,42 @@ class PromptBench:
             return ((splits is None or item.split in splits) and (langs is None or item.lang in langs)
                     and (domain is None or item.domain == domain))
 
-        return PromptBench([g for g in self.groups if keep(g)], [m for m in self.near_misses if keep(m)])
+        return PromptBench([g for g in self.groups if keep(g)], [m for m in self.near_misses if keep(m)], self.same)
 
     def group_of(self) -> dict[str, str]:
         """Return text -> group id for every phrasing of every group."""
         return {text: g.id for g in self.groups for text in g.texts}
 
+    def intent_of(self) -> dict[str, str]:
+        """Return text -> intent for every phrasing and near miss: its group, a near miss in no group its
+        own intent, and the groups ``same`` joins one intent (named by the first in sorted order)."""
+        intent = self.group_of()
+        for m in self.near_misses:
+            intent.setdefault(m.b, f"near:{m.family}:{m.b}")
+        parent = {i: i for i in set(intent.values())}
+
+        def find(x: str) -> str:
+            while parent[x] != x:
+                parent[x] = parent[parent[x]]
+                x = parent[x]
+            return x
+
+        for a, b in self.same:
+            if a in intent and b in intent:
+                ra, rb = sorted((find(intent[a]), find(intent[b])))
+                parent[rb] = ra
+        return {text: find(i) for text, i in intent.items()}
+
     def stream_rows(self) -> list[dict]:
-        """Every phrasing with its group, plus each near miss ``b`` that is in no group as an intent of
+        """Every phrasing with its intent, plus each near miss ``b`` that is in no group as an intent of
         its own (a request a cache meets and must not answer with a sibling's answer)."""
-        group_of = self.group_of()
-        rows = [{"text": t, "group": g.id, "lang": g.lang, "domain": g.domain} for g in self.groups for t in g.texts]
-        seen = set(group_of)
+        intent = self.intent_of()
+        rows = [{"text": t, "group": intent[t], "lang": g.lang, "domain": g.domain} for g in self.groups for t in g.texts]
+        seen = set(self.group_of())
         for m in self.near_misses:
             if m.b not in seen:
                 seen.add(m.b)
-                rows.append({"text": m.b, "group": f"near:{m.family}:{m.b}", "lang": m.lang, "domain": m.domain})
+                rows.append({"text": m.b, "group": intent[m.b], "lang": m.lang, "domain": m.domain})
         return rows
 
     def positive_pairs(self) -> list[tuple[str, str]]:
@@ -108,11 +132,12 @@ class PromptBench:
     def pairs(self) -> list[tuple[str, str, int, str]]:
         """(a, b, label, kind): paraphrase pairs (label 1, kind "paraphrase") and near misses (label 0).
 
-        A near miss whose ``b`` is a phrasing of ``a``'s own group is a data error and is dropped.
+        A near miss whose ``b`` asks what ``a`` asks (its own group's phrasing, or an intent the audit
+        joined to it) is a data error and is dropped.
         """
-        group_of = self.group_of()
+        intent = self.intent_of()
         out = [(a, b, 1, "paraphrase") for a, b in self.positive_pairs()]
-        out += [(m.a, m.b, 0, m.kind) for m in self.near_misses if group_of.get(m.b, m.b) != group_of.get(m.a)]
+        out += [(m.a, m.b, 0, m.kind) for m in self.near_misses if intent[m.b] != intent[m.a]]
         return out
 
     def summary(self) -> dict:
@@ -137,10 +162,15 @@ def _read_families(path: Path) -> Iterable[dict]:
                 raise ValueError(f"{path}:{line_no}: not valid JSON ({exc.msg})") from exc
 
 
+def family_files(root: Path = PROMPTS) -> list[Path]:
+    """The benchmark's files of families (every ``*.jsonl`` but the audit's)."""
+    return [path for path in sorted(root.glob("*.jsonl")) if path.name != SAME_INTENT]
+
+
 def load(root: Path = PROMPTS, *, hard_negatives: Path | None = DATA / "hard_negatives.jsonl") -> PromptBench:
     """Read every ``*.jsonl`` under ``root`` (and fold in ``hard_negatives``); raise ``ValueError`` on a bad file."""
     bench = PromptBench()
-    for path in sorted(root.glob("*.jsonl")):
+    for path in family_files(root):
         for family in _read_families(path):
             split = split_of(family["family"])
             for g in family["groups"]:
@@ -149,7 +179,11 @@ def load(root: Path = PROMPTS, *, hard_negatives: Path | None = DATA / "hard_neg
                 bench.near_misses.append(NearMiss(m["a"], m["b"], m["kind"], family["family"], family["domain"], family["lang"], split))
     if hard_negatives is not None and hard_negatives.exists():
         _fold_hard_negatives(bench, hard_negatives)
-    return _one_split_per_text(bench)
+    bench = _one_split_per_text(bench)
+    same = root / SAME_INTENT
+    if same.exists():
+        bench.same = [(r["a"], r["b"]) for r in _read_families(same)]
+    return bench
 
 
 def _one_split_per_text(bench: PromptBench) -> PromptBench:

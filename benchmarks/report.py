@@ -17,7 +17,7 @@ from typing import Any
 __all__ = ["build_report", "collect_targets", "headline_rows", "load_results", "write_report"]
 
 RESULTS = Path(__file__).resolve().parent / "results"
-FILES = ("run_all", "match_quality", "quota", "lookup", "server", "peers")
+FILES = ("run_all", "prompt_quality", "match_quality", "quota", "lookup", "server", "cluster", "peers")
 # Issue 6's bound on a lookup at 1M entries beyond the embedding.
 LOOKUP_1M_P99_MS = 2.0
 
@@ -81,9 +81,17 @@ def headline_rows(results: dict) -> list[tuple[str, str, str]]:
     for system, row in hard.items():
         rows.append((f"hard negatives as pairs, {system}: duplicate recall / false-positive rate",
                      f"{_pct(row.get('recall'))} / {_pct(row.get('false_positive_rate'))}", "peers.json"))
-    stream = _get(results, "match_quality", "stream", "learned")
+    for split, lang in (("test", "en"), ("dev", "en"), ("test", "zh"), ("test", "es")):
+        found = _get(results, "prompt_quality", "results", f"{split}-{lang}")
+        if found:
+            mean, worst, pairs = found["stream"]["mean"], found["stream"]["worst"], found["pairs"]
+            rows.append((f"prompt benchmark, {split} split, {lang}: stream hits of possible / wrong per request (mean of "
+                         f"{len(found['stream']['seeds'])} seeds; worst seed) | near-miss FPR / paraphrase recall",
+                         f"{_pct(mean['recall_of_possible'])} / {_pct(mean['wrong_rate'])} ({_pct(worst['wrong_rate'])}) | "
+                         f"{_pct(pairs.get('near_miss_fpr'))} / {_pct(pairs.get('paraphrase_recall'))}", "prompt_quality.json"))
+    stream = _get(results, "match_quality", "stream", "default")
     if stream:
-        rows.append(("QQP held-out stream, learned policy: hit rate / wrong-hit rate",
+        rows.append(("QQP held-out stream, default policy: hit rate / wrong-hit rate",
                      f"{_pct(stream.get('hit_rate'))} / {_pct(stream.get('wrong_hit_rate'))}", "match_quality.json"))
     quota = results.get("quota", {})
     semcache, paced = _get(quota, "modes", "semcache"), _get(quota, "modes", "paced")
@@ -121,9 +129,32 @@ def headline_rows(results: dict) -> list[tuple[str, str, str]]:
         exact = [p.get("throughput_rps", 0) for p in phases if p.get("expect") == "exact"]
         if exact:
             rows.append(("sidecar exact-hit throughput (best)", f"{_fmt(max(exact))} req/s", "server.json"))
+    rows += _cluster_rows(results.get("cluster") or {})
     for key, target in _get(peers, "targets", default={}).items():
         if key.startswith(("semantic_hit_p50", "exact_hit_p50")):
             rows.append((f"peer ratio: {key}", f"{_fmt(target.get('measured'))} ({target.get('detail', '')})", "peers.json"))
+    return rows
+
+
+def _cluster_rows(cluster: dict) -> list[tuple[str, str, str]]:
+    """Headline rows of bench_cluster: one quota, write -> hit, per-replica speed, start-up."""
+    rows = []
+    for label, run in _get(cluster, "quota", "compared", default={}).items():
+        rows.append((f"replicas on one Redis, burst of 2x the rpm: {label} limiter",
+                     f"busiest 60 s at the upstream {run.get('busiest_60s_attempts')} attempts, upstream 429s "
+                     f"{run.get('upstream_429s')}, caller 429s {run.get('caller_429s')}", "cluster.json"))
+    spread = _get(cluster, "propagation", "all")
+    if spread:
+        rows.append(("write on one replica -> hit on another, p50 / p99",
+                     f"{_fmt(spread.get('p50_ms'))} / {_fmt(spread.get('p99_ms'))} ms", "cluster.json"))
+    for kind, ratio in _get(cluster, "throughput", "redis_vs_disk", default={}).items():
+        rows.append((f"one sidecar's {kind}-hit throughput, Redis store vs disk store",
+                     f"{_fmt(ratio.get('redis_rps'))} vs {_fmt(ratio.get('disk_rps'))} req/s ({_fmt(ratio.get('ratio'))}x); "
+                     f"p50 {_fmt(ratio.get('redis_p50_ms'))} vs {_fmt(ratio.get('disk_p50_ms'))} ms", "cluster.json"))
+    start = cluster.get("startup")
+    if start:
+        rows.append((f"replica start-up at {start.get('entries', 0):,} entries: full scan vs snapshot + replay",
+                     f"{_fmt(start.get('open_from_scan_s'))} s vs {_fmt(start.get('open_from_snapshot_s'))} s", "cluster.json"))
     return rows
 
 
@@ -173,6 +204,8 @@ def collect_targets(results: dict) -> list[dict]:
         out.append({"name": f"sidecar: semantic-hit throughput >= 2x one-at-a-time bound ({backend}), no errors", "measured": ratio,
                     "required": f">= {target}, errors == 0",
                     "passed": ratio is not None and ratio >= target and not server.get("errors"), "source": "server.json"})
+    for name, target in _get(results, "cluster", "targets", default={}).items():
+        out.append({"name": f"cluster: {name}", **_target(target), "source": "cluster.json"})
     for name, target in _get(results, "peers", "targets", default={}).items():
         out.append({"name": f"peers: {name}", **_target(target), "source": "peers.json"})
     return out

@@ -49,10 +49,13 @@ def steps(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
     peers = ["benchmarks.bench_peers", "--out", out, *smoke, *(["--pairs", args.pairs] if args.pairs else [])]
     if not args.smoke:
         peers += ["--model-requests", "600"]
+    prompts = ["benchmarks.prompt_quality", "--out", str(args.out / "prompt_quality.json"), *smoke]
     return [
+        ("prompts", prompts),
         ("peers", peers),
         ("quota", ["benchmarks.bench_quota", "--out", out, *smoke]),
         ("sidecar", ["benchmarks.bench_server", "--out", out, *smoke]),
+        ("cluster", ["benchmarks.bench_cluster", "--out", out, *smoke]),
         ("lookup", lookup),
         ("quality", quality),
     ]
@@ -80,7 +83,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--pairs", help="labelled QQP pairs (default ../shared/data/qqp_dev.jsonl when present)")
     parser.add_argument("--paraphrases", help="all-positive pairs (default ../shared/data/paraphrases_999.jsonl when present)")
     parser.add_argument("--no-shared-data", action="store_true", help="ignore ../shared/data even when present")
-    parser.add_argument("--only", help="comma-separated step names to run (peers,quota,sidecar,lookup,quality)")
+    parser.add_argument("--only", help="comma-separated step names to run (prompts,peers,quota,sidecar,cluster,lookup,quality)")
     parser.add_argument("--out", type=Path, help="results directory (default benchmarks/results; smoke: a temporary one)")
     args = parser.parse_args(argv)
     if not args.no_shared_data:

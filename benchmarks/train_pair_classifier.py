@@ -8,7 +8,10 @@ What it learns from (never an evaluation split):
 - QQP's training part (``--pairs``; the held-out 20% of ``group_split`` seed 0 that every QQP
   figure is reported on is left out), ``--qqp`` pairs of it;
 - synthetic pairs made from both by ``benchmarks/pair_augment.py``: one-detail edits (label 0)
-  and style rewrites (label 1).
+  and style rewrites (label 1);
+- the pairs a cache actually asks about: each training prompt with its nearest neighbours of
+  other intents by the embedder's cosine (label 0) -- a stream sends the classifier exactly
+  those -- and some random pairs, so that unrelated prompts are never taken for paraphrases.
 
 The model is the packaged encoder with LoRA on every linear layer, trainable LayerNorms and a
 linear head on the mean-pooled ``[CLS] a [SEP] b [SEP]`` tokens; only those are saved (~3 MB).
@@ -49,6 +52,29 @@ def prompt_pairs(bench, rng: random.Random, siblings_per_family: int = 12) -> li
     return out
 
 
+def neighbour_pairs(bench, per_text: int, rng: random.Random, random_share: float = 0.1) -> list[Pair]:
+    """Each text with its ``per_text`` nearest texts of other intents (label 0), plus random pairs."""
+    from semcache.embedding.sentence import SentenceTransformerEmbedder
+    from semcache.tools.evaluate import embed_unique
+
+    rows = bench.stream_rows()
+    texts = [r["text"] for r in rows]
+    intents = np.array([r["group"] for r in rows])
+    vectors = embed_unique(SentenceTransformerEmbedder(adapter=None), texts)
+    matrix = np.stack([vectors[t] for t in texts])
+    sims = matrix @ matrix.T
+    out: list[Pair] = []
+    for i, text in enumerate(texts):
+        sims[i, intents == intents[i]] = -2.0  # the same intent (itself included) is never a negative
+        for j in np.argsort(-sims[i])[:per_text]:
+            out.append((text, texts[j], 0))
+    for _ in range(int(random_share * len(out))):
+        i, j = rng.randrange(len(texts)), rng.randrange(len(texts))
+        if intents[i] != intents[j]:
+            out.append((texts[i], texts[j], 0))
+    return out
+
+
 def synthetic_pairs(texts: list[str], rng: random.Random) -> list[Pair]:
     """One near miss (0) and one paraphrase (1) of each text, when a rule applies."""
     from benchmarks.pair_augment import near_miss, paraphrase
@@ -84,11 +110,12 @@ def build_data(args, rng: random.Random) -> tuple[list[Pair], dict]:
     qqp = qqp_training_pairs(args.pairs, args.qqp, rng) if args.pairs else []
     qqp_texts = sorted({t for a, b, _ in qqp for t in (a, b)})
     synthetic_qqp = synthetic_pairs(rng.sample(qqp_texts, min(len(qqp_texts), args.qqp_synthetic)), rng)
-    data = prompts * args.prompt_weight + synthetic * args.prompt_weight + qqp + synthetic_qqp
+    neighbours = neighbour_pairs(train, args.neighbours, rng) if args.neighbours else []
+    data = prompts * args.prompt_weight + synthetic * args.prompt_weight + neighbours + qqp + synthetic_qqp
     rng.shuffle(data)
     counts = {"prompt_pairs": len(prompts), "prompt_positives": sum(y for *_, y in prompts),
-              "prompt_synthetic": len(synthetic), "qqp": len(qqp), "qqp_synthetic": len(synthetic_qqp),
-              "prompt_weight": args.prompt_weight, "total": len(data)}
+              "prompt_synthetic": len(synthetic), "neighbour_negatives": len(neighbours), "qqp": len(qqp),
+              "qqp_synthetic": len(synthetic_qqp), "prompt_weight": args.prompt_weight, "total": len(data)}
     return data, counts
 
 
@@ -105,19 +132,33 @@ def train(data: list[Pair], args, rng: random.Random):
     encoder, tokenizer = load_base()
     for parameter in encoder.parameters():
         parameter.requires_grad_(False)
+    start = Adapter.load(args.init) if args.init else None
+    if start is not None:
+        args.rank, args.alpha = start.rank, start.alpha
     scale = args.alpha / args.rank
     adapters, hooks = {}, []
     for name, layer in linear_layers(encoder).items():
-        a = torch.nn.Parameter(torch.randn(args.rank, layer.in_features) / math.sqrt(layer.in_features))
-        b = torch.nn.Parameter(torch.zeros(layer.out_features, args.rank))
+        if start is not None:  # go on from an earlier run: its deltas, norms and head
+            a = torch.nn.Parameter(torch.from_numpy(np.array(start.matrices[name][0], dtype=np.float32)))
+            b = torch.nn.Parameter(torch.from_numpy(np.array(start.matrices[name][1], dtype=np.float32)))
+        else:
+            a = torch.nn.Parameter(torch.randn(args.rank, layer.in_features) / math.sqrt(layer.in_features))
+            b = torch.nn.Parameter(torch.zeros(layer.out_features, args.rank))
         adapters[name] = (a, b)
         hooks.append(layer.register_forward_hook(lambda m, i, o, a=a, b=b: o + (i[0] @ a.T @ b.T) * scale))
     norms = {name[name.index("encoder.layer."):]: p for name, p in encoder.named_parameters()
              if "LayerNorm" in name and "encoder.layer." in name}
+    with torch.no_grad():
+        for name, p in norms.items():
+            if start is not None and name in start.params:
+                p.copy_(torch.from_numpy(np.array(start.params[name], dtype=np.float32)))
     for p in norms.values():
         p.requires_grad_(True)
-    network = pair_network(encoder, np.zeros(encoder.config.hidden_size), np.zeros(1))
-    torch.nn.init.normal_(network.head.weight, std=0.02)
+    if start is not None:
+        network = pair_network(encoder, start.params["head.weight"], start.params["head.bias"])
+    else:
+        network = pair_network(encoder, np.zeros(encoder.config.hidden_size), np.zeros(1))
+        torch.nn.init.normal_(network.head.weight, std=0.02)
     groups = [{"params": [p for ab in adapters.values() for p in ab], "lr": args.lr},
               {"params": list(norms.values()), "lr": args.lr / 5},
               {"params": list(network.head.parameters()), "lr": args.lr * 2}]
@@ -155,7 +196,7 @@ def train(data: list[Pair], args, rng: random.Random):
     params = {name: p.detach().numpy().copy() for name, p in norms.items()}
     params["head.weight"] = network.head.weight.detach().numpy().copy()
     params["head.bias"] = network.head.bias.detach().numpy().copy()
-    info = {"pairs": len(data), "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
+    info = {"pairs": len(data), "epochs": args.epochs, "init": str(args.init.name) if args.init else None, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
             "max_length": args.max_length, "seconds": round(time.perf_counter() - started), "final_loss": round(float(np.mean(losses[-200:])), 4)}
     from semcache.embedding.sentence import DEFAULT_MODEL
 
@@ -199,6 +240,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--alpha", type=float, default=32.0)
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--max-length", type=int, default=64)
+    parser.add_argument("--neighbours", type=int, default=4, help="nearest other-intent neighbours per training prompt (label 0)")
+    parser.add_argument("--init", type=Path, default=None, help="go on training from this file (its rank and alpha)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

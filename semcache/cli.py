@@ -199,6 +199,17 @@ def eval_stream_command(path, text_col, group_col, shuffle_seed, seeds, examples
               help="A Host name served besides 127.0.0.1, localhost, [::1] and --host (repeatable; '*' = any).")
 @click.option("--allowed-origin", "allowed_origins", multiple=True,
               help="A browser origin allowed to call, with CORS (repeatable; default none; '*' = any).")
+@click.option("--store", default=None,
+              help="Keep the cache in Redis, shared by every replica: redis://host:port/db (default: the local --cache-dir).")
+@click.option("--store-prefix", default=None, help="Redis key prefix (default 'semcache'): several caches can share one Redis.")
+@click.option("--redis-local-share", type=click.FloatRange(0, 1, min_open=True), default=None,
+              help="While Redis is out of reach, pace misses under this share of --rpm/--tpm (default: answer misses 429).")
+@click.option("--snapshot-file", default=None,
+              help="This replica's index snapshot (default <cache-dir>/index-snapshot.<prefix>.npz with --store; '' = none).")
+@click.option("--snapshot-interval", type=click.FloatRange(min=0), default=None,
+              help="Seconds between index snapshots (default 300; 0 = only at shutdown).")
+@click.option("--recent-entries-bytes", type=click.IntRange(min=0), default=None,
+              help="Bytes of recently stored/served entries kept in memory to answer hits while Redis is out of reach (default 64 MiB).")
 @click.option("--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"]))
 def serve(config, log_level, open_, **flags) -> None:
     """Run the OpenAI-compatible caching sidecar: point any client's base_url at it."""

@@ -27,6 +27,16 @@ class Settings:
 
     # storage
     cache_dir: str = ".semcache"
+    # None: the local cache_dir; "redis://host:port/db": one Redis shared by every replica (kept out of repr: a
+    # URL may carry a password, though store_password_env is the place for one)
+    store: str | None = dataclasses.field(default=None, repr=False)
+    store_password_env: str = "SEMCACHE_REDIS_PASSWORD"  # environment variable that may hold the Redis password
+    store_prefix: str = "semcache"  # the Redis key prefix (several caches can share one Redis)
+    redis_local_share: float | None = None  # Redis out of reach: None = misses fail closed (429); else this share of rpm/tpm
+    shared_limiter_margin: float = 2.0  # seconds the replicas' shared limiter adds to its 60 s window (see wiring)
+    recent_entries_bytes: int = 64 * 1024**2  # in-process copy of recently stored/served entries, for hits during an outage
+    snapshot_file: str | None = None  # a replica's index snapshot; None: <cache_dir>/index-snapshot.npz with Redis; "": none
+    snapshot_interval: float = 300.0  # seconds between snapshots while serving (and one at shutdown); 0 = only at shutdown
     ttl: float | None = 7 * DAY  # seconds; None or 0 = never expire
     sliding_ttl: bool = False
     stale_ttl: float | None = DAY  # how long an expired entry is kept for stale-if-error
@@ -40,6 +50,7 @@ class Settings:
     threshold: float | None = None  # overrides the policy's threshold
     top_k: int = 5
     semantic_max_temperature: float = 1.0
+    semantic_languages: tuple[str, ...] | None = None  # languages the semantic tier answers; None: the policy's ("en"); "all"
     embed_cache_size: int = 1024
     tenant: str = ""
     # upstream
@@ -99,6 +110,18 @@ class Settings:
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ConfigError(f"setting {name!r} must be >= 0, got {value!r}")
+        if self.store is not None and not self.store.startswith(("redis://", "rediss://", "unix://")):
+            scheme = self.store.partition(":")[0][:20] if ":" in self.store else "no scheme"
+            raise ConfigError("setting 'store' must be a Redis URL (redis://host:port/db, rediss://, unix://) or unset "
+                              f"for the local cache_dir, got one with {scheme!r}")
+        if not self.store_prefix or not isinstance(self.store_prefix, str):
+            raise ConfigError(f"setting 'store_prefix' must be a non-empty string, got {self.store_prefix!r}")
+        if self.redis_local_share is not None and not 0 < self.redis_local_share <= 1:
+            raise ConfigError(f"setting 'redis_local_share' must be in (0, 1] (this replica's part of the quota while "
+                              f"Redis is out of reach), got {self.redis_local_share!r}")
+        for name in ("recent_entries_bytes", "snapshot_interval", "shared_limiter_margin"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"setting {name!r} must be >= 0, got {getattr(self, name)!r}")
         for name in ("upstream_timeout", "deadline", "max_body_bytes"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"setting {name!r} must be positive, got {getattr(self, name)!r}")

@@ -6,6 +6,8 @@ themselves take explicit arguments and never read settings or the environment.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -25,8 +27,12 @@ __all__ = [
     "build_upstream",
     "cache_from_settings",
     "embedder_from_settings",
+    "limiter_from_settings",
     "policy_from_settings",
     "pricing_from_settings",
+    "quota_name",
+    "snapshot_from_settings",
+    "store_from_settings",
 ]
 
 
@@ -41,8 +47,13 @@ def embedder_from_settings(settings: Settings) -> SentenceTransformerEmbedder:
 
 
 def policy_from_settings(settings: Settings) -> MatchPolicy:
-    """Return the policy file's policy (or the default), with the threshold override applied."""
+    """Return the policy file's policy (or the default), with the threshold and language overrides applied.
+
+    A cascade policy comes without its pair model: the cache attaches the shipped one."""
     policy = MatchPolicy.load(settings.policy) if settings.policy else MatchPolicy()
+    if settings.semantic_languages is not None:
+        languages = () if "all" in settings.semantic_languages else settings.semantic_languages
+        policy = dataclasses.replace(policy, languages=tuple(languages))
     return policy if settings.threshold is None else policy.with_threshold(settings.threshold)
 
 
@@ -51,19 +62,53 @@ def pricing_from_settings(settings: Settings) -> Pricing | None:
     return Pricing.from_file(settings.pricing) if settings.pricing else None
 
 
+def store_from_settings(settings: Settings, environ: Mapping[str, str] | None = None):
+    """Return the shared store ``settings.store`` names (a ``RedisStore``), or None for the local ``cache_dir``.
+
+    The Redis password, if any, comes from the environment variable ``settings.store_password_env``
+    (``environ``), so that no setting holds a secret. Raises ``ConfigError`` for a URL that cannot be used."""
+    if settings.store is None:
+        return None
+    from .storage.redis import RedisStore  # the redis client is an optional extra
+
+    password = (environ or {}).get(settings.store_password_env) or None
+    return RedisStore.from_url(settings.store, prefix=settings.store_prefix, password=password)
+
+
+def snapshot_from_settings(settings: Settings) -> str | None:
+    """Return the index snapshot file: ``snapshot_file``, else ``<cache_dir>/index-snapshot.<prefix>.npz``
+    with a Redis store; None for none ("" turns it off; the local directory needs none, it is rebuilt from disk)."""
+    if settings.snapshot_file is not None:
+        return str(Path(settings.snapshot_file).expanduser()) if settings.snapshot_file else None
+    if settings.store is None:
+        return None
+    return str(Path(settings.cache_dir).expanduser() / f"index-snapshot.{settings.store_prefix}.npz")
+
+
 def cache_from_settings(settings: Settings, *, embedder: Embedder | None = None, upstream: Any = None,
-                        **overrides: Any) -> SemanticCache:
-    """Build a cache from ``settings`` (the CLI and the sidecar do); ``overrides`` win."""
+                        environ: Mapping[str, str] | None = None, **overrides: Any) -> SemanticCache:
+    """Build a cache from ``settings`` (the CLI and the sidecar do); ``overrides`` win.
+
+    With ``settings.store`` the cache keeps its entries in that Redis (``environ`` may hold its
+    password); its binding is checked at open: a Redis built with another model raises ``ConfigError``."""
     options = dict(
         embedder=embedder if embedder is not None else embedder_from_settings(settings),
         policy=policy_from_settings(settings), upstream=upstream, ttl=settings.ttl,
         sliding_ttl=settings.sliding_ttl, stale_ttl=settings.stale_ttl, max_entries=settings.max_entries,
         max_bytes=settings.max_bytes, top_k=settings.top_k, semantic_max_temperature=settings.semantic_max_temperature,
         stale_if_error=settings.stale_if_error, tenant=settings.tenant, embed_cache_size=settings.embed_cache_size,
-        pricing=pricing_from_settings(settings),
+        pricing=pricing_from_settings(settings), recent_bytes=settings.recent_entries_bytes,
+        snapshot=snapshot_from_settings(settings),
     )
     options.update(overrides)
-    return SemanticCache(settings.cache_dir, **options)
+    if "store" not in options:
+        options["store"] = store_from_settings(settings, environ)
+    try:
+        return SemanticCache(settings.cache_dir, **options)
+    except BaseException:
+        if options["store"] is not None and "store" not in overrides:  # ours: close its connections
+            options["store"].close()
+        raise
 
 
 def api_key_from(settings: Settings, environ: Mapping[str, str]) -> str:
@@ -84,16 +129,41 @@ def budget_from_settings(settings: Settings, *, pricing: Pricing | None = None, 
     return BudgetGuard(*limits, alert_fraction=settings.budget_alert_fraction, pricing=pricing, stats=stats, ledger=ledger)
 
 
+def quota_name(api_key: str) -> str:
+    """Name the provider quota of ``api_key`` in a shared limiter: a hash, never the key."""
+    return "q-" + hashlib.sha256(b"semcache-quota\0" + api_key.encode()).hexdigest()[:24]
+
+
+def limiter_from_settings(settings: Settings, name: str, rpm: int | None, tpm: int | None, *, store=None):
+    """Return the limiter every replica on ``store`` shares for the quota ``name`` (a ``RedisRateLimiter``
+    on the store's Redis, with ``settings.redis_local_share`` for outages), or None without a Redis store
+    (each process then paces under a local ``RateLimiter``)."""
+    if settings.store is None or store is None or not hasattr(store, "client"):
+        return None
+    from .upstream.redis_limiter import WINDOW, RedisRateLimiter
+
+    # The window is 60 s plus a margin: the limiter admits on Redis TIME, the provider counts arrivals,
+    # and the time between the two varies from one replica (and one moment) to another. A burst of
+    # 2 x rpm over three replicas on 2 busy cores reached the mock up to 1.5 s later in the first
+    # minute than in the second (3 s with 14 processes on the cores), so an exact 60 s let its token
+    # bucket see one request too many (benchmarks/bench_cluster.py); 2 s costs 3% of the rate.
+    return RedisRateLimiter(store.client, name, rpm, tpm, prefix=store.prefix, local_share=settings.redis_local_share,
+                            url=store.url, window=WINDOW + settings.shared_limiter_margin)
+
+
 def build_upstream(settings: Settings, api_key: str, *, stats=None, pricing: Pricing | None = None,
-                   budget: BudgetGuard | None = None, http=None):
+                   budget: BudgetGuard | None = None, http=None, store=None):
     """Return the paced client for ``settings.upstream_base_url`` with ``api_key`` and the settings' limits.
 
-    Imports the openai SDK (only the paths that reach a provider do)."""
+    With a Redis ``store`` (the cache's), the limits are one quota for every replica: a
+    ``RedisRateLimiter`` named by a hash of ``api_key``, whose provider-header ceilings are
+    shared too. Imports the openai SDK (only the paths that reach a provider do)."""
     from .upstream.client import Endpoint, OpenAIUpstream
     from .upstream.retry import RetryPolicy
 
+    limiter = limiter_from_settings(settings, quota_name(api_key), settings.rpm, settings.tpm, store=store)
     return OpenAIUpstream(
-        Endpoint(settings.upstream_base_url, api_key), rpm=settings.rpm, tpm=settings.tpm,
+        Endpoint(settings.upstream_base_url, api_key), rpm=settings.rpm, tpm=settings.tpm, limiter=limiter,
         retry=RetryPolicy(max_attempts=settings.max_attempts, deadline=settings.deadline), budget=budget,
         fallback_models=settings.fallback_models, stats=stats,
         pricing=pricing or pricing_from_settings(settings),

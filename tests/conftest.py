@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 
@@ -77,6 +78,33 @@ def _clean_environment(monkeypatch, _onnx_cache):
         if name.startswith(("SEMCACHE_", "OPENAI_")):
             monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("SEMCACHE_ONNX_CACHE", _onnx_cache)
+
+
+class _LookupBugs(logging.Handler):
+    """Collects "semcache lookup bug" records: a programming error that a lookup failed open on."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage().startswith("semcache lookup bug"):
+            self.records.append(record)
+
+
+@pytest.fixture(autouse=True)
+def _no_lookup_bugs(request):
+    """Fail any test during which a lookup failed open on a bug (a TypeError, say): fail-open must
+    not hide one as a lower hit rate. Tests that provoke one on purpose are marked ``lookup_bug``."""
+    handler = _LookupBugs()
+    logger = logging.getLogger("semcache")
+    logger.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+    if handler.records and request.node.get_closest_marker("lookup_bug") is None:
+        pytest.fail(f"a lookup failed open on a bug: {handler.records[0].getMessage()}")
 
 
 @pytest.fixture

@@ -283,6 +283,53 @@ def test_lookup_fails_open_when_the_embedder_raises(make_cache):
     assert total["errors.EmbeddingError"] >= 2
 
 
+class BuggyEmbedder:
+    """An embedder with a programming error: what fail-open must not hide."""
+
+    model_id, dim = "test-words", 32
+
+    def embed(self, texts):
+        return None.shape  # AttributeError
+
+
+@pytest.mark.lookup_bug
+def test_a_bug_in_a_lookup_fails_open_but_loudly_and_is_counted_apart(make_cache, caplog):
+    cache = make_cache(embedder=BuggyEmbedder(), policy=POLICY)
+    result = cache.complete(ask(FRANCE), call=lambda request: answer("Paris"))
+    assert result.status == "miss" and result.lookup_bug and result.lookup_error == "AttributeError"
+    errors = [r for r in caplog.records if r.levelname == "ERROR" and r.getMessage().startswith("semcache lookup bug")]
+    assert errors and errors[0].exc_info is not None  # with its traceback
+    total = cache.stats()["total"]
+    assert total["lookup_bugs"] == 1 and total["lookup_errors"] == 0
+    assert result.store_error == "AttributeError" and total["errors.AttributeError"] == 2  # the lookup's and the store's
+
+
+def test_an_environmental_failure_is_a_warning_not_a_bug(make_cache, caplog):
+    cache = make_cache(embedder=FailingEmbedder(), policy=POLICY)
+    result = cache.complete(ask(FRANCE), call=lambda request: answer("Paris"))
+    assert result.lookup_error == "EmbeddingError" and not result.lookup_bug
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+def test_a_verifier_for_another_dimension_is_refused_when_the_cache_opens(make_cache):
+    import numpy as np
+    from semcache.matching.verifier import FEATURES, Verifier
+
+    n = len(FEATURES) + 2 * 384
+    verifier = Verifier(np.zeros(n, np.float32), np.ones(n, np.float32), np.zeros(n, np.float32), 0.0, embedding=True)
+    with pytest.raises(ConfigError, match="384-dimensional"):
+        make_cache(policy=MatchPolicy.learned().with_verifier(verifier))  # the fake embedder makes 32
+
+
+def test_ttl_zero_means_never_expire_as_in_settings(make_cache, clock):
+    cache = make_cache(policy=POLICY, ttl=0)
+    entry = cache.insert(ask(FRANCE), answer("Paris"))
+    assert entry.expires_at is None
+    clock.advance(10**9)
+    assert cache.lookup(ask(FRANCE)).kind == "exact"
+    assert cache.insert(ask(SPAIN), answer("Madrid"), ttl=0).expires_at is None
+
+
 # -- stats -------------------------------------------------------------------------------------
 
 
@@ -439,3 +486,22 @@ def test_a_request_that_missed_just_before_another_stored_its_answer_does_not_ca
     cache.flush()
     total = cache.stats()["total"]
     assert (total["requests"], total["misses"], total["exact_hits"], total["requests_saved"]) == (2, 1, 1, 1)
+
+
+def test_hit_recency_reaches_other_processes_so_they_never_evict_what_is_hot_here(make_cache, clock, tmp_path):
+    here = make_cache(tmp_path / "shared", policy=POLICY, flush_interval=None)
+    there = make_cache(tmp_path / "shared", policy=POLICY, flush_interval=None, max_entries=3)
+    hot = here.insert(ask(FRANCE), answer("Paris"))
+    clock.advance(1)
+    here.insert(ask(SPAIN), answer("Madrid"))
+    clock.advance(1)
+    here.insert(ask("what is the capital city of germany"), answer("Berlin"))
+    clock.advance(1)
+    here.lookup(ask(FRANCE))  # hot here, and the oldest entry by creation
+    here.flush()
+    there.sync()
+    assert there._mirror.meta[hot.id].last_used == clock()
+    clock.advance(1)
+    there.insert(ask("what is the capital city of italy"), answer("Rome"))  # over its cap: down to 90%, LRU first
+    survivors = {e.query_text for e in there.entries()}
+    assert survivors == {FRANCE, "what is the capital city of italy"}

@@ -27,6 +27,7 @@ def test_demo_runs_end_to_end_and_reports_savings(capsys, via):
     assert calls + hits == 30
     assert re.search(r"tokens saved\s+[\d,]+ prompt \+ [\d,]+ completion", out)
     assert re.search(r"wrong answers served\s+0\b", out)
+    assert re.search(r"paraphrases answered\s+\d+ of the \d+ requests that only a semantic match could answer", out)
 
 
 def test_demo_rejects_a_bad_argument(capsys):

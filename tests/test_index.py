@@ -155,3 +155,46 @@ def test_searches_run_beside_adds_and_removes_and_each_sees_one_state():
         thread.join()
     assert problems == []
     assert index.ids() == set(range(250, 400)) | set(range(0, 50))
+
+
+def test_an_ivf_retrain_never_blocks_searches_and_keeps_writes_made_meanwhile(monkeypatch):
+    """The retrain runs outside the write lock; adds and removes during it are replayed into the new index."""
+    import threading
+    import time
+
+    from semcache.storage.index import FaissIndex, PartitionedIndex
+
+    dim, rng = 8, np.random.default_rng(3)
+
+    def unit_rows(n):
+        v = rng.standard_normal((n, dim)).astype(np.float32)
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    building, release = threading.Event(), threading.Event()
+    original = FaissIndex.build
+
+    def slow_build(self, ids, vectors):
+        built = original(self, ids, vectors)
+        building.set()
+        release.wait(5)
+        return built
+
+    monkeypatch.setattr(FaissIndex, "build", slow_build)
+    index = PartitionedIndex(dim, factory=lambda: FaissIndex(dim, approximate_threshold=100))
+    first = unit_rows(100)
+    index.add("p", np.arange(100), first)
+    adder = threading.Thread(target=index.add, args=("p", np.array([100]), unit_rows(1)))  # crosses the threshold
+    adder.start()
+    assert building.wait(5)
+    started = time.perf_counter()
+    sims, ids = index.search("p", first[7], 1)  # would wait on the write lock if the retrain held it
+    assert time.perf_counter() - started < 0.5 and ids.tolist() == [7]
+    late = unit_rows(1)
+    index.add("p", np.array([101]), late)  # written while the retrain runs
+    index.remove([3])
+    release.set()
+    adder.join(5)
+    inner = index._indexes["p"]
+    assert inner.approximate and len(inner) == 101
+    assert index.search("p", late[0], 1)[1].tolist() == [101]
+    assert 3 not in set(index.search("p", first[3], 5)[1].tolist())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 
 import numpy as np
@@ -102,8 +103,8 @@ def candidate(entry_id: int, text: str, similarity: float, rejected=()) -> Candi
 QUERY_VECTOR = unit(np.random.default_rng(99).normal(size=384))
 
 
-def test_default_policy_needs_no_training_and_scores_in_unit_interval():
-    policy = MatchPolicy()
+def test_learned_policy_needs_no_training_and_scores_in_unit_interval():
+    policy = MatchPolicy.learned()
     assert policy.kind == "learned" and 0 < policy.threshold < 1
     decision = policy.decide("How do I learn Python?", [candidate(1, "What is the best way to learn Python?", 0.9)], QUERY_VECTOR)
     assert 0.0 <= decision.score <= 1.0
@@ -147,7 +148,7 @@ def test_feedback_rejects_a_query_the_entry_was_marked_wrong_for():
 
 
 def test_score_pairs_applies_checks_as_a_floor():
-    policy = MatchPolicy()
+    policy = MatchPolicy.learned()
     rng = np.random.default_rng(1)
     va = np.stack([unit(rng.normal(size=384)) for _ in range(2)])
     texts_a, texts_b = ["what is 1+1", "what is 1+1"], ["what is 1+2", "what is one plus one"]
@@ -159,14 +160,15 @@ def test_score_pairs_applies_checks_as_a_floor():
 
 
 def test_higher_similarity_never_lowers_the_learned_score():
-    policy = MatchPolicy()
+    policy = MatchPolicy.learned()
     va = np.stack([QUERY_VECTOR] * 3)
     scores = policy.score_pairs(["how to learn python"] * 3, ["learn python fast"] * 3, [0.6, 0.8, 0.95], va, va)
     assert scores[0] <= scores[1] <= scores[2]
 
 
 def test_policy_round_trips_through_a_file(tmp_path):
-    for policy in (MatchPolicy(), MatchPolicy(threshold=0.7, margin=0.2, checks=("numbers",)), MatchPolicy.cosine(0.88)):
+    for policy in (MatchPolicy(), MatchPolicy.learned(), MatchPolicy(threshold=0.7, margin=0.2, checks=("numbers",), reject_below=0.3,
+                   accept_above=0.99, max_pairs=3, nearest_only=True, languages=("en", "es")), MatchPolicy.cosine(0.88)):
         path = tmp_path / "policy.json"
         policy.save(path)
         loaded = MatchPolicy.load(path)
@@ -174,7 +176,7 @@ def test_policy_round_trips_through_a_file(tmp_path):
 
 
 def test_policy_with_inline_weights_round_trips(tmp_path):
-    policy = MatchPolicy().with_verifier(MatchPolicy().verifier).with_threshold(0.6)
+    policy = MatchPolicy.learned().with_verifier(MatchPolicy.learned().verifier).with_threshold(0.6)
     path = tmp_path / "p.json"
     policy.save(path)
     loaded = MatchPolicy.load(path)
@@ -194,6 +196,9 @@ def test_policy_with_inline_weights_round_trips(tmp_path):
         ({"threshold": 0.9, "checks": ["numbers", "vibes"]}, "checks"),
         ({"threshold": 0.9, "margin": 3}, "margin"),
         ({"threshold": 0.9, "kind": "learned", "verifier": {"features": ["x"]}}, "features"),
+        ({"threshold": 0.9, "kind": "cascade", "reject_below": 0.9, "accept_above": 0.5}, "reject_below"),
+        ({"threshold": 0.9, "kind": "cascade", "max_pairs": 0}, "max_pairs"),
+        ({"threshold": 0.9, "kind": "cascade", "reject_below": "low"}, "band"),
     ],
 )
 def test_bad_policy_data_raises_config_error_naming_the_field(data, field):
@@ -214,7 +219,7 @@ def test_legacy_cosine_file_without_kind_still_loads():
 
 
 def test_decision_as_dict_is_json_serialisable():
-    decision = MatchPolicy().decide("How do I learn Python?", [candidate(1, "How can I learn Python?", 0.95)], QUERY_VECTOR)
+    decision = MatchPolicy.learned().decide("How do I learn Python?", [candidate(1, "How can I learn Python?", 0.95)], QUERY_VECTOR)
     assert isinstance(decision, Decision)
     assert json.loads(json.dumps(decision.as_dict()))["entry_id"] == 1
 
@@ -230,11 +235,105 @@ def test_verifier_logistic_and_mlp_forms_match_hand_computation():
     assert Verifier.from_dict(mlp.to_dict()).logits(x)[0] == pytest.approx(n + 0.5)
 
 
+class ScriptedPairs:
+    """A pair model that scores from a table of (query, candidate) -> probability, and records what it was asked."""
+
+    model_id = "scripted"
+
+    def __init__(self, table: dict, default: float = 0.0) -> None:
+        self.table, self.default, self.asked = table, default, []
+
+    def score(self, pairs):
+        self.asked.append(list(pairs))
+        return np.array([self.table.get(p, self.default) for p in pairs], dtype=np.float64)
+
+
+def cascade(pairs, **options) -> MatchPolicy:
+    options = {"threshold": 0.5, "reject_below": 0.6, "accept_above": 0.99, "max_pairs": 2, **options}
+    return MatchPolicy(**options).with_pair(pairs)
+
+
+def test_the_default_policy_is_the_cascade_and_needs_its_pair_model():
+    policy = MatchPolicy()
+    assert policy.kind == "cascade" and policy.needs_pair and policy.languages == ("en",)
+    with pytest.raises(ConfigError, match="pair model"):
+        policy.decide("how to learn python", [candidate(1, "learn python", 0.8)])
+    assert not policy.with_pair(ScriptedPairs({})).needs_pair
+
+
+def test_cascade_band_boundaries():
+    """Under reject_below: rejected unasked; at or over accept_above with every check passed: a hit unasked;
+    in between: the pair model's probability decides."""
+    pairs = ScriptedPairs({("learn python", "how do i learn python"): 0.9})
+    policy = cascade(pairs)
+    low = policy.decide("learn python", [candidate(1, "how do i learn python", 0.5999)])
+    assert not low.hit and low.score == 0.0 and pairs.asked == []
+    high = policy.decide("learn python", [candidate(1, "how do i learn python", 0.99)])
+    assert high.hit and high.score == 1.0 and pairs.asked == []
+    band = policy.decide("learn python", [candidate(1, "how do i learn python", 0.6)])
+    assert band.hit and band.score == pytest.approx(0.9) and pairs.asked == [[("learn python", "how do i learn python")]]
+    refused = cascade(ScriptedPairs({}, default=0.49)).decide("learn python", [candidate(1, "python learning", 0.9)])
+    assert not refused.hit and refused.reason == "below-threshold"
+
+
+def test_a_confident_cosine_never_overrules_a_check():
+    policy = cascade(ScriptedPairs({}, default=1.0))
+    decision = policy.decide("what is 15% of 240", [candidate(1, "what is 15% of 340", 0.999)])
+    assert not decision.hit and decision.reason == "check-failed:numbers"
+
+
+def test_candidates_failing_a_check_never_reach_the_pair_model_and_at_most_max_pairs_do():
+    pairs = ScriptedPairs({}, default=0.2)
+    policy = cascade(pairs, max_pairs=2)
+    cands = [candidate(1, "capital of spain", 0.95), candidate(2, "capital of france please", 0.94),
+             candidate(3, "what is the capital city of france", 0.93), candidate(4, "france capital city", 0.92)]
+    policy.decide("capital of france", cands)
+    assert pairs.asked == [[("capital of france", "capital of france please"), ("capital of france", "what is the capital city of france")]]
+
+
+def test_nearest_only_never_serves_a_farther_candidate_in_place_of_the_nearest():
+    table = {("how tall is the eiffel tower", "eiffel tower height in meters"): 0.95}
+    cands = [candidate(1, "how old is the eiffel tower", 0.97), candidate(2, "eiffel tower height in meters", 0.9)]
+    anywhere = cascade(ScriptedPairs(table)).decide("how tall is the eiffel tower", cands)
+    assert anywhere.hit and anywhere.entry_id == 2  # the farther one is served
+    nearest = cascade(ScriptedPairs(table), nearest_only=True).decide("how tall is the eiffel tower", cands)
+    assert not nearest.hit and nearest.entry_id == 1  # the nearest one decides
+    vetoed = [candidate(1, "how tall is the eiffel tower in 1889", 0.97), candidate(2, "eiffel tower height in meters", 0.9)]
+    skipped = cascade(ScriptedPairs(table), nearest_only=True).decide("how tall is the eiffel tower in 2024", vetoed)
+    assert skipped.entry_id != 1 or not skipped.hit  # a vetoed nearest candidate does not block the next one
+
+
+def test_a_language_the_policy_does_not_read_is_never_a_semantic_hit():
+    pairs = ScriptedPairs({}, default=1.0)
+    policy = cascade(pairs)
+    chinese = policy.decide("python 怎么给列表排序", [candidate(1, "python 怎么给字典排序", 0.999)])
+    assert not chinese.hit and chinese.reason == "language-not-read" and pairs.asked == []
+    spanish = policy.decide("como ordeno una lista en python", [candidate(1, "como ordeno un diccionario en python", 0.97)])
+    assert not spanish.hit and spanish.reason == "language-not-read"
+    everyone = cascade(pairs, languages=())
+    assert everyone.decide("como ordeno una lista en python", [candidate(1, "como ordenar una lista en python", 0.97)]).hit
+
+
+def test_score_pairs_follows_the_cascade_rule():
+    pairs = ScriptedPairs({("learn python", "how do i learn python"): 0.7})  # (query, stored)
+    policy = cascade(pairs)
+    scores = policy.score_pairs(["how do i learn python", "learn python", "what is 1+1", "python 排序"],
+                                ["learn python", "learn python", "what is 1+2", "python 排序 降序"], [0.8, 0.995, 0.99, 0.99])
+    assert scores.tolist() == [0.7, 1.0, 0.0, 0.0]
+
+
 @pytest.fixture(scope="module")
 def model():
     from semcache.embedding.sentence import SentenceTransformerEmbedder
 
-    return SentenceTransformerEmbedder()  # the shipped adapter included: the verifier was fitted on it
+    return SentenceTransformerEmbedder()
+
+
+@functools.lru_cache(maxsize=1)
+def shipped_policy() -> MatchPolicy:
+    from semcache.embedding.pair import PairClassifier
+
+    return MatchPolicy().with_pair(PairClassifier())
 
 
 @pytest.mark.model
@@ -249,5 +348,5 @@ def model():
 )
 def test_default_policy_on_the_real_model(model, query, stored, expect_hit):
     q, s = model.embed([query, stored])
-    decision = MatchPolicy().decide(query, [Candidate(1, stored, float(q @ s), s)], q)
+    decision = shipped_policy().decide(query, [Candidate(1, stored, float(q @ s), s)], q)
     assert decision.hit is expect_hit, decision.as_dict()

@@ -68,3 +68,36 @@ def test_writes_and_deletions_propagate_between_processes(peer, tmp_path):
         assert peer("lookup", FRANCE) is None
         assert peer("lookup", FRANCE_PLEASE) is None
         assert len(cache) == 0
+
+
+def _miss(directory: str, calls_file: str, start, results) -> None:
+    """Run in a spawned process: ask one question that misses; the upstream call takes 0.5 s."""
+    import time as _time
+
+    def call(request):
+        with open(calls_file, "a") as f:
+            f.write("call\n")
+        _time.sleep(0.5)
+        return {"answer": "Paris"}
+
+    with SemanticCache(directory, embedder=WordEmbedder(), policy=POLICY) as cache:
+        start.wait(60)
+        result = cache.complete(FRANCE, call)
+        results.put((result.status, result.response))
+
+
+def test_identical_misses_in_two_processes_make_one_upstream_call(tmp_path):
+    """Across processes the single flight is a lease in the store: the second waits for the first's answer."""
+    context = multiprocessing.get_context("spawn")
+    start, results = context.Event(), context.Queue()
+    calls = tmp_path / "calls"
+    processes = [context.Process(target=_miss, args=(str(tmp_path / "shared"), str(calls), start, results), daemon=True)
+                 for _ in range(2)]
+    for process in processes:
+        process.start()
+    start.set()
+    outcomes = sorted(results.get(timeout=60) for _ in processes)
+    for process in processes:
+        process.join(30)
+    assert calls.read_text().count("call") == 1
+    assert outcomes == [("hit", {"answer": "Paris"}), ("miss", {"answer": "Paris"})]

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.prompts import PROMPTS, load, split_of
+from benchmarks.prompts import PROMPTS, family_files, load, split_of
 
-FILES = sorted(PROMPTS.glob("*.jsonl"))
+FILES = family_files()
 
 
 @pytest.fixture(scope="module")
@@ -95,5 +95,19 @@ def test_stream_rows_add_near_misses_as_intents_of_their_own(bench):
     assert len(texts) == len(set(texts))
     in_groups = {t for g in dev.groups for t in g.texts}
     extra = [r for r in rows if r["text"] not in in_groups]
-    assert extra and all(r["group"].startswith("near:") for r in extra)
-    assert len({r["group"] for r in extra}) == len(extra)  # each a different request
+    intent = dev.intent_of()
+    assert extra and all(r["group"] == intent[r["text"]] for r in extra)
+    alone = [r for r in extra if r["group"].startswith("near:")]
+    assert len(alone) >= 0.95 * len(extra)  # a near miss is a request of its own unless the audit joined it
+    assert len({r["group"] for r in alone}) == len(alone)
+
+
+def test_the_audit_joins_intents_that_two_writers_wrote_twice(bench):
+    intent = bench.intent_of()
+    assert bench.same
+    for a, b in bench.same:
+        assert intent[a] == intent[b]
+    joined = {intent[a] for a, _ in bench.same}
+    rows = [r for r in bench.select(split=("train", "dev", "test")).stream_rows() if r["group"] in joined]
+    assert rows and all(r["group"] in joined for r in rows)
+    assert not [m for m in bench.near_misses if intent[m.a] == intent[m.b] and (m.a, m.b, 0, m.kind) in bench.pairs()]

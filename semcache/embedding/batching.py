@@ -23,7 +23,7 @@ import numpy as np
 from ..errors import EmbeddingError
 from .base import Embedder
 
-__all__ = ["BatchingEmbedder"]
+__all__ = ["BatchingEmbedder", "BatchingPairs"]
 
 
 class _Waiter:
@@ -69,9 +69,21 @@ class BatchingEmbedder:
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Return the rows of ``texts``, embedded together with other threads' concurrent calls."""
-        texts = list(texts)
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
+        return self._together(list(texts))
+
+    def _call(self, items: list) -> np.ndarray:
+        """One model call for a whole batch (what a subclass batches instead)."""
+        vectors = np.asarray(self.inner.embed(items), dtype=np.float32)
+        if vectors.shape != (len(items), self.dim):
+            raise EmbeddingError(f"embedder returned shape {vectors.shape}, expected {(len(items), self.dim)}")
+        return vectors
+
+    def _empty(self) -> np.ndarray:
+        return np.zeros((0, self.dim), dtype=np.float32)
+
+    def _together(self, texts: list) -> np.ndarray:
+        if not texts:  # never a model call for nothing
+            return self._empty()
         waiter = _Waiter(texts)
         with self._cond:
             self._pending.append(waiter)
@@ -104,9 +116,7 @@ class BatchingEmbedder:
     def _run(self, batch: list[_Waiter]) -> None:
         texts = [t for waiter in batch for t in waiter.texts]
         try:
-            vectors = np.asarray(self.inner.embed(texts), dtype=np.float32)
-            if vectors.shape != (len(texts), self.dim):
-                raise EmbeddingError(f"embedder returned shape {vectors.shape}, expected {(len(texts), self.dim)}")
+            vectors = self._call(texts)
             self.batches += 1
             self.texts += len(texts)
             start = 0
@@ -119,3 +129,35 @@ class BatchingEmbedder:
         finally:
             for waiter in batch:
                 waiter.done.set()
+
+
+class BatchingPairs(BatchingEmbedder):
+    """Wrap a pair model (``score(pairs)``) the same way: concurrent lookups in the uncertain band
+    share one cross-encoder call."""
+
+    def __init__(self, inner, *, window: float = 0.0, max_batch: int = 16) -> None:
+        super().__init__(_Scored(inner), window=window, max_batch=max_batch)
+        self.inner = inner
+
+    def __repr__(self) -> str:
+        return f"BatchingPairs({self.inner!r}, window={self.window}, max_batch={self.max_batch})"
+
+    def score(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
+        """Return the probability of each pair, scored together with other threads' concurrent calls."""
+        return self._together(list(pairs))
+
+    def _empty(self) -> np.ndarray:
+        return np.zeros(0, dtype=np.float64)
+
+    def _call(self, items: list) -> np.ndarray:
+        scores = np.asarray(self.inner.score(items), dtype=np.float64)
+        if scores.shape != (len(items),):
+            raise EmbeddingError(f"pair model returned shape {scores.shape}, expected {(len(items),)}")
+        return scores
+
+
+class _Scored:
+    """What BatchingEmbedder's constructor reads of its inner model, for a pair model."""
+
+    def __init__(self, pair) -> None:
+        self.model_id, self.dim = pair.model_id, 1

@@ -69,11 +69,12 @@ class PairClassifier:
 
     ``path``: a file from ``benchmarks/train_pair_classifier.py`` (default: the shipped one).
     ``backend``: "auto" (ONNX Runtime when the export reproduces PyTorch), "onnx" or "torch".
+    ``symmetric``: score both orders of each pair and average the logits (twice the cost).
     Raises ``ConfigError`` when the file or the model cannot be loaded.
     """
 
     def __init__(self, path: str | os.PathLike | None = None, *, backend: str = "auto", threads: int | None = None,
-                 max_length: int = MAX_LENGTH) -> None:
+                 max_length: int = MAX_LENGTH, symmetric: bool = False) -> None:
         if backend not in ("auto", "onnx", "torch"):
             raise ConfigError(f"pair classifier backend must be auto, onnx or torch, got {backend!r}")
         path = Path(path) if path is not None else Path(__file__).parent.parent / "data" / PAIR_FILE
@@ -84,6 +85,7 @@ class PairClassifier:
             raise ConfigError(f"pair classifier {str(path)!r} has no head (head.weight, head.bias)")
         self.model_id = f"{DEFAULT_MODEL}+pair-{self.adapter.digest}"
         self.max_length = max_length
+        self.symmetric = symmetric
         self.threads = threads or os.cpu_count() or 1
         self._lock = threading.Lock()
         try:
@@ -143,6 +145,12 @@ class PairClassifier:
         """Return the raw logit of each (query, candidate) pair."""
         if not pairs:
             return np.zeros(0, dtype=np.float64)
+        if self.symmetric:
+            both = self._logits([*pairs, *[(b, a) for a, b in pairs]])
+            return (both[:len(pairs)] + both[len(pairs):]) / 2
+        return self._logits(pairs)
+
+    def _logits(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
         try:
             with self._lock:
                 if self._session is not None:

@@ -25,6 +25,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from ..embedding.base import CachingEmbedder, Embedder
+from ..embedding.pair import PairClassifier
 from ..embedding.sentence import SentenceTransformerEmbedder
 from ..errors import RequestError, SemcacheError, StoreError, UpstreamError
 from ..keys import RequestKey, normalize
@@ -47,6 +48,7 @@ __all__ = ["Hit", "Result", "SemanticCache"]
 log = logging.getLogger("semcache")
 
 DAY = 86_400.0
+FLIGHT_POLL = 0.02  # seconds between a waiting process's looks for the answer another one is fetching
 # Failures of the environment a lookup fails open on quietly (a warning): the store, the model,
 # the disk. Anything else is a bug, failed open too but logged at error level.
 ENVIRONMENTAL = (SemcacheError, OSError, MemoryError)
@@ -61,7 +63,12 @@ class SemanticCache:
     never served fresh, and are kept ``stale_ttl`` longer for stale-if-error. ``max_entries`` /
     ``max_bytes`` cap the size, evicting least-recently-used first. ``timer`` is wall-clock time
     (``time.time``), passed in so tests control expiry. ``store`` replaces the directory's
-    ``DiskStore`` (any ``storage.protocols.Store``).
+    ``DiskStore`` (any ``storage.protocols.Store``). ``flight_wait``: how long a miss waits for
+    the answer another process is already fetching for the same request (None: never waits).
+    ``recent_bytes``: this process's copy of the entries it stored or served lately, which
+    answers hits while the store cannot be read (a Redis outage). ``snapshot``: a file this
+    process's index is saved to (``save_snapshot``, and at ``close``) and started from (stores
+    with an epoch: Redis), see ``storage.mirror``.
     """
 
     def __init__(
@@ -84,12 +91,18 @@ class SemanticCache:
         pricing: Pricing | None = None,
         flush_interval: float = 1.0,
         embed_cache_size: int = 1024,
+        flight_wait: float | None = 30.0,
+        recent_bytes: int = 64 * 1024**2,
+        snapshot: str | None = None,
         timer: Callable[[], float] = time.time,
     ) -> None:
         inner = embedder if embedder is not None else SentenceTransformerEmbedder()
         self.embedder = CachingEmbedder(inner, embed_cache_size) if embed_cache_size else inner
-        self.policy = policy if policy is not None else MatchPolicy()
-        self.policy.check_dimension(self.embedder.dim)
+        policy = policy if policy is not None else MatchPolicy()
+        if policy.needs_pair:  # the default cascade: its uncertain band goes to the shipped pair classifier
+            policy = policy.with_pair(PairClassifier())
+        policy.check_dimension(self.embedder.dim)
+        self.policy = policy
         self.store = store if store is not None else DiskStore(directory)
         try:
             self.store.bind(self.embedder.model_id, self.embedder.dim)
@@ -105,10 +118,12 @@ class SemanticCache:
         self.semantic_max_temperature = semantic_max_temperature
         self.stale_if_error = stale_if_error
         self.tenant = tenant
+        self.flight_wait = flight_wait
         self.pricing = pricing or Pricing()
         self._timer = timer
         self._stats = Stats(self.store)
-        self._mirror = Mirror(self.store, self.embedder.dim)
+        self._mirror = Mirror(self.store, self.embedder.dim, model_id=self.embedder.model_id, recent_bytes=recent_bytes,
+                              snapshot=snapshot)
         self._lock = threading.RLock()
         self._hits = HitBook()
         self._last_sweep = 0.0
@@ -130,10 +145,25 @@ class SemanticCache:
         self.close()
 
     def close(self) -> None:
-        """Stop the flusher, write pending hits and counters, and close the store."""
+        """Stop the flusher, write pending hits and counters, save the index snapshot (if any), close the store."""
         self._flusher.stop()
-        self.flush()
-        self.store.close()
+        try:
+            self.flush()
+        finally:
+            self.save_snapshot()
+            self._mirror.close()
+            self.store.close()
+
+    def save_snapshot(self) -> bool:
+        """Save this process's index to the ``snapshot`` file, best effort; return whether it was written."""
+        if self._mirror.snapshot_path is None:
+            return False
+        try:
+            return self._mirror.save_snapshot()
+        except Exception as exc:  # a snapshot only makes the next start faster: never fail for it
+            log.warning("semcache could not save the index snapshot %s: %s: %s", self._mirror.snapshot_path,
+                        type(exc).__name__, exc)
+            return False
 
     def sync(self) -> None:
         """Apply the store's new change records to this process's index (rebuild if too far behind)."""
@@ -190,7 +220,7 @@ class SemanticCache:
                 if not entry.expired(now):
                     return _Looked(key, hit=self._touch(Hit(entry, "exact"), now))
                 stale = functools.partial(Hit, entry, "stale")
-        if not key.semantic:
+        if not self._semantic(key):
             return _Looked(key, stale=stale)
         vector = self.embedder.embed([key.query_text])[0]
         sims, ids, vectors = self._mirror.index.search_with_vectors(key.partition, vector, self.top_k)
@@ -214,23 +244,37 @@ class SemanticCache:
             stale = functools.partial(self._stale_candidate, key.query_text, vector, decision, expired, policy)
         return _Looked(key, stale=stale, decision=decision)
 
+    def _semantic(self, key: RequestKey) -> bool:
+        """Whether the semantic tier may answer (and index) this request: its sampling allows it and
+        the policy reads its language; otherwise only the exact tier does."""
+        return key.semantic and self.policy.reads(key.query_text)
+
     def _stale_candidate(self, query_text: str, vector: np.ndarray, decision: Decision, expired: dict,
                          policy: MatchPolicy) -> Hit | None:
         """Pick an answer to serve only if upstream fails: an expired match, or a near miss."""
         if expired:
             old = policy.decide(query_text, list(expired.values()), vector)
             if old.hit:
-                entry = self.store.get(old.entry_id)
+                entry = self._readable(old.entry_id)
                 return None if entry is None else Hit(entry, "stale", old)
         near = decision.entry_id is not None and decision.score >= policy.threshold - policy.margin
         if near and all(c.passed for c in decision.checks):
-            entry = self.store.get(decision.entry_id)
+            entry = self._readable(decision.entry_id)
             return None if entry is None else Hit(entry, "stale", decision)
         return None
 
+    def _readable(self, entry_id: int) -> Entry | None:
+        """The entry for a stale answer, or None when it cannot be read (then the upstream's error stands)."""
+        try:
+            return self._mirror.read(entry_id)
+        except ENVIRONMENTAL as exc:
+            log.warning("semcache could not read a stale answer: %s: %s", type(exc).__name__, exc)
+            return None
+
     def _entry(self, entry_id: int) -> Entry | None:
-        """Read an entry with this process's unflushed sliding expiry applied."""
-        entry = self.store.get(entry_id)
+        """Read an entry with this process's unflushed sliding expiry applied (a recent copy while
+        the store cannot be read)."""
+        entry = self._mirror.read(entry_id)
         return None if entry is None else self._hits.expiry(entry)
 
     def _touch(self, hit: Hit, now: float) -> Hit:
@@ -247,8 +291,11 @@ class SemanticCache:
         if pending:
             updates = []
             try:
+                # One batched read where the store has it (Redis: one round trip, not one per entry hit).
+                get_many = getattr(self.store, "get_many", None)
+                current = get_many(pending) if get_many is not None else {i: self.store.get(i) for i in pending}
                 for entry_id, hits in pending.items():
-                    entry = self.store.get(entry_id)
+                    entry = current.get(entry_id)
                     if entry is not None:
                         updates.append(entry.with_(hits=entry.hits + hits.count, last_hit_at=hits.last,
                                                    expires_at=hits.expires_at))
@@ -276,7 +323,7 @@ class SemanticCache:
         prompt_tokens, completion_tokens = usage if usage is not None else usage_of(response)
         if usage is None and isinstance(response, str) and not completion_tokens:
             prompt_tokens, completion_tokens = estimate_usage(request, response)
-        embedding = self.embedder.embed([key.query_text])[0] if key.semantic else None
+        embedding = self.embedder.embed([key.query_text])[0] if self._semantic(key) else None
         now = self._timer()
         ttl = self.ttl if ttl is ... else (ttl or None)
         entry = Entry.create(
@@ -414,15 +461,20 @@ class SemanticCache:
         status = "bypass" if no_cache else "miss"
 
         def fetch_and_store():
+            token = None
             if not no_cache:
-                landed = yield Work(self._landed, (key,))
+                landed, token = yield Work(self._claim, (key,))
                 if landed is not None:
                     return Result(landed.response, "hit", key, landed, landed.entry.id)
-            response = yield Fetch(request)
-            if no_store:
-                return Result(response, status, key, decision=looked.decision)
-            entry_id, error = yield Work(self._store, (request, response, key, kind))
-            return Result(response, status, key, entry_id=entry_id, decision=looked.decision, store_error=error)
+            try:
+                response = yield Fetch(request)
+                if no_store:
+                    return Result(response, status, key, decision=looked.decision)
+                entry_id, error = yield Work(self._store, (request, response, key, kind))
+                return Result(response, status, key, entry_id=entry_id, decision=looked.decision, store_error=error)
+            finally:
+                if token is not None:  # after the store: a process that waited finds the entry
+                    yield Work(self._release, (key, token))
 
         try:
             # no-cache callers neither join nor lead a flight: they asked for their own answer
@@ -434,6 +486,43 @@ class SemanticCache:
             log.warning("upstream failed (%s); serving a stale answer for entry %s", type(exc).__name__, stale.entry.id)
             return looked.stale_result(stale)
         return looked.merge(answer, shared)
+
+    def _claim(self, key: RequestKey) -> tuple[Hit | None, str | None]:
+        """Before calling upstream for a miss: return (the answer another process or flight just
+        stored, None), or (None, a lease token) to call, or (None, None) to call without one.
+
+        The lease makes identical misses in *other* processes (sidecar replicas, workers on one
+        directory) wait for this call's answer instead of calling too; within a process the
+        single flight already does. A waiter calls itself once the lease is free (the holder
+        failed) or after ``flight_wait`` seconds (the holder is slow or died; its lease expires).
+        """
+        landed = self._landed(key)
+        if landed is not None or self.flight_wait is None or not hasattr(self.store, "acquire_lease"):
+            return landed, None
+        deadline = time.monotonic() + self.flight_wait
+        while True:
+            try:
+                token = self.store.acquire_lease(f"flight:{key.exact_key}", max(self.flight_wait, 1.0))
+            except ENVIRONMENTAL:  # no lease to be had: call, as without other processes
+                return None, None
+            if token is not None:  # the holder may have stored just before letting go
+                landed = self._landed(key)
+                if landed is not None:
+                    self._release(key, token)
+                    return landed, None
+                return None, token
+            if time.monotonic() >= deadline:
+                return None, None
+            time.sleep(FLIGHT_POLL)
+            landed = self._landed(key)
+            if landed is not None:
+                return landed, None
+
+    def _release(self, key: RequestKey, token: str) -> None:
+        try:
+            self.store.release_lease(f"flight:{key.exact_key}", token)
+        except ENVIRONMENTAL as exc:  # it expires on its own
+            log.warning("semcache could not release a flight lease: %s: %s", type(exc).__name__, exc)
 
     def _landed(self, key: RequestKey) -> Hit | None:
         """The answer a flight for this exact key stored after our lookup missed, if one did.

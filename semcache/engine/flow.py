@@ -69,7 +69,7 @@ def run(plan: Plan, fetch: Callable[[Any], Any], flights: SingleFlight) -> Any:
                     return run(sub(), fetch, flights)
 
                 value = flights.do(step.key, lead), not led
-        except Exception as exc:  # handed to the plan, which decides
+        except BaseException as exc:  # handed to the plan, which decides (and cleans up on the way out)
             error = exc
 
 
@@ -98,5 +98,5 @@ async def arun(plan: Plan, fetch: Callable[[Any], Awaitable[Any]], flights: Sing
                     return await arun(sub(), fetch, flights)
 
                 value = await flights.ado(step.key, lead), not led
-        except Exception as exc:
+        except BaseException as exc:  # cancellation too: the plan releases what it holds
             error = exc

@@ -16,6 +16,8 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Callable
 
+from .language import language_of
+
 __all__ = [
     "CHECKS",
     "Check",
@@ -27,9 +29,11 @@ __all__ = [
     "check_language",
     "check_negation",
     "check_numbers",
+    "check_opposites",
     "check_order",
     "check_question_word",
     "check_quoted",
+    "check_time",
     "check_units",
     "check_versions",
     "normalize_text",
@@ -112,6 +116,9 @@ matlab sql mysql postgresql postgres mongodb redis sqlite react angular vue djan
 spring node.js nodejs linux ubuntu windows macos ios android aws azure gcp docker kubernetes
 excel numpy pandas pytorch tensorflow iphone samsung google apple microsoft amazon facebook
 twitter instagram netflix tesla uber whatsapp youtube linkedin snapchat
+french german spanish italian japanese chinese mandarin cantonese korean russian portuguese arabic hindi
+dutch swedish norwegian danish finnish polish greek turkish hebrew latin vietnamese thai indonesian
+swedes germans italians americans canadians mexicans brazilians indians japanese australians
 """.split())
 _ALIASES = {"usa": "us", "u.s.": "us", "u.s": "us", "america": "us", "uk": "britain", "england": "britain",
             "js": "javascript", "golang": "go", "postgres": "postgresql", "nodejs": "node.js", "py": "python"}
@@ -120,15 +127,35 @@ _IDENTIFIER = re.compile(
     r"(?<![\w.])(?:[A-Za-z_][\w]*_[\w]*|[a-z]{2,}[A-Z][A-Za-z0-9]*|[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+|[A-Za-z_]\w*\(\))(?![\w])"
 )
 _DIRECTIONAL = frozenset({"to", "into", "from", "than", "over", "before", "after", "beat", "beats", "vs", "versus"})
-_FOREIGN_MARKS = re.compile(r"[¿¡ñãõçßäöüàèìòùâêîôûáéíóúœ]", re.I)
-_LANGUAGE_STOPWORDS = {
-    "es": frozenset("el la los las que de del por para cómo qué cuál es una un está son y en mi su".split()),
-    "fr": frozenset("le la les des est une un que qui comment quelle quel pour dans du et je sont".split()),
-    "de": frozenset("der die das ist ein eine und wie was nicht ich mit für auf den dem zu".split()),
-    "pt": frozenset("o os um uma que é como qual para com não do da dos das em".split()),
-    "it": frozenset("il lo gli che è come qual per con non del della una sono di".split()),
-    "en": frozenset("the is are what how why which a an of to in for and do does can i my you".split()),
-}
+# Words with an opposite: a text stating one and the other stating its opposite ask different things.
+_OPPOSITES = [
+    ("ascending", "descending"), ("asc", "desc"), ("largest", "smallest"), ("biggest", "smallest"),
+    ("highest", "lowest"), ("maximum", "minimum"), ("max", "min"), ("best", "worst"), ("increase", "decrease"),
+    ("first", "last"), ("before", "after"), ("upper", "lower"), ("uppercase", "lowercase"), ("encrypt", "decrypt"),
+    ("encode", "decode"), ("import", "export"), ("upload", "download"), ("push", "pull"), ("buy", "sell"),
+    ("enable", "disable"), ("win", "lose"), ("hot", "cold"), ("faster", "slower"), ("fastest", "slowest"),
+    ("cheapest", "expensive"), ("oldest", "newest"), ("longest", "shortest"), ("north", "south"), ("east", "west"),
+    ("above", "below"), ("inside", "outside"), ("morning", "evening"), ("summer", "winter"), ("men", "women"),
+    ("male", "female"), ("boys", "girls"), ("adults", "children"), ("formal", "informal"), ("formal", "casual"),
+    ("add", "remove"), ("start", "stop"), ("open", "close"), ("local", "remote"), ("horizontal", "vertical"),
+    ("positive", "negative"), ("left", "right"), ("wet", "dry"), ("rich", "poor"), ("install", "uninstall"),
+    ("sunrise", "sunset"), ("plural", "singular"), ("early", "late"), ("plus", "minus"), ("add", "subtract"),
+    ("multiply", "divide"), ("sum", "difference"), ("profit", "loss"), ("deposit", "withdraw"),
+]
+_OPPOSITE: dict[str, set[str]] = {}
+for _x, _y in _OPPOSITES:
+    _OPPOSITE.setdefault(_x, set()).add(_y)
+    _OPPOSITE.setdefault(_y, set()).add(_x)
+# Phrases naming a time, by what they mean: "today" and "right now" agree, "today" and "tomorrow" do not.
+_TIMES = [
+    ("now", ("today", "tonight", "right now", "now", "current", "currently", "these days", "latest", "newest", "most recent", "present")),
+    ("tomorrow", ("tomorrow",)), ("yesterday", ("yesterday",)),
+    ("this week", ("this week",)), ("next week", ("next week",)), ("last week", ("last week", "past week")),
+    ("this weekend", ("this weekend",)), ("this month", ("this month",)), ("next month", ("next month",)),
+    ("last month", ("last month", "past month")), ("this year", ("this year",)), ("next year", ("next year",)),
+    ("last year", ("last year", "past year")), ("next", ("next", "upcoming", "coming")),
+]
+_TIME_PHRASES = sorted(((phrase, name) for name, phrases in _TIMES for phrase in phrases), key=lambda p: -len(p[0]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,8 +190,9 @@ class Facts:
     identifiers: frozenset[str]
     wh_words: frozenset[str]          # leading how/why/when/where/who
     directions: frozenset[tuple[str, str]]  # the two ends of each "X to Y" / "X into a Y"
-    language: str
-    script: str
+    language: str                     # ISO 639-1 (``language.language_of``)
+    opposites: frozenset[str]         # words that have an opposite ("ascending", "largest", "upload")
+    times: frozenset[str]             # the times named, by meaning ("now", "tomorrow", "next year")
 
 
 def _number_value(token: str) -> str:
@@ -174,31 +202,14 @@ def _number_value(token: str) -> str:
     return token
 
 
-def _script(text: str) -> str:
-    for ch in text:
-        code = ord(ch)
-        if 0x0400 <= code <= 0x04FF:
-            return "cyrillic"
-        if 0x0600 <= code <= 0x06FF:
-            return "arabic"
-        if 0x0900 <= code <= 0x097F:
-            return "devanagari"
-        if 0x3040 <= code <= 0x30FF or 0x4E00 <= code <= 0x9FFF or 0xAC00 <= code <= 0xD7AF:
-            return "cjk"
-    return "latin"
-
-
-def _language(text: str, words: tuple[str, ...]) -> str:
-    """Guess a Latin-script language from stopwords; "" when there is too little evidence."""
-    counts = {lang: sum(w in stop for w in words) for lang, stop in _LANGUAGE_STOPWORDS.items()}
-    best = max(counts, key=counts.get)
-    second = sorted(counts.values())[-2]
-    # Two more stopword hits than the runner-up: short mixed prompts stay undecided.
-    if counts[best] >= 2 and counts[best] >= second + 2:
-        return best
-    if counts["en"] == 0 and (_FOREIGN_MARKS.search(text) or counts[best] >= 1):
-        return best if counts[best] else "non-en"
-    return ""
+def _times(words: tuple[str, ...]) -> frozenset[str]:
+    text = f" {' '.join(words)} "
+    found = set()
+    for phrase, name in _TIME_PHRASES:
+        if f" {phrase} " in text:
+            found.add(name)
+            text = text.replace(f" {phrase} ", "  ")
+    return frozenset(found)
 
 
 def _fold(text: str) -> str:
@@ -210,7 +221,7 @@ def _fold(text: str) -> str:
 
 
 # "X to Y", "X into a Y": the two words a conversion, translation or move goes between.
-_TOWARDS = re.compile(r"(?=\b([^\W\d_]+) (?:to|into) (?:(?:a|an|the) )?([^\W\d_]+)\b)")
+_TOWARDS = re.compile(r"(?=\b([^\W_]+) (?:to|into) (?:(?:a|an|the) )?([^\W_]+)\b)")
 
 
 def _canonical(word: str) -> str:
@@ -274,7 +285,8 @@ def analyze(text: str) -> Facts:
         text=text, lower=lower, words=words, numbers=tuple(sorted(numbers)), units=frozenset(units),
         versions=frozenset(versions), years=frozenset(years), months=frozenset(months), negated=negated,
         entities=tuple(entities), quoted=frozenset(quoted), identifiers=frozenset(identifiers),
-        wh_words=wh, directions=_directions(words), language=_language(lower, words), script=_script(text),
+        wh_words=wh, directions=_directions(words), language=language_of(text),
+        opposites=frozenset(w for w in words if w in _OPPOSITE), times=_times(words),
     )
 
 
@@ -400,14 +412,28 @@ def check_question_word(a: Facts, b: Facts) -> Check:
 
 
 def check_language(a: Facts, b: Facts) -> Check:
-    """Fail when the texts are in different scripts or confidently different languages."""
-    if a.script != b.script:
-        return Check("language", False, f"{a.script} != {b.script}")
-    if a.language and b.language and a.language != b.language and "non-en" not in (a.language, b.language):
-        return Check("language", False, f"{a.language} != {b.language}")
-    if {a.language, b.language} == {"en", "non-en"}:
+    """Fail when the texts are in different languages (``language.language_of``: the script, then word frequencies)."""
+    if a.language != b.language:
         return Check("language", False, f"{a.language} != {b.language}")
     return Check("language", True)
+
+
+def check_opposites(a: Facts, b: Facts) -> Check:
+    """Fail when one text says a word and the other its opposite, and neither says both
+    ("sort ascending" vs "sort descending", "largest" vs "smallest", "upload" vs "download")."""
+    for word in a.opposites - b.opposites:
+        clash = (_OPPOSITE[word] & b.opposites) - a.opposites
+        if clash:
+            return Check("opposites", False, f"{word} vs {sorted(clash)[0]}")
+    return Check("opposites", True)
+
+
+def check_time(a: Facts, b: Facts) -> Check:
+    """Fail when both texts name a time and no time they name agrees ("today" vs "tomorrow",
+    "this year" vs "next year"); "today" and "right now", "next" and "upcoming" agree."""
+    if a.times and b.times and not a.times & b.times:
+        return Check("time", False, f"{sorted(a.times)} != {sorted(b.times)}")
+    return Check("time", True)
 
 
 def _key_sequence(facts: Facts) -> list[str]:
@@ -447,6 +473,8 @@ CHECKS: dict[str, Callable[[Facts, Facts], Check]] = {
     "question_word": check_question_word,
     "language": check_language,
     "order": check_order,
+    "opposites": check_opposites,
+    "time": check_time,
 }
 
 

@@ -23,9 +23,12 @@ from ..errors import ConfigError
 
 __all__ = ["FEATURES", "Verifier", "pair_features"]
 
+# The checks the learned verifier reads (those it was trained with; later checks veto on their own).
+FEATURE_CHECKS = ("numbers", "units", "versions", "dates", "negation", "entities", "quoted", "identifiers",
+                  "question_word", "language", "order")
 FEATURES = (
     "cosine", "word_jaccard", "char3_jaccard", "length_ratio", "log_min_words",
-    *(f"fail_{name}" for name in CHECKS),
+    *(f"fail_{name}" for name in FEATURE_CHECKS),
     "onesided_numbers", "onesided_names", "entity_difference",
 )
 
@@ -42,11 +45,12 @@ def _jaccard(a: set, b: set) -> float:
 def pair_features(a: Facts, b: Facts, similarity: float, checks: tuple[Check, ...] | None = None) -> np.ndarray:
     """Return the scalar features of one pair, in ``FEATURES`` order (float32).
 
-    ``checks`` is ``run_checks(a, b)`` (every check, in ``CHECKS`` order) when the caller has it.
+    ``checks`` is ``run_checks(a, b)`` (any checks, by name) when the caller has them.
     """
     words_a, words_b = set(a.words), set(b.words)
     n_a, n_b = len(a.words), len(b.words)
-    checks = checks if checks is not None else run_checks(a, b)
+    ran = {c.name: c for c in checks} if checks is not None else {}
+    checks = [ran.get(name) or CHECKS[name](a, b) for name in FEATURE_CHECKS]
     return np.array(
         [
             similarity,

@@ -22,6 +22,7 @@ import asyncio
 import json
 import logging
 import os
+import threading
 import time
 import uuid
 from contextlib import asynccontextmanager
@@ -37,13 +38,14 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from ..config import Settings
-from ..embedding.batching import BatchingEmbedder
+from ..embedding.batching import BatchingEmbedder, BatchingPairs
+from ..embedding.pair import PairClassifier
 from ..engine import Result, SemanticCache
 from ..errors import RequestError, UpstreamStatusError
 from ..keys import tenant_from_api_key
 from ..upstream.client import translate_error
 from ..upstream.tokens import encoding_for, usage_of
-from ..wiring import cache_from_settings, embedder_from_settings
+from ..wiring import cache_from_settings, embedder_from_settings, limiter_from_settings, policy_from_settings
 from . import admin
 from .auth import ClientKeys, TenantQuota, check_exposure, load_client_keys
 from .engine_loop import EngineLoop
@@ -104,6 +106,30 @@ class Answer(JSONResponse):
             raise UpstreamStatusError(f"the upstream answer cannot be sent on as JSON: {exc}", code="invalid_response_body") from exc
 
 
+class SnapshotTimer:
+    """Save the cache's index snapshot every ``interval`` seconds in a daemon thread (0: never; the
+    cache saves one at close), so a replica that restarts, or a new one, replays little of the log."""
+
+    def __init__(self, cache: SemanticCache, interval: float) -> None:
+        self.cache, self.interval = cache, interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self.interval > 0 and self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="semcache-snapshot", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.cache.save_snapshot()  # best effort: it logs its own failures
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+
 class Sidecar:
     """The state every route shares: settings, the cache, the upstream clients, the keys and tokens."""
 
@@ -118,9 +144,13 @@ class Sidecar:
         self.quotas: dict[str, TenantQuota] = {}
         for tenant, limits in (client_keys.tenants.items() if client_keys is not None else ()):
             if limits:
+                shared = limiter_from_settings(settings, "tenant-" + tenant_from_api_key(tenant), limits.get("rpm"),
+                                               limits.get("tpm"), store=cache.store) if limits.get("rpm") or limits.get("tpm") else None
                 self.quotas[tenant] = TenantQuota(tenant, limits, alert_fraction=settings.budget_alert_fraction,
-                                                  pricing=cache.pricing, stats=cache.stats_recorder, ledger=cache.store)
+                                                  pricing=cache.pricing, stats=cache.stats_recorder, ledger=cache.store,
+                                                  limiter=shared)
         self.engine = EngineLoop(workers=WORKER_THREADS)
+        self.snapshots = SnapshotTimer(cache, settings.snapshot_interval)
         self.loop: asyncio.AbstractEventLoop | None = None  # the server's loop (HTTP)
 
     def prepare(self) -> None:
@@ -139,7 +169,8 @@ class Sidecar:
             log.warning("semcache sidecar: %d requests still running after %.0fs at shutdown; their answers are not stored",
                         remaining, DRAIN_TIMEOUT_S)
         await self.engine.run(self.upstreams.aclose())
-        if self.owns_cache:
+        await asyncio.to_thread(self.snapshots.stop)
+        if self.owns_cache:  # closing saves the index snapshot, when there is one
             await asyncio.to_thread(self.cache.close)
         await self.engine.stop()
 
@@ -407,16 +438,19 @@ async def _not_found(request: Request, exc: Exception) -> Response:
 
 
 def create_app(settings: Settings, *, cache: SemanticCache | None = None, upstream: Any = None,
-               environ: Mapping[str, str] | None = None) -> Starlette:
+               environ: Mapping[str, str] | None = None, embedder: Any = None) -> Starlette:
     """Return the sidecar as a Starlette app; its state is ``app.state.sidecar``.
 
     ``cache``: the engine (default: built from ``settings`` with the packaged model behind a
     ``BatchingEmbedder``; then the app closes it at shutdown). ``upstream``: one client that
     answers every caller (default: an ``OpenAIUpstream`` per caller key, see ``UpstreamPool``).
     ``environ`` (default ``os.environ``) is read once, here, for the admin token, the sidecar's
-    own upstream key and the client keys. Raises ``ConfigError`` when the model cannot be loaded,
-    the client keys cannot be read, or the setup would serve the sidecar's own key to anyone
-    (``auth.check_exposure``).
+    own upstream key, the client keys and the Redis password (``store_password_env``).
+    ``embedder``: the model the cache is built with (default: the settings'; ignored with ``cache``).
+    Raises ``ConfigError`` when the model cannot be loaded, the client keys cannot be read, the
+    setup would serve the sidecar's own key to anyone (``auth.check_exposure``), or the Redis store
+    was built with another model (a replica must embed as the others do); ``StoreError`` when the
+    Redis store cannot be reached at start.
     """
     environ = os.environ if environ is None else environ
     own_key = environ.get(settings.upstream_api_key_env) or None
@@ -424,10 +458,14 @@ def create_app(settings: Settings, *, cache: SemanticCache | None = None, upstre
     check_exposure(settings, own_key=own_key, client_keys=client_keys, fixed_upstream=upstream is not None)
     owns_cache = cache is None
     if cache is None:
-        embedder = BatchingEmbedder(embedder_from_settings(settings))
-        cache = cache_from_settings(settings, embedder=embedder)
+        # Concurrent lookups share model calls: the embedding, and the pair classifier's uncertain band.
+        embedder = BatchingEmbedder(embedder if embedder is not None else embedder_from_settings(settings))
+        policy = policy_from_settings(settings)
+        if policy.needs_pair:
+            policy = policy.with_pair(BatchingPairs(PairClassifier()))
+        cache = cache_from_settings(settings, embedder=embedder, policy=policy, environ=environ)
     upstreams = UpstreamPool(settings, own_key=own_key, fixed=upstream, stats=cache.stats_recorder, pricing=cache.pricing,
-                             ledger=cache.store)
+                             ledger=cache.store, store=cache.store)
     sidecar = Sidecar(settings, cache, upstreams, admin_token=environ.get(settings.admin_token_env), owns_cache=owns_cache,
                       client_keys=client_keys)
 
@@ -436,6 +474,7 @@ def create_app(settings: Settings, *, cache: SemanticCache | None = None, upstre
         sidecar.prepare()
         # Load both tokenizers now, not in the first request: building one holds the GIL for ~0.5 s.
         await sidecar.engine.run(asyncio.to_thread(_load_tokenizers))
+        sidecar.snapshots.start()
         yield
         await sidecar.aclose()
 

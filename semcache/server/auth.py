@@ -251,10 +251,11 @@ class TenantQuota:
     """
 
     def __init__(self, tenant: str, limits: Mapping[str, Any], *, alert_fraction: float = 0.8, pricing: Any = None,
-                 stats: Any = None, ledger: Any = None) -> None:
+                 stats: Any = None, ledger: Any = None, limiter: Any = None) -> None:
         self.tenant = tenant
         self.rpm, self.tpm = limits.get("rpm"), limits.get("tpm")
-        self.limiter = RateLimiter(self.rpm, self.tpm) if self.rpm or self.tpm else None
+        # ``limiter``: one shared by every replica (a RedisRateLimiter for these limits); else a local one.
+        self.limiter = limiter if limiter is not None else RateLimiter(self.rpm, self.tpm) if self.rpm or self.tpm else None
         budgets = [limits.get(name) for name in _LIMITS[2:]]
         self.budget = None
         if any(b is not None for b in budgets):
@@ -280,6 +281,8 @@ class TenantQuota:
                 reservation = await self.limiter.aacquire(prompt + completion if self.tpm else 0, max_wait=0.0)
         except RateLimited as exc:
             self._release(held)
+            if exc.code == "limiter_unavailable":  # the shared limiter cannot be reached: not this tenant's limit
+                raise
             limits = ", ".join(f"{v} {n}" for n, v in (("requests/min", self.rpm), ("tokens/min", self.tpm)) if v)
             raise RateLimited(f"rate limit of tenant {self.tenant!r} reached ({limits}); retry in {exc.retry_after:.1f}s",
                               retry_after=exc.retry_after, code="rate_limit_exceeded") from None

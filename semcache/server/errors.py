@@ -3,7 +3,8 @@
 ``error_response`` turns semcache's exceptions into that shape in one place, so every route
 (and every SDK a client uses) sees the same statuses: 400 bad request (naming the field), 401
 bad credentials, 403 a foreign Origin or Host, 413 body too large, 415 a body that is not JSON,
-429 rate-limited or out of quota (``retry-after`` set), 502/504 upstream unreachable or silent.
+429 rate-limited or out of quota (``retry-after`` set), 502/504 upstream unreachable or silent, 503
+the store (Redis) out of reach for a route that cannot do without it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from ..errors import (
     RateLimited,
     RequestError,
     SemcacheError,
+    StoreError,
     UpstreamConnectionError,
     UpstreamError,
     UpstreamStatusError,
@@ -116,5 +118,7 @@ def error_response(exc: BaseException, *, rpm: int | None = None, tpm: int | Non
         return _json(status, error_body(str(exc), type_, code=exc.code))
     if isinstance(exc, UpstreamError):
         return _json(502, error_body(str(exc), "upstream_error", code=exc.code))
+    if isinstance(exc, StoreError):  # the shared store (Redis) is out of reach: an admin route, or the stats
+        return _json(503, error_body(str(exc), "server_error", code="store_unavailable"), {"retry-after": "1"})
     log.exception("semcache sidecar: unexpected error", exc_info=exc)
     return _json(500, error_body("the semcache sidecar failed to answer; see its log", "server_error", code="internal_error"))

@@ -3,6 +3,8 @@
 ``OpenAIUpstream`` holds one key per endpoint, so a caller's own key gets its own client, kept in
 a small LRU by the key's hash (never the key itself as a name anywhere). Each of those clients
 paces itself with its own limiter, which matches the provider: its RPM/TPM limits are per key.
+With a Redis store that limiter is shared by every replica (``RedisRateLimiter``, named by a
+hash of the key): N replicas pace under one quota, not N.
 """
 
 from __future__ import annotations
@@ -34,11 +36,12 @@ class UpstreamPool:
     """
 
     def __init__(self, settings: Settings, *, own_key: str | None, fixed: Any = None, stats: Stats | None = None,
-                 pricing: Pricing | None = None, ledger: Any = None, size: int = 64) -> None:
+                 pricing: Pricing | None = None, ledger: Any = None, store: Any = None, size: int = 64) -> None:
         self.settings = settings
         self._own_key = own_key
         self._fixed = fixed
         self._stats, self._pricing = stats, pricing
+        self._store = store  # the cache's store: with Redis, the shared limiters live there
         self._budget = budget_from_settings(settings, pricing=pricing, stats=stats, ledger=ledger) if fixed is None else None
         self._size = size
         self._clients: OrderedDict[str, Any] = OrderedDict()
@@ -72,7 +75,7 @@ class UpstreamPool:
             client = self._clients.get(name)
             if client is None:
                 client = self._clients[name] = build_upstream(self.settings, key, stats=self._stats, pricing=self._pricing, budget=self._budget,
-                                                             http=self.http)
+                                                             http=self.http, store=self._store)
                 while len(self._clients) > self._size:
                     self._clients.popitem(last=False)
             self._clients.move_to_end(name)

@@ -189,16 +189,18 @@ def secrets_of(url: str) -> list[str]:
     return [s for s in found if s]
 
 
-def connect(url: str, *, timeout: float = 5.0) -> "redis.Redis":
+def connect(url: str, *, timeout: float = 5.0, password: str | None = None) -> "redis.Redis":
     """Return a redis-py client for ``url`` (``redis://``, ``rediss://``, ``unix://``); raise ``ConfigError``.
 
     It connects lazily. A connection broken by a server restart is retried twice (backing off
     50-500 ms); a timeout is not retried (the command may have run). ``timeout`` bounds every
-    connect and reply, in seconds.
+    connect and reply, in seconds. ``password`` (read from the environment by the caller)
+    replaces any password in the URL, so the URL itself need not hold a secret.
     """
     retry = Retry(ExponentialBackoff(cap=0.5, base=0.05), 2, supported_errors=(redis.exceptions.ConnectionError,))
+    extra = {"password": password} if password else {}
     try:
-        return redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=retry)
+        return redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=retry, **extra)
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"cannot use Redis URL {redact_url(url)!r}: {scrub(str(exc), secrets_of(url))}") from None
 
@@ -244,9 +246,12 @@ class RedisStore:
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str = "semcache", log_keep: int = LOG_KEEP, page: int = PAGE,
-                 timeout: float = 5.0) -> "RedisStore":
+                 timeout: float = 5.0, password: str | None = None) -> "RedisStore":
         """Open the store at ``url`` under ``prefix`` (connects on first use); raise ``ConfigError`` for a bad URL."""
-        return cls(connect(url, timeout=timeout), prefix=prefix, log_keep=log_keep, page=page, url=url)
+        store = cls(connect(url, timeout=timeout, password=password), prefix=prefix, log_keep=log_keep, page=page, url=url)
+        if password:
+            store._secrets.append(password)
+        return store
 
     def __repr__(self) -> str:
         return f"RedisStore({self.url!r}, prefix={self.prefix!r})"
@@ -370,6 +375,22 @@ class RedisStore:
         with self._translate("write"):
             return int(self._run("put", self._writes, [self.log_keep, self._new_epoch(), int(entry.id), entry.exact_key, record]))
 
+    def put_many(self, entries: Iterable[Entry]) -> int:
+        """Store entries as ``put`` does (each one atomic and logged, replacing its exact key), sending
+        ``page`` scripts per round trip; return how many were stored. For bulk loads (a migration, a
+        benchmark): a failure midway leaves the entries sent before it stored, each whole."""
+        stored = 0
+        with self._translate("write"):
+            pipe = self.client.pipeline(transaction=False)
+            for entry in entries:
+                self._scripts["put"](keys=self._writes, client=pipe,
+                                     args=[self.log_keep, self._new_epoch(), int(entry.id), entry.exact_key, entry.to_record()])
+                stored += 1
+                if stored % self.page == 0:
+                    pipe.execute()
+            pipe.execute()
+        return stored
+
     def update(self, entries: Iterable[Entry]) -> None:
         """Rewrite existing entries (hits, recency, sliding expiry, feedback), each logged; skip deleted ones.
 
@@ -450,12 +471,24 @@ class RedisStore:
         with self._translate("read"):
             return int(self.client.get(self._seq) or 0)
 
-    def changes_since(self, seq: int) -> tuple[int, list[Change] | None]:
+    def position(self) -> tuple[str | None, int]:
+        """Return (epoch, head) in one ``MGET``: a reader that saw both unchanged has nothing to replay.
+
+        ``head`` alone cannot tell a Redis that lost its data and was written back up to the
+        same seq from one where nothing happened; the epoch can (None before the first write).
+        """
+        with self._translate("read"):
+            raw_head, epoch = self.client.mget(self._seq, self._epoch_key)
+        return (None if epoch is None else _text(epoch)), int(raw_head or 0)
+
+    def changes_since(self, seq: int, limit: int | None = None) -> tuple[int, list[Change] | None]:
         """Return (head, changes after ``seq``), or (head, None) when the log no longer reaches back.
 
         None also when Redis lost the data since this handle last looked (a new epoch, or a head
         behind ``seq``): the reader must rebuild from ``scan``. Reads ``page`` records per
         ``XRANGE``; a gap (trimmed meanwhile) is None too, never a silently shorter list.
+        ``limit``: return at most that many changes (the oldest), still with the real head, so
+        a reader far behind replays in bounded steps (``Mirror`` does).
         """
         with self._translate("read the change log of"):
             raw_head, epoch = self.client.mget(self._seq, self._epoch_key)
@@ -469,9 +502,10 @@ class RedisStore:
             return head, None
         changes: list[Change] = []
         expected = seq + 1
-        while expected <= head:
+        last = head if limit is None else min(head, seq + max(1, int(limit)))
+        while expected <= last:
             with self._translate("read the change log of"):
-                records = self.client.xrange(self._log, f"{expected}-0", f"{head}-0", count=self.page)
+                records = self.client.xrange(self._log, f"{expected}-0", f"{last}-0", count=min(self.page, last - expected + 1))
             if not records:
                 return head, None
             for record_id, fields in records:

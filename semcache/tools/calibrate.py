@@ -3,10 +3,12 @@
 ``calibrate(pairs, target_precision, embedder=...)`` splits the pairs *by text* (connected
 components of shared texts go to one side, so no text is scored on both sides), scores the
 fit part with the default policy, picks the lowest threshold whose precision stays at or
-above the target, and reports precision and recall on the held-out part. With
-``refit=True`` it also refits the scalar part of the learned verifier (a regularised
-logistic regression in numpy) on the fit part; the threshold is then chosen on
-cross-validated scores, never on the scores the model was fitted to.
+above the target, and reports precision and recall on the held-out part. The default policy
+is the cascade: its threshold is on the pair classifier's probability, so calibrating moves
+how sure the classifier must be. With ``refit=True`` it instead refits the learned verifier
+(a regularised logistic regression over cheap pair features, in numpy; no pair classifier)
+on the fit part; the threshold is then chosen on cross-validated scores, never on the scores
+the model was fitted to.
 
 The metrics (``semcache.matching.metrics``) and the grouped split (``semcache.tools.data``)
 are shared with the benchmarks.
@@ -18,6 +20,7 @@ from typing import Iterable, Protocol
 
 import numpy as np
 
+from ..embedding.pair import PairClassifier
 from ..errors import ConfigError
 from ..matching.metrics import best_f1, roc_auc, threshold_for_precision
 from ..matching.policy import MatchPolicy
@@ -95,6 +98,10 @@ def calibrate(
     if len(pairs) < 20 or labels.sum() < 5 or (1 - labels).sum() < 5:
         raise ConfigError("calibration needs at least 20 pairs with 5 of each label")
     base = base if base is not None else MatchPolicy()
+    if refit and base.kind != "cosine":
+        base = base if base.kind == "learned" else MatchPolicy.learned(languages=base.languages, checks=base.checks)
+    if base.needs_pair:
+        base = base.with_pair(PairClassifier())
     texts = sorted({t for a, b, _ in pairs for t in (a, b)})
     vectors = np.asarray(embedder.embed(texts), dtype=np.float32)
     row = {t: i for i, t in enumerate(texts)}

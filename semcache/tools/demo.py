@@ -46,10 +46,10 @@ def main(argv: list[str] | None = None) -> int:
             tempfile.TemporaryDirectory(prefix="semcache-demo-") as directory:
         runner = _via_sidecar if args.via == "sidecar" else _via_decorator
         with runner(mock_url + "/v1", directory, args.rpm) as (ask, stats):
-            wrong, elapsed = _replay(workload, ask, args.show)
+            wrong, elapsed, paraphrased = _replay(workload, ask, args.show)
             totals = stats()
         sent_429 = httpx2.get(mock_url + "/mock/stats").json()["responses_429"]
-    _report(totals, wrong, elapsed, sent_429, args.rpm, format_table)
+    _report(totals, wrong, elapsed, sent_429, args.rpm, format_table, paraphrased)
     return 0
 
 
@@ -111,16 +111,26 @@ def _via_decorator(upstream_url: str, directory: str, rpm: int) -> Iterator[tupl
         cache.close()
 
 
-def _replay(workload, ask: Ask, show: int) -> tuple[int, float]:
-    """Send every request; return (wrong answers, seconds). A hit is wrong when its answer was
-    first given to another intent (the mock's answer id names the request that created it)."""
+def _replay(workload, ask: Ask, show: int) -> tuple[int, float, tuple[int, int]]:
+    """Send every request; return (wrong answers, seconds, (paraphrases answerable, answered)).
+
+    A hit is wrong when its answer was first given to another intent (the mock's answer id names
+    the request that created it). A request is a *paraphrase* when an answer to its intent is
+    stored but never for these words: only a semantic match can answer it."""
     intent_of_answer: dict[str, str] = {}
-    wrong = 0
+    stored_texts: set[str] = set()
+    stored_intents: set[str] = set()
+    wrong = paraphrases = answered = 0
     started = time.perf_counter()
     for n, request in enumerate(workload, start=1):
         answer, status = ask(request.body)
+        if request.text not in stored_texts and request.intent in stored_intents:
+            paraphrases += 1
+            answered += status == "hit" and intent_of_answer.get(answer["id"]) == request.intent
         if status == "miss":
             intent_of_answer[answer["id"]] = request.intent
+            stored_texts.add(request.text)
+            stored_intents.add(request.intent)
         elif intent_of_answer.get(answer["id"], request.intent) != request.intent:
             wrong += 1
             print(f"  [{n:3d}] WRONG HIT: {request.text!r} got the answer of intent {intent_of_answer[answer['id']]!r}")
@@ -128,10 +138,10 @@ def _replay(workload, ask: Ask, show: int) -> tuple[int, float]:
             print(f"  [{n:3d}] {status:<5} {request.text}", flush=True)
         elif n == show + 1:
             print("  ... (the rest quietly)", flush=True)
-    return wrong, time.perf_counter() - started
+    return wrong, time.perf_counter() - started, (paraphrases, answered)
 
 
-def _report(stats: dict, wrong: int, elapsed: float, sent_429: int, rpm: int, format_table) -> None:
+def _report(stats: dict, wrong: int, elapsed: float, sent_429: int, rpm: int, format_table, paraphrased: tuple[int, int]) -> None:
     requests = stats["requests"]
     hits = stats["exact_hits"] + stats["semantic_hits"]
     print(f"\nDone in {elapsed:.1f} s.\n")
@@ -139,6 +149,7 @@ def _report(stats: dict, wrong: int, elapsed: float, sent_429: int, rpm: int, fo
     print(f"""
 What semcache saved on {requests} requests:
   answered from the cache    {hits} ({stats['exact_hits']} exact, {stats['semantic_hits']} semantic)  hit rate {stats['hit_rate']:.0%}
+  paraphrases answered       {paraphrased[1]} of the {paraphrased[0]} requests that only a semantic match could answer ({paraphrased[1] / max(paraphrased[0], 1):.0%}): an intent asked before in other words
   upstream calls             {stats['upstream_calls']} instead of {requests}  ({requests - stats['upstream_calls']} requests saved)
   tokens saved               {stats['prompt_tokens_saved']:,} prompt + {stats['completion_tokens_saved']:,} completion (${stats['cost_saved_usd']:.4f} at gpt-4o-mini prices)
   429s from the upstream     {sent_429}: the paced client held {stats['ratelimit_waits']} calls back ({stats['ratelimit_wait_s']:.1f} s in all)

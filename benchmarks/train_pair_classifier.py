@@ -39,7 +39,8 @@ Pair = tuple[str, str, int]
 
 
 def prompt_pairs(bench, rng: random.Random, siblings_per_family: int = 12) -> list[Pair]:
-    """Paraphrase pairs, near misses and cross-sibling pairs of the prompt benchmark's groups."""
+    """Paraphrase pairs, near misses and cross-sibling pairs of the prompt benchmark's intents."""
+    intent = bench.intent_of()
     out: list[Pair] = [(a, b, 1) for a, b in bench.positive_pairs()]
     out += [(a, b, label) for a, b, label, _ in bench.pairs() if label == 0]
     by_family: dict[str, list] = {}
@@ -48,7 +49,7 @@ def prompt_pairs(bench, rng: random.Random, siblings_per_family: int = 12) -> li
     for groups in by_family.values():
         cross = [(a, b) for g1, g2 in itertools.combinations(groups, 2) for a in g1.texts for b in g2.texts]
         for a, b in rng.sample(cross, min(len(cross), siblings_per_family)):
-            out.append((a, b, 0))
+            out.append((a, b, int(intent[a] == intent[b])))  # siblings the audit found to be one intent are paraphrases
     return out
 
 

@@ -17,7 +17,9 @@ from .embedding.base import Embedder
 from .embedding.sentence import SentenceTransformerEmbedder
 from .engine import SemanticCache
 from .errors import ConfigError
-from .matching.policy import MatchPolicy
+from .embedding.batching import BatchingPairs
+from .embedding.pair import PairClassifier
+from .matching.policy import MatchPolicy, PairModel
 from .upstream.budget import BudgetGuard
 from .upstream.pricing import Pricing
 
@@ -46,15 +48,20 @@ def embedder_from_settings(settings: Settings) -> SentenceTransformerEmbedder:
     return SentenceTransformerEmbedder(settings.model, adapter=adapter, backend=settings.embed_backend)
 
 
-def policy_from_settings(settings: Settings) -> MatchPolicy:
-    """Return the policy file's policy (or the default), with the threshold and language overrides applied.
-
-    A cascade policy comes without its pair model: the cache attaches the shipped one."""
+def policy_from_settings(settings: Settings, *, batched: bool = False) -> MatchPolicy:
+    """Return the policy file's policy (or the default), with the threshold and language overrides
+    applied and, for a cascade, the shipped ``PairClassifier`` (``batched``: behind a ``BatchingPairs``,
+    so that concurrent lookups share its calls, as in the sidecar)."""
     policy = MatchPolicy.load(settings.policy) if settings.policy else MatchPolicy()
     if settings.semantic_languages is not None:
         languages = () if "all" in settings.semantic_languages else settings.semantic_languages
         policy = dataclasses.replace(policy, languages=tuple(languages))
-    return policy if settings.threshold is None else policy.with_threshold(settings.threshold)
+    if settings.threshold is not None:
+        policy = policy.with_threshold(settings.threshold)
+    if not policy.needs_pair:
+        return policy
+    pair: PairModel = PairClassifier()
+    return policy.with_pair(BatchingPairs(pair) if batched else pair)
 
 
 def pricing_from_settings(settings: Settings) -> Pricing | None:
@@ -93,7 +100,7 @@ def cache_from_settings(settings: Settings, *, embedder: Embedder | None = None,
     password); its binding is checked at open: a Redis built with another model raises ``ConfigError``."""
     options = dict(
         embedder=embedder if embedder is not None else embedder_from_settings(settings),
-        policy=policy_from_settings(settings), upstream=upstream, ttl=settings.ttl,
+        policy=overrides.pop("policy", None) or policy_from_settings(settings), upstream=upstream, ttl=settings.ttl,
         sliding_ttl=settings.sliding_ttl, stale_ttl=settings.stale_ttl, max_entries=settings.max_entries,
         max_bytes=settings.max_bytes, top_k=settings.top_k, semantic_max_temperature=settings.semantic_max_temperature,
         stale_if_error=settings.stale_if_error, tenant=settings.tenant, embed_cache_size=settings.embed_cache_size,

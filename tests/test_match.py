@@ -285,10 +285,21 @@ def test_a_confident_cosine_never_overrules_a_check():
 def test_candidates_failing_a_check_never_reach_the_pair_model_and_at_most_max_pairs_do():
     pairs = ScriptedPairs({}, default=0.2)
     policy = cascade(pairs, max_pairs=2)
-    cands = [candidate(1, "capital of spain", 0.95), candidate(2, "capital of france please", 0.94),
+    cands = [candidate(1, "capital of spain", 0.95), candidate(2, "which city is france's capital", 0.94),
              candidate(3, "what is the capital city of france", 0.93), candidate(4, "france capital city", 0.92)]
     policy.decide("capital of france", cands)
-    assert pairs.asked == [[("capital of france", "capital of france please"), ("capital of france", "what is the capital city of france")]]
+    assert pairs.asked == [[("capital of france", "which city is france's capital"), ("capital of france", "what is the capital city of france")]]
+
+
+def test_prompts_that_differ_only_in_form_are_hits_without_the_pair_model():
+    pairs = ScriptedPairs({}, default=0.0)
+    policy = cascade(pairs)
+    for stored in ("What is the capital of France?", "what is the capital of france", "Hey, what is the capital of France? Thanks"):
+        decision = policy.decide("What's the capital of France?", [candidate(1, stored, 0.97)])
+        assert decision.hit and decision.score == 1.0, stored
+    assert pairs.asked == []
+    near = policy.decide("What's the capital of Germany?", [candidate(1, "What is the capital of France?", 0.97)])
+    assert not near.hit  # the checks still run first
 
 
 def test_nearest_only_never_serves_a_farther_candidate_in_place_of_the_nearest():

@@ -15,7 +15,6 @@ close), so neither a hit nor a count ever waits on a disk write.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 import threading
@@ -27,7 +26,7 @@ import numpy as np
 from ..embedding.base import CachingEmbedder, Embedder
 from ..embedding.pair import PairClassifier
 from ..embedding.sentence import SentenceTransformerEmbedder
-from ..errors import RequestError, SemcacheError, StoreError, UpstreamError
+from ..errors import RequestError, StoreError
 from ..keys import RequestKey, normalize
 from ..matching.policy import Candidate, Decision, MatchPolicy
 from ..stats import Flusher, Stats
@@ -38,9 +37,9 @@ from ..storage.mirror import Mirror
 from ..storage.protocols import Store
 from ..upstream.pricing import Pricing
 from ..upstream.tokens import estimate_usage, usage_of
-from .flow import Fetch, Flight, Work, arun, run
 from .hits import HitBook
-from .outcome import Hit, Result, tally
+from .miss import MissPath
+from .outcome import ENVIRONMENTAL, Hit, Looked, Result, Stale, tally
 from .singleflight import SingleFlight
 
 __all__ = ["Hit", "Result", "SemanticCache"]
@@ -48,15 +47,9 @@ __all__ = ["Hit", "Result", "SemanticCache"]
 log = logging.getLogger("semcache")
 
 DAY = 86_400.0
-FLIGHT_POLL = 0.02  # seconds between a waiting process's looks for the answer another one is fetching
-# Failures of the environment a lookup fails open on quietly (a warning): the store, the model,
-# the disk. Anything else is a bug, failed open too but logged at error level.
-ENVIRONMENTAL = (SemcacheError, OSError, MemoryError)
-
-Stale = Callable[[], "Hit | None"]  # finds the stale-if-error answer, when it is needed
 
 
-class SemanticCache:
+class SemanticCache(MissPath):
     """A semantic cache in a directory: exact and semantic tiers over one store.
 
     ``ttl`` (seconds; None or 0 = never) is absolute unless ``sliding_ttl``; expired entries are
@@ -196,7 +189,7 @@ class SemanticCache:
         self._tally(result)
         return result.hit, result.decision
 
-    def _look(self, key: RequestKey, threshold: float | None) -> "_Looked":
+    def _look(self, key: RequestKey, threshold: float | None) -> "Looked":
         """Look a key up; never raises but ``RequestError`` (anything else fails open, recorded)."""
         try:
             return self._look_unsafe(key, threshold)
@@ -204,12 +197,12 @@ class SemanticCache:
             raise
         except ENVIRONMENTAL as exc:  # fail open: the cache must never make an answer worse
             log.warning("semcache lookup failed, going upstream: %s: %s", type(exc).__name__, exc)
-            return _Looked(key, error=type(exc).__name__)
+            return Looked(key, error=type(exc).__name__)
         except Exception as exc:  # a bug: still fail open, but loudly
             log.error("semcache lookup bug, going upstream: %s: %s", type(exc).__name__, exc, exc_info=exc)
-            return _Looked(key, error=type(exc).__name__, bug=True)
+            return Looked(key, error=type(exc).__name__, bug=True)
 
-    def _look_unsafe(self, key: RequestKey, threshold: float | None) -> "_Looked":
+    def _look_unsafe(self, key: RequestKey, threshold: float | None) -> "Looked":
         self.sync()
         now = self._timer()
         stale: Stale | None = None
@@ -218,10 +211,10 @@ class SemanticCache:
             entry = self._entry(entry_id)
             if entry is not None:
                 if not entry.expired(now):
-                    return _Looked(key, hit=self._touch(Hit(entry, "exact"), now))
+                    return Looked(key, hit=self._touch(Hit(entry, "exact"), now))
                 stale = functools.partial(Hit, entry, "stale")
         if not self._semantic(key):
-            return _Looked(key, stale=stale)
+            return Looked(key, stale=stale)
         vector = self.embedder.embed([key.query_text])[0]
         sims, ids, vectors = self._mirror.index.search_with_vectors(key.partition, vector, self.top_k)
         candidates, expired = [], {}
@@ -239,10 +232,10 @@ class SemanticCache:
         if decision.hit:
             entry = self._entry(decision.entry_id)
             if entry is not None and not entry.expired(now):
-                return _Looked(key, hit=self._touch(Hit(entry, "semantic", decision), now), decision=decision)
+                return Looked(key, hit=self._touch(Hit(entry, "semantic", decision), now), decision=decision)
         if stale is None and self.stale_if_error:
             stale = functools.partial(self._stale_candidate, key.query_text, vector, decision, expired, policy)
-        return _Looked(key, stale=stale, decision=decision)
+        return Looked(key, stale=stale, decision=decision)
 
     def _semantic(self, key: RequestKey) -> bool:
         """Whether the semantic tier may answer (and index) this request: its sampling allows it and
@@ -414,142 +407,6 @@ class SemanticCache:
         self.sync()
         return True
 
-    # -- complete: lookup, then upstream on a miss -----------------------------------------------
-
-    def complete(self, request: Mapping[str, Any] | str, call: Callable[[Any], Any] | None = None, *,
-                 tenant: str | None = None, kind: str = "chat", no_cache: bool = False, no_store: bool = False,
-                 threshold: float | None = None) -> Result:
-        """Answer a request from the cache, or by ``call(request)`` (default: the upstream) and store it.
-
-        Concurrent misses of one exact key make one call, and it is stored before the followers
-        are answered, so no request arriving meanwhile calls upstream again. Raises the
-        ``UpstreamError`` of a failed call when no stale answer can stand in.
-        """
-        key = self.key(request, tenant=tenant, kind=kind)
-        if call is None:
-            upstream = self._upstream()
-            call = lambda req: upstream.call(req, kind=kind, tenant=key.tenant).body  # noqa: E731
-        return self._tally(run(self._plan(request, key, kind, no_cache, no_store, threshold), call, self._flights))
-
-    async def acomplete(self, request: Mapping[str, Any] | str, call: Callable[[Any], Any] | None = None, *,
-                        tenant: str | None = None, kind: str = "chat", no_cache: bool = False, no_store: bool = False,
-                        threshold: float | None = None) -> Result:
-        """Async ``complete``: lookups, stores and counter writes run in worker threads, never on
-        the event loop; ``call`` may be a coroutine function."""
-        key = self.key(request, tenant=tenant, kind=kind)
-        if call is None:
-            upstream = self._upstream()
-
-            async def fetch(req):
-                return (await upstream.acall(req, kind=kind, tenant=key.tenant)).body
-        else:
-            async def fetch(req):
-                value = call(req)
-                return await value if asyncio.iscoroutine(value) else value
-        return self._tally(await arun(self._plan(request, key, kind, no_cache, no_store, threshold), fetch, self._flights))
-
-    def _upstream(self) -> Any:
-        if self.upstream is None:
-            raise SemcacheError("no upstream configured: pass call= or build the cache with upstream=")
-        return self.upstream
-
-    def _plan(self, request, key: RequestKey, kind: str, no_cache: bool, no_store: bool, threshold: float | None):
-        """The request's path, once for ``complete`` and ``acomplete`` (``flow`` runs it)."""
-        looked = _Looked(key) if no_cache else (yield Work(self._look, (key, threshold)))
-        if looked.hit is not None:
-            return looked.result(None)
-        status = "bypass" if no_cache else "miss"
-
-        def fetch_and_store():
-            token = None
-            if not no_cache:
-                landed, token = yield Work(self._claim, (key,))
-                if landed is not None:
-                    return Result(landed.response, "hit", key, landed, landed.entry.id)
-            try:
-                response = yield Fetch(request)
-                if no_store:
-                    return Result(response, status, key, decision=looked.decision)
-                entry_id, error = yield Work(self._store, (request, response, key, kind))
-                return Result(response, status, key, entry_id=entry_id, decision=looked.decision, store_error=error)
-            finally:
-                if token is not None:  # after the store: a process that waited finds the entry
-                    yield Work(self._release, (key, token))
-
-        try:
-            # no-cache callers neither join nor lead a flight: they asked for their own answer
-            answer, shared = yield Flight(None if no_cache else (key.exact_key, no_store), fetch_and_store)
-        except UpstreamError as exc:
-            stale = (yield Work(looked.stale)) if looked.stale is not None and self.stale_if_error else None
-            if stale is None:
-                raise
-            log.warning("upstream failed (%s); serving a stale answer for entry %s", type(exc).__name__, stale.entry.id)
-            return looked.stale_result(stale)
-        return looked.merge(answer, shared)
-
-    def _claim(self, key: RequestKey) -> tuple[Hit | None, str | None]:
-        """Before calling upstream for a miss: return (the answer another process or flight just
-        stored, None), or (None, a lease token) to call, or (None, None) to call without one.
-
-        The lease makes identical misses in *other* processes (sidecar replicas, workers on one
-        directory) wait for this call's answer instead of calling too; within a process the
-        single flight already does. A waiter calls itself once the lease is free (the holder
-        failed) or after ``flight_wait`` seconds (the holder is slow or died; its lease expires).
-        """
-        landed = self._landed(key)
-        if landed is not None or self.flight_wait is None or not hasattr(self.store, "acquire_lease"):
-            return landed, None
-        deadline = time.monotonic() + self.flight_wait
-        while True:
-            try:
-                token = self.store.acquire_lease(f"flight:{key.exact_key}", max(self.flight_wait, 1.0))
-            except ENVIRONMENTAL:  # no lease to be had: call, as without other processes
-                return None, None
-            if token is not None:  # the holder may have stored just before letting go
-                landed = self._landed(key)
-                if landed is not None:
-                    self._release(key, token)
-                    return landed, None
-                return None, token
-            if time.monotonic() >= deadline:
-                return None, None
-            time.sleep(FLIGHT_POLL)
-            landed = self._landed(key)
-            if landed is not None:
-                return landed, None
-
-    def _release(self, key: RequestKey, token: str) -> None:
-        try:
-            self.store.release_lease(f"flight:{key.exact_key}", token)
-        except ENVIRONMENTAL as exc:  # it expires on its own
-            log.warning("semcache could not release a flight lease: %s: %s", type(exc).__name__, exc)
-
-    def _landed(self, key: RequestKey) -> Hit | None:
-        """The answer a flight for this exact key stored after our lookup missed, if one did.
-
-        A follower that looked up just before the leader stored, and joined just after the
-        leader's flight ended, would otherwise start a second flight: a second upstream call.
-        It counts as the exact hit it turned out to be.
-        """
-        try:
-            self.sync()
-            entry_id = self._mirror.exact.get(key.exact_key)
-            entry = self._entry(entry_id) if entry_id is not None else None
-        except ENVIRONMENTAL:  # the lookup already failed open once; go upstream
-            return None
-        now = self._timer()
-        if entry is None or entry.expired(now):
-            return None
-        return self._touch(Hit(entry, "exact"), now)
-
-    def _store(self, request, response, key: RequestKey, kind: str) -> tuple[int | None, str | None]:
-        """Store an answer, best effort: return (entry id, None), or (None, the error's name)."""
-        try:
-            return self.insert(request, response, kind=kind, key=key).id, None
-        except Exception as exc:  # storing is best effort: the caller still gets the answer
-            log.warning("semcache could not store an answer: %s: %s", type(exc).__name__, exc)
-            return None, type(exc).__name__
-
     # -- stats -------------------------------------------------------------------------------
 
     def record(self, counter: str, amount: float = 1, *, tenant: str = "", model: str = "") -> None:
@@ -581,29 +438,3 @@ class SemanticCache:
         if budget is not None:
             snapshot["budget"] = budget.state()
         return snapshot
-
-
-class _Looked:
-    """What a lookup found: a fresh hit, else a stale fallback and the policy's decision (or the error)."""
-
-    __slots__ = ("key", "hit", "stale", "decision", "error", "bug")
-
-    def __init__(self, key: RequestKey, *, hit: Hit | None = None, stale: Stale | None = None,
-                 decision: Decision | None = None, error: str | None = None, bug: bool = False) -> None:
-        self.key, self.hit, self.stale, self.decision, self.error, self.bug = key, hit, stale, decision, error, bug
-
-    def result(self, response: Any) -> Result:
-        """The lookup's own result: the hit, or a miss carrying the decision and any failure."""
-        if self.hit is not None:
-            return Result(self.hit.response, "hit", self.key, self.hit, self.hit.entry.id, self.hit.decision)
-        return Result(response, "miss", self.key, decision=self.decision, lookup_error=self.error, lookup_bug=self.bug)
-
-    def stale_result(self, stale: Hit) -> Result:
-        """Upstream failed after this miss: the stale answer served instead."""
-        return Result(stale.response, "stale", self.key, stale, stale.entry.id, stale.decision, self.error, self.bug)
-
-    def merge(self, answer: Result, shared: bool) -> Result:
-        """A miss path's answer, with this lookup's failure (if any) and whether it was shared."""
-        return Result(answer.response, answer.status, answer.key, answer.hit, answer.entry_id, answer.decision,
-                      self.error, self.bug, answer.store_error, shared)
-

@@ -9,15 +9,20 @@ and ``tally`` turns it into the stats counters. The upstream client counts its o
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
+from ..errors import SemcacheError
 from ..keys import RequestKey
 from ..matching.policy import Decision
 from ..stats import Stats
 from ..storage.entry import Entry
 from ..upstream.pricing import Pricing
 
-__all__ = ["Hit", "Result", "tally"]
+__all__ = ["ENVIRONMENTAL", "Hit", "Looked", "Result", "tally"]
+
+# Failures of the environment a lookup fails open on quietly (a warning): the store, the model,
+# the disk. Anything else is a bug, failed open too but logged at error level.
+ENVIRONMENTAL = (SemcacheError, OSError, MemoryError)
 
 
 @dataclass(frozen=True)
@@ -88,3 +93,31 @@ def tally(stats: Stats, result: Result, pricing: Pricing) -> None:
         incr(f"errors.{result.lookup_error}")
     if result.store_error is not None and not result.shared:
         incr(f"errors.{result.store_error}")
+
+
+Stale = Callable[[], "Hit | None"]  # finds the stale-if-error answer, when it is needed
+
+
+class Looked:
+    """What a lookup found: a fresh hit, else a stale fallback and the policy's decision (or the error)."""
+
+    __slots__ = ("key", "hit", "stale", "decision", "error", "bug")
+
+    def __init__(self, key: RequestKey, *, hit: Hit | None = None, stale: Stale | None = None,
+                 decision: Decision | None = None, error: str | None = None, bug: bool = False) -> None:
+        self.key, self.hit, self.stale, self.decision, self.error, self.bug = key, hit, stale, decision, error, bug
+
+    def result(self, response: Any) -> Result:
+        """The lookup's own result: the hit, or a miss carrying the decision and any failure."""
+        if self.hit is not None:
+            return Result(self.hit.response, "hit", self.key, self.hit, self.hit.entry.id, self.hit.decision)
+        return Result(response, "miss", self.key, decision=self.decision, lookup_error=self.error, lookup_bug=self.bug)
+
+    def stale_result(self, stale: Hit) -> Result:
+        """Upstream failed after this miss: the stale answer served instead."""
+        return Result(stale.response, "stale", self.key, stale, stale.entry.id, stale.decision, self.error, self.bug)
+
+    def merge(self, answer: Result, shared: bool) -> Result:
+        """A miss path's answer, with this lookup's failure (if any) and whether it was shared."""
+        return Result(answer.response, answer.status, answer.key, answer.hit, answer.entry_id, answer.decision,
+                      self.error, self.bug, answer.store_error, shared)

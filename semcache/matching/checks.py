@@ -23,6 +23,7 @@ __all__ = [
     "Check",
     "Facts",
     "analyze",
+    "canonical",
     "check_dates",
     "check_entities",
     "check_identifiers",
@@ -172,6 +173,39 @@ def normalize_text(text: str) -> str:
     return " ".join(w.lower().replace("’", "'") for w in _WORD.findall(text))
 
 
+_CONTRACTIONS = {
+    "what's": "what is", "how's": "how is", "where's": "where is", "who's": "who is", "when's": "when is",
+    "it's": "it is", "that's": "that is", "there's": "there is", "i'm": "i am", "you're": "you are",
+    "we're": "we are", "they're": "they are", "i've": "i have", "you've": "you have", "let's": "let us",
+    "don't": "do not", "doesn't": "does not", "didn't": "did not", "can't": "cannot", "isn't": "is not",
+    "aren't": "are not", "won't": "will not", "wouldn't": "would not", "shouldn't": "should not",
+    "couldn't": "could not", "whats": "what is", "hows": "how is", "dont": "do not", "cant": "cannot",
+}
+_LEADING = tuple(f"{phrase} " for phrase in (
+    "hey there", "hey", "hi there", "hi", "hello", "quick question", "question", "please", "pls", "can you tell me",
+    "could you tell me", "can you please tell me", "could you please tell me", "tell me", "please tell me",
+    "i was wondering", "do you know", "i want to know", "i would like to know", "i'd like to know", "can you"))
+_TRAILING = tuple(f" {phrase}" for phrase in ("please", "pls", "plz", "thanks", "thank you", "thx", "thanks in advance"))
+_ARTICLES = frozenset({"a", "an", "the"})
+
+
+def canonical(text: str) -> str:
+    """Return the form two prompts share when they differ only in case, punctuation, contractions,
+    articles and politeness ("Hey, what's the capital of France?" / "what is capital of france thanks")."""
+    words = [_CONTRACTIONS.get(w, w) for w in normalize_text(text).split()]
+    out = " ".join(words)
+    changed = True
+    while changed:
+        changed = False
+        for lead in _LEADING:
+            if out.startswith(lead):
+                out, changed = out[len(lead):], True
+        for trail in _TRAILING:
+            if out.endswith(trail):
+                out, changed = out[: -len(trail)], True
+    return " ".join(w for w in out.split() if w not in _ARTICLES)
+
+
 @dataclass(frozen=True, slots=True)
 class Facts:
     """What the checks compare, extracted once per text by ``analyze``."""
@@ -191,7 +225,7 @@ class Facts:
     wh_words: frozenset[str]          # leading how/why/when/where/who
     directions: frozenset[tuple[str, str]]  # the two ends of each "X to Y" / "X into a Y"
     language: str                     # ISO 639-1 (``language.language_of``)
-    opposites: frozenset[str]         # words that have an opposite ("ascending", "largest", "upload")
+    opposites: tuple[str, ...]        # words that have an opposite ("ascending", "plus"), sorted, repeats kept
     times: frozenset[str]             # the times named, by meaning ("now", "tomorrow", "next year")
 
 
@@ -286,7 +320,7 @@ def analyze(text: str) -> Facts:
         versions=frozenset(versions), years=frozenset(years), months=frozenset(months), negated=negated,
         entities=tuple(entities), quoted=frozenset(quoted), identifiers=frozenset(identifiers),
         wh_words=wh, directions=_directions(words), language=language_of(text),
-        opposites=frozenset(w for w in words if w in _OPPOSITE), times=_times(words),
+        opposites=tuple(sorted(w for w in words if w in _OPPOSITE)), times=_times(words),
     )
 
 
@@ -419,10 +453,11 @@ def check_language(a: Facts, b: Facts) -> Check:
 
 
 def check_opposites(a: Facts, b: Facts) -> Check:
-    """Fail when one text says a word and the other its opposite, and neither says both
-    ("sort ascending" vs "sort descending", "largest" vs "smallest", "upload" vs "download")."""
-    for word in a.opposites - b.opposites:
-        clash = (_OPPOSITE[word] & b.opposites) - a.opposites
+    """Fail when one text says a word more often than the other and the other says its opposite
+    more often ("sort ascending" vs "sort descending"; "x plus 5x plus 6" vs "x minus 5x plus 6")."""
+    more_a, more_b = _multiset_minus(a.opposites, b.opposites), _multiset_minus(b.opposites, a.opposites)
+    for word in more_a:
+        clash = _OPPOSITE[word] & set(more_b)
         if clash:
             return Check("opposites", False, f"{word} vs {sorted(clash)[0]}")
     return Check("opposites", True)

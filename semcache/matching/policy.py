@@ -27,7 +27,7 @@ from typing import Protocol, Sequence
 import numpy as np
 
 from ..errors import ConfigError
-from .checks import CHECKS, Check, Facts, analyze, normalize_text, run_checks
+from .checks import CHECKS, Check, Facts, analyze, canonical, normalize_text, run_checks
 from .language import language_of
 from .verifier import Verifier, pair_features
 
@@ -130,6 +130,7 @@ def check_feedback(query_text: str, rejected: Sequence[str]) -> Check:
 
 # Stored entries are candidates again and again; their facts are a pure function of the text.
 _analyze = lru_cache(maxsize=16384)(analyze)
+_canonical = lru_cache(maxsize=16384)(canonical)
 
 
 @lru_cache(maxsize=4)
@@ -256,7 +257,11 @@ class MatchPolicy:
             raise ConfigError("a cascade match policy needs a pair model: MatchPolicy().with_pair(PairClassifier())")
         sims = np.asarray(sims, dtype=np.float64)
         scores = np.zeros(len(sims))
-        confident = passed & (sims >= self.accept_above) if self.accept_above is not None else np.zeros(len(sims), bool)
+        # Confident without the model: the same words once case, punctuation, contractions, articles
+        # and politeness are set aside, or a cosine at or over accept_above (both after every check).
+        same = np.array([_canonical(a) == _canonical(b) for a, b in zip(texts_a, texts_b)], dtype=bool)
+        over = sims >= self.accept_above if self.accept_above is not None else np.zeros(len(sims), bool)
+        confident = passed & (same | over)
         scores[confident] = 1.0
         asked = passed & ~confident & (sims >= self.reject_below)
         if asked.any():
@@ -331,7 +336,8 @@ class MatchPolicy:
         if self.kind == "cascade":
             if self.nearest_only:  # only the nearest candidate that passes may answer
                 passed &= np.cumsum(passed) <= 1
-            band = passed & (sims >= self.reject_below)
+            same = np.array([_canonical(query_text) == _canonical(c.query_text) for c in candidates], dtype=bool)
+            band = passed & (sims >= self.reject_below) & ~same
             if self.accept_above is not None:
                 band &= sims < self.accept_above
             limit = np.cumsum(band) > self.max_pairs  # candidates come nearest first

@@ -38,8 +38,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from ..config import Settings
-from ..embedding.batching import BatchingEmbedder, BatchingPairs
-from ..embedding.pair import PairClassifier
+from ..embedding.batching import BatchingEmbedder
 from ..engine import Result, SemanticCache
 from ..errors import RequestError, UpstreamStatusError
 from ..keys import tenant_from_api_key
@@ -460,9 +459,7 @@ def create_app(settings: Settings, *, cache: SemanticCache | None = None, upstre
     if cache is None:
         # Concurrent lookups share model calls: the embedding, and the pair classifier's uncertain band.
         embedder = BatchingEmbedder(embedder if embedder is not None else embedder_from_settings(settings))
-        policy = policy_from_settings(settings)
-        if policy.needs_pair:
-            policy = policy.with_pair(BatchingPairs(PairClassifier()))
+        policy = policy_from_settings(settings, batched=True)
         cache = cache_from_settings(settings, embedder=embedder, policy=policy, environ=environ)
     upstreams = UpstreamPool(settings, own_key=own_key, fixed=upstream, stats=cache.stats_recorder, pricing=cache.pricing,
                              ledger=cache.store, store=cache.store)

@@ -56,7 +56,7 @@ def test_report_has_machine_command_headline_targets_and_plots(results_dir):
     assert "| quota: semcache_no_429_to_caller | 0 | == 0 | PASS |" in text
     assert "| lookup: index rebuild at 100k | 14 | <= 10.0 s | **FAIL** |" in text
     assert "![quota](quota.png)" in text  # relative link, next to REPORT.md
-    assert "Not run (no JSON found): match_quality, server." in text
+    assert "Not run (no JSON found): prompt_quality, match_quality, server, cluster." in text
 
 
 def test_lookup_at_1m_swaps_the_index_part_of_the_engine_latency(results_dir):

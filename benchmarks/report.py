@@ -204,6 +204,22 @@ def collect_targets(results: dict) -> list[dict]:
         out.append({"name": f"sidecar: semantic-hit throughput >= 2x one-at-a-time bound ({backend}), no errors", "measured": ratio,
                     "required": f">= {target}, errors == 0",
                     "passed": ratio is not None and ratio >= target and not server.get("errors"), "source": "server.json"})
+    test = _get(results, "prompt_quality", "results", "test-en")
+    if test:  # issue 11's targets on the prompt benchmark's test split
+        mean, pairs = test["stream"]["mean"], test["pairs"]
+        hits, wrong = mean.get("recall_of_possible") or 0, mean.get("wrong_rate") or 0
+        out.append({"name": "prompts, test en: stream hits of possible, wrong per request (mean of seeds)",
+                    "measured": f"{hits:.3f}, {wrong:.4f}", "required": ">= 0.90, <= 0.005",
+                    "passed": hits >= 0.90 and wrong <= 0.005, "source": "prompt_quality.json"})
+        recall, fpr = pairs.get("paraphrase_recall") or 0, pairs.get("near_miss_fpr") or 0
+        out.append({"name": "prompts, test en: near-miss FPR, paraphrase recall", "measured": f"{fpr:.4f}, {recall:.3f}",
+                    "required": "<= 0.02, >= 0.85", "passed": fpr <= 0.02 and recall >= 0.85, "source": "prompt_quality.json"})
+    other = {k: v for k, v in _get(results, "prompt_quality", "results", default={}).items()
+             if k.split("-")[1] not in ("en",) and not k.endswith("-if-read")}
+    if other:
+        wrong = sum(v["stream"]["mean"].get("wrong_hits") or 0 for v in other.values())
+        out.append({"name": "prompts, other languages at the default: wrong semantic hits (mean of seeds, all splits)",
+                    "measured": wrong, "required": "== 0", "passed": wrong == 0, "source": "prompt_quality.json"})
     for name, target in _get(results, "cluster", "targets", default={}).items():
         out.append({"name": f"cluster: {name}", **_target(target), "source": "cluster.json"})
     for name, target in _get(results, "peers", "targets", default={}).items():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -111,3 +112,24 @@ def test_the_audit_joins_intents_that_two_writers_wrote_twice(bench):
     rows = [r for r in bench.select(split=("train", "dev", "test")).stream_rows() if r["group"] in joined]
     assert rows and all(r["group"] in joined for r in rows)
     assert not [m for m in bench.near_misses if intent[m.a] == intent[m.b] and (m.a, m.b, 0, m.kind) in bench.pairs()]
+
+
+@pytest.mark.model
+def test_prompt_quality_smoke_reports_every_split_and_language_and_chooses_by_the_rule(tmp_path):
+    from benchmarks import prompt_quality
+
+    report = prompt_quality.main(["--smoke", "--out", str(tmp_path / "prompt_quality.json")])
+    assert set(report["results"]) >= {"dev-en", "test-en"}
+    for result in report["results"].values():
+        stream = result["stream"]
+        assert stream["seeds"] == [0, 1] and 0 <= stream["mean"]["wrong_rate"] <= stream["worst"]["wrong_rate"] <= 1
+        assert result["pairs"]["paraphrase_pairs"] > 0
+    assert (tmp_path / "logs" / "prompt_quality_wrong_hits.json").is_file()
+    assert 0 <= report["pair_classifier_auc"]["en"] <= 1
+    chosen = prompt_quality.main(["--smoke", "--choose", "--out", str(tmp_path / "prompt_quality.json")])["chosen"]
+    candidates = json.loads((tmp_path / "prompt_quality_choice.json").read_text())["dev_candidates"]
+    within = [c for c in candidates if c["stream"]["wrong_rate"] <= prompt_quality.MAX_WRONG
+              and (c["pairs"].get("near_miss_fpr") or 0) <= prompt_quality.MAX_FPR]
+    assert chosen["within_bounds"] == bool(within)
+    if within:
+        assert chosen["stream"]["recall_of_possible"] == max(c["stream"]["recall_of_possible"] or 0 for c in within)

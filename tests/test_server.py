@@ -438,6 +438,26 @@ def test_concurrent_identical_requests_make_one_upstream_call_each(sidecar, mock
 # -- the real model --------------------------------------------------------------------------
 
 @pytest.mark.model
+def test_the_shipped_default_answers_a_paraphrase_and_refuses_a_one_detail_near_miss(tmp_path, mock):
+    """The sidecar as `semcache serve` builds it: the packaged model, the cascade and its pair classifier."""
+    settings = Settings(cache_dir=str(tmp_path / "default"), upstream_base_url=mock + "/v1")
+    with running_server(create_app(settings, environ={})) as url:
+        c = client(url)
+        _, stored = chat(c, "What is the capital of France?")
+        h1, paraphrase = chat(c, "What's the capital of France?")
+        h2, _ = chat(c, "what is the capital of france")
+        h3, near = chat(c, "What is the capital of Germany?")
+        h4, _ = chat(c, "Solve x^2 + 5x + 6 = 0")
+        h5, _ = chat(c, "Solve x^2 - 5x + 6 = 0")
+    assert (h1["x-semcache"], h1["x-semcache-match"]) == ("hit", "semantic")
+    assert paraphrase.choices[0].message.content == stored.choices[0].message.content
+    assert (h2["x-semcache"], h2["x-semcache-match"]) == ("hit", "semantic")
+    assert h3["x-semcache"] == "miss" and near.choices[0].message.content != stored.choices[0].message.content
+    assert (h4["x-semcache"], h5["x-semcache"]) == ("miss", "miss")  # one sign apart: another equation
+    assert upstream_calls(mock) == 4
+
+
+@pytest.mark.model
 def test_real_model_paraphrase_hit(tmp_path, mock):
     settings = Settings(cache_dir=str(tmp_path / "real"), upstream_base_url=mock + "/v1", threshold=0.8)
     from semcache.embedding.batching import BatchingEmbedder

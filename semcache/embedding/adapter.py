@@ -76,10 +76,11 @@ class Adapter:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "Adapter":
+    def load(cls, path: str | Path, what: str = "adapter") -> "Adapter":
+        """Read a file ``save`` wrote; ``what`` names it in errors ("adapter", "pair classifier")."""
         path = Path(path).expanduser()
         if not path.is_file():
-            raise ConfigError(f"adapter file {str(path)!r} does not exist")
+            raise ConfigError(f"{what} file {str(path)!r} does not exist")
         try:
             with np.load(path, allow_pickle=False) as data:
                 header = json.loads(bytes(data["__header__"]).decode())
@@ -87,12 +88,12 @@ class Adapter:
                 matrices = {n: (data[f"{n}::A"], data[f"{n}::B"]) for n in names}
                 params = {key[len("param::"):]: data[key] for key in data.files if key.startswith("param::")}
         except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"adapter file {str(path)!r} is not a semcache adapter: {exc}") from exc
+            raise ConfigError(f"{what} file {str(path)!r} is not a semcache {what}: {exc}") from exc
         if header.get("format") != ADAPTER_FORMAT:
-            raise ConfigError(f"adapter file {str(path)!r} has format {header.get('format')!r}, expected {ADAPTER_FORMAT}")
+            raise ConfigError(f"{what} file {str(path)!r} has format {header.get('format')!r}, expected {ADAPTER_FORMAT}")
         for name, (a, b) in matrices.items():
             if a.ndim != 2 or b.ndim != 2 or a.shape[0] != header["rank"] or b.shape[1] != header["rank"]:
-                raise ConfigError(f"adapter file {str(path)!r}: matrices of {name!r} have shapes {a.shape}, {b.shape}")
+                raise ConfigError(f"{what} file {str(path)!r}: matrices of {name!r} have shapes {a.shape}, {b.shape}")
         return cls(header["base_model"], int(header["rank"]), float(header["alpha"]), matrices, header.get("info", {}), params)
 
 

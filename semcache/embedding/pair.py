@@ -32,6 +32,7 @@ log = logging.getLogger("semcache")
 
 PAIR_FILE = "pair_classifier.npz"  # in semcache/data
 MAX_LENGTH = 128  # tokens of query + candidate; prompts past it are judged on their first tokens
+BATCH = 64  # pairs per model call when many are scored at once
 _PROBES = [("How do I sort a list in Python?", "python sort list"), ("What is 15% of 80?", "what is 15 percent of 90"),
            ("x", "a longer second text so the batch needs padding")]
 
@@ -78,7 +79,7 @@ class PairClassifier:
         if backend not in ("auto", "onnx", "torch"):
             raise ConfigError(f"pair classifier backend must be auto, onnx or torch, got {backend!r}")
         path = Path(path) if path is not None else Path(__file__).parent.parent / "data" / PAIR_FILE
-        self.adapter = Adapter.load(path)
+        self.adapter = Adapter.load(path, what="pair classifier")
         if self.adapter.base_model != DEFAULT_MODEL:
             raise ConfigError(f"pair classifier {str(path)!r} was trained on {self.adapter.base_model!r}; only {DEFAULT_MODEL!r} is packaged")
         if not {"head.weight", "head.bias"} <= set(self.adapter.params):
@@ -151,6 +152,18 @@ class PairClassifier:
         return self._logits(pairs)
 
     def _logits(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
+        if len(pairs) <= BATCH:
+            return self._batch(pairs)
+        # Many pairs (calibration, benchmarks): batches of similar length, so memory stays bounded
+        # and padding small, whatever the caller hands in.
+        order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))
+        out = np.empty(len(pairs), dtype=np.float64)
+        for start in range(0, len(order), BATCH):
+            chunk = order[start:start + BATCH]
+            out[chunk] = self._batch([pairs[i] for i in chunk])
+        return out
+
+    def _batch(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
         try:
             with self._lock:
                 if self._session is not None:

@@ -85,6 +85,21 @@ _UNITS = {
     "tb": "TB", "kb": "KB", "ghz": "GHz", "mhz": "MHz", "mph": "mph", "kmh": "km/h", "kph": "km/h",
     "k": "thousand", "bn": "billion", "x": "times", "times": "times",
 }
+# Words naming what is measured or counted in: "seconds" vs "milliseconds", "radius" vs
+# "diameter". Calendar words (day, week, month, year) are left to the time check: they name
+# when as often as how much.
+_MEASURES = {word: unit for word, unit in _UNITS.items() if len(word) > 2 and unit not in (
+    "day", "week", "month", "year", "usd", "eur", "inr", "%", "times", "thousand", "billion", "deg")} | {
+    "millisecond": "ms", "milliseconds": "ms", "microsecond": "us", "microseconds": "us", "nanosecond": "ns",
+    "nanoseconds": "ns", "radius": "radius", "diameter": "diameter", "circumference": "circumference",
+    "perimeter": "perimeter", "area": "area", "volume": "volume", "yard": "yd", "yards": "yd", "ton": "t",
+    "tons": "t", "tonne": "t", "tonnes": "t", "cup": "cup", "cups": "cup", "tablespoon": "tbsp",
+    "tablespoons": "tbsp", "teaspoon": "tsp", "teaspoons": "tsp", "kelvin": "K"}
+# An arithmetic operator between two operands ("5x+6", "1/2 ÷ 1/3", "x^2 - 5x"): the operand on
+# the left is a digit, a closing bracket, a superscript or a lone letter; a hyphen between words
+# ("step-by-step", "x-ray") is not one.
+_OPERATOR = re.compile(r"(?:(?<=[\d)²³])|(?<=[A-Za-z])(?<![A-Za-z]{2}))\s*([-+*/×÷^=−<>≤≥])\s*(?=[\d(]|[A-Za-z](?![A-Za-z]))")
+_OPERATOR_NAMES = {"−": "-", "×": "*", "÷": "/"}
 _UNIT_AFTER = re.compile(r"\s*(%|€|[A-Za-z]+)")
 _NEGATIONS = frozenset({
     "not", "no", "never", "without", "cannot", "none", "nobody", "nothing", "neither", "nor",
@@ -203,7 +218,8 @@ def canonical(text: str) -> str:
         for trail in _TRAILING:
             if out.endswith(trail):
                 out, changed = out[: -len(trail)], True
-    return " ".join(w for w in out.split() if w not in _ARTICLES)
+    operators = "".join(operators_of(text))  # "x^2+5x+6" and "x^2-5x+6" share their words
+    return " ".join([*(w for w in out.split() if w not in _ARTICLES), *([operators] if operators else [])])
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,6 +243,8 @@ class Facts:
     language: str                     # ISO 639-1 (``language.language_of``)
     opposites: tuple[str, ...]        # words that have an opposite ("ascending", "plus"), sorted, repeats kept
     times: frozenset[str]             # the times named, by meaning ("now", "tomorrow", "next year")
+    operators: tuple[str, ...] = ()   # arithmetic operators between operands, in order ("x^2+5x-6": ^ + -)
+    measures: frozenset[str] = frozenset()  # what is measured in ("seconds", "radius"), by unit
 
 
 def _number_value(token: str) -> str:
@@ -321,7 +339,16 @@ def analyze(text: str) -> Facts:
         entities=tuple(entities), quoted=frozenset(quoted), identifiers=frozenset(identifiers),
         wh_words=wh, directions=_directions(words), language=language_of(text),
         opposites=tuple(sorted(w for w in words if w in _OPPOSITE)), times=_times(words),
+        operators=operators_of(text), measures=frozenset(_MEASURES[w] for w in words if w in _MEASURES),
     )
+
+
+def operators_of(text: str) -> tuple[str, ...]:
+    """Return the arithmetic operators between operands in ``text``, in order ("1/2 × 1/3": / * /)."""
+    if not any(c in text for c in "+-*/×÷^=−<>≤≥"):
+        return ()
+    text = text.replace(">=", "≥").replace("<=", "≤")
+    return tuple(_OPERATOR_NAMES.get(op, op) for op in _OPERATOR.findall(text))
 
 
 def _multiset_minus(a, b) -> list:
@@ -463,6 +490,18 @@ def check_opposites(a: Facts, b: Facts) -> Check:
     return Check("opposites", True)
 
 
+def check_operators(a: Facts, b: Facts) -> Check:
+    """Fail when each expression has an operator the other lacks ("x^2 + 5x + 6" vs "x^2 - 5x + 6",
+    "1/2 × 1/3" vs "1/2 ÷ 1/3"); an operator one side drops ("= 0") is an omission."""
+    return _swap("operators", _multiset_minus(a.operators, b.operators), _multiset_minus(b.operators, a.operators))
+
+
+def check_measures(a: Facts, b: Facts) -> Check:
+    """Fail when each text measures in something the other does not ("milliseconds in an hour" vs
+    "seconds in an hour", "area from the radius" vs "area from the diameter")."""
+    return _swap("measures", a.measures - b.measures, b.measures - a.measures)
+
+
 def check_time(a: Facts, b: Facts) -> Check:
     """Fail when both texts name a time and no time they name agrees ("today" vs "tomorrow",
     "this year" vs "next year"); "today" and "right now", "next" and "upcoming" agree."""
@@ -510,6 +549,8 @@ CHECKS: dict[str, Callable[[Facts, Facts], Check]] = {
     "order": check_order,
     "opposites": check_opposites,
     "time": check_time,
+    "operators": check_operators,
+    "measures": check_measures,
 }
 
 

@@ -18,7 +18,7 @@ from importlib import resources
 
 import numpy as np
 
-from .checks import CHECKS, Check, Facts, run_checks, soft_flags
+from .checks import CHECKS, Check, Facts, soft_flags
 from ..errors import ConfigError
 
 __all__ = ["FEATURES", "Verifier", "pair_features"]

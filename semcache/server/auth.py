@@ -130,7 +130,7 @@ def _read_file(path: str) -> list[ClientKey]:
             import tomllib
 
             data = tomllib.loads(text)
-    except ValueError as exc:  # tomllib.TOMLDecodeError and json.JSONDecodeError are ValueErrors
+    except ValueError:  # tomllib.TOMLDecodeError and json.JSONDecodeError are ValueErrors
         # The parser's message may quote the line: it can hold a plaintext key, so it is not repeated.
         raise ConfigError(f"client keys file {path!r} is not valid {'JSON' if path.endswith('.json') else 'TOML'}") from None
     return _document(data, f"client keys file {path!r}")

@@ -45,8 +45,6 @@ import argparse
 import hashlib
 import os
 import re
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -62,6 +60,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 
 from benchmarks.common import machine_info, summarize, write_json  # noqa: E402
+from semcache.testing.processes import free_port, stop_process  # noqa: E402
 from semcache.tools.cluster_demo import local_redis  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
@@ -92,12 +91,6 @@ def _unique(words: int = 4) -> str:
     return " ".join(uuid.uuid4().hex[:10] for _ in range(words))
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 # -- processes: redis-server and replicas -------------------------------------------------------
 
 
@@ -110,7 +103,7 @@ class Replica:
         from semcache import MatchPolicy
 
         directory.mkdir(parents=True, exist_ok=True)
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         policy = directory / "policy.json"
         MatchPolicy.cosine(0.9).save(policy)
@@ -150,12 +143,7 @@ class Replica:
         return raw.status_code, raw.headers.get("x-semcache"), time.perf_counter() - started
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
+        stop_process(self.process)
         self.client.close()
         self.log.close()
 
@@ -237,7 +225,7 @@ def serve_mock(port: int, rpm: int) -> None:
 def mock_process(rpm: int, log: Path) -> Iterator[str]:
     import httpx2
 
-    port = _free_port()
+    port = free_port()
     with log.open("wb") as out:
         process = subprocess.Popen([sys.executable, "-m", "benchmarks.bench_cluster", "--mock", str(port), str(rpm)], cwd=ROOT,
                                    stdout=out, stderr=subprocess.STDOUT)
@@ -250,8 +238,7 @@ def mock_process(rpm: int, log: Path) -> Iterator[str]:
                 time.sleep(0.05)
             yield url
         finally:
-            process.terminate()
-            process.wait(10)
+            stop_process(process, 10)
 
 
 def quota_run(n: int, mode: str, rpm: int, burst: int, directory: Path, redis_url: str) -> dict:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -20,6 +19,8 @@ from pathlib import Path
 
 import pytest
 import redis
+
+from semcache.testing.processes import free_port
 
 __all__ = ["RedisServer", "fresh_prefix", "redis_server", "start_redis"]
 
@@ -35,12 +36,6 @@ def _binary() -> str:
     return found
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class RedisServer:
     """One redis-server process on 127.0.0.1, its data and log in ``directory``.
 
@@ -53,7 +48,7 @@ class RedisServer:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.persistence = persistence
         self.password = password
-        self.port = _free_port()
+        self.port = free_port()
         self.process: subprocess.Popen | None = None
 
     @property

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -29,6 +27,7 @@ from redis_server import fresh_prefix, redis_server, start_redis  # noqa: F401  
 from semcache import MatchPolicy
 from semcache.storage.redis import RedisStore
 from semcache.testing.mock import create_app as create_mock
+from semcache.testing.processes import free_port, stop_process
 from semcache.testing.serving import running_server
 from semcache.tools.doctor import diagnose
 
@@ -41,12 +40,6 @@ FRANCE = "what is the capital city of france"
 FRANCE_PLEASE = "what is the capital city of france please"
 SPAIN = "what is the capital city of spain"
 SPAIN_PLEASE = "what is the capital city of spain please"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _unique() -> str:
@@ -72,7 +65,7 @@ class Replica:
                  **settings) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SEMCACHE_", "OPENAI_"))}
         env.update({"HF_HUB_OFFLINE": "1", "MOCK_KEY": "sk-mock", "SEMCACHE_ADMIN_TOKEN": ADMIN,
@@ -129,13 +122,7 @@ class Replica:
         return httpx2.get(self.url + "/semcache/stats", headers={"Authorization": f"Bearer {ADMIN}"}, timeout=10)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
         self.client.close()
         self.log.close()
 

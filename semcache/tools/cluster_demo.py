@@ -15,8 +15,6 @@ import argparse
 import contextlib
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,13 +22,9 @@ import time
 from pathlib import Path
 from typing import Iterator
 
+from ..testing.processes import free_port, stop_process
+
 __all__ = ["local_redis", "main"]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @contextlib.contextmanager
@@ -48,7 +42,7 @@ def local_redis(directory: str | os.PathLike, *, persistence: bool = False) -> I
                            "`sudo apt-get install redis-server` / `brew install redis`")
     import redis
 
-    port = _free_port()
+    port = free_port()
     args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory), "--save", "",
             "--protected-mode", "no", "--maxmemory-policy", "noeviction", "--logfile", "redis.log"]
     args += ["--appendonly", "yes", "--appendfsync", "everysec"] if persistence else ["--appendonly", "no"]
@@ -68,13 +62,7 @@ def local_redis(directory: str | os.PathLike, *, persistence: bool = False) -> I
         yield f"redis://127.0.0.1:{port}/0"
     finally:
         client.close()
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process, 10)
 
 
 class _Replica:
@@ -82,7 +70,7 @@ class _Replica:
 
     def __init__(self, name: str, store: str, upstream: str, rpm: int, directory: Path) -> None:
         self.name = name
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         directory.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "DEMO_UPSTREAM_KEY": "sk-mock"}
@@ -109,13 +97,7 @@ class _Replica:
         raise RuntimeError(f"replica {self.name} did not start within {timeout:.0f} s (log: {self.log_path})")
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
         self.log.close()
 
 

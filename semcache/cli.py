@@ -332,7 +332,9 @@ def tune(pairs_path, cache_dir, out, epochs, rank, lr, holdout, force, text_a, t
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fault draws.")
 @click.option("--slow-s", type=float, default=2.0, show_default=True, help="Delay of a 'slow' fault.")
 @click.option("--api-key-env", default=None, help="Environment variable holding the only key accepted (else any).")
-def mock_upstream(host, port, rpm, tpm, latency_ms, faults, seed, slow_s, api_key_env) -> None:
+@click.option("--intents", type=click.Path(dir_okay=False, exists=True), default=None,
+              help='JSONL of {"text", "group"} lines: answer each group with one answer, reworded per request.')
+def mock_upstream(host, port, rpm, tpm, latency_ms, faults, seed, slow_s, api_key_env, intents) -> None:
     """Run the bundled OpenAI-compatible mock upstream (for demos, tests and benchmarks)."""
     from .testing.mock import serve
 
@@ -340,7 +342,8 @@ def mock_upstream(host, port, rpm, tpm, latency_ms, faults, seed, slow_s, api_ke
     if api_key_env and not api_key:
         raise SemcacheError(f"environment variable {api_key_env} is not set")
     click.echo(f"mock upstream on http://{host}:{port}/v1 (rpm={rpm}, tpm={tpm}, faults={faults!r})", err=True)
-    serve(host, port, rpm=rpm, tpm=tpm, latency_ms=latency_ms, faults=faults, seed=seed, slow_s=slow_s, api_key=api_key)
+    serve(host, port, rpm=rpm, tpm=tpm, latency_ms=latency_ms, faults=faults, seed=seed, slow_s=slow_s, api_key=api_key,
+          intents=intents)
 
 
 @main.command()

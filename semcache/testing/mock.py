@@ -58,6 +58,7 @@ from semcache.testing.mock_answers import (
     truncate_answer,
     validate_chat,
 )
+from semcache.testing.mock_intent import IntentAnswers
 from semcache.testing.mock_faults import (
     JSON_PARSE_ERROR,
     FaultPlan,
@@ -87,7 +88,8 @@ class _Mock:
     def __init__(self, *, rpm: int | None, tpm: int | None, latency_ms: float, faults: str, seed: int, slow_s: float,
                  chunk_delay_ms: float,
                  api_key: str | None, embedding_dims: int, timer: Callable[[], float],
-                 sleep: Callable[[float], Awaitable[Any]]) -> None:
+                 sleep: Callable[[float], Awaitable[Any]], intents: Any = None) -> None:
+        self.intents = intents
         self.limits = RateLimits(rpm, tpm, timer=timer)
         self.plan = FaultPlan(parse_faults(faults), seed=seed, slow_s=slow_s)
         self.latency_s = latency_ms / 1000
@@ -247,7 +249,7 @@ def _include_usage(body: dict) -> bool:
 def _chat(mock: _Mock, body: dict, rid: str):
     model, messages, n, limit = validate_chat(body)
     prompt = count_message_tokens(messages, model)
-    results = [chat_choice(body, messages, i, model, limit) for i in range(n)]
+    results = [chat_choice(body, messages, i, model, limit, mock.intents) for i in range(n)]
     base = {"id": "chatcmpl-" + rid[4:], "object": "chat.completion", "created": int(time.time()), "model": model,
             "system_fingerprint": "fp_mock", "service_tier": "default"}
 
@@ -486,15 +488,19 @@ class _Envelope:
 def create_app(*, rpm: int | None = None, tpm: int | None = None, latency_ms: float = 0, faults: str = "", seed: int = 0,
                timer: Callable[[], float] = time.monotonic, slow_s: float = 2.0, api_key: str | None = None,
                embedding_dims: int = 64, sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
-               chunk_delay_ms: float = 0) -> Starlette:
+               chunk_delay_ms: float = 0, intents: Any = None) -> Starlette:
     """Return the mock upstream as a Starlette app; its state is ``app.state.mock``.
 
     ``rpm``/``tpm``: limits (None: unlimited). ``latency_ms``: added to every API request;
     ``chunk_delay_ms``: between two events of a streamed answer (a slow stream).
     ``faults``: a spec for ``mock_faults.parse_faults``, drawn from ``random.Random(seed)``;
     ``slow_s`` is the delay of ``slow`` faults without their own. ``api_key``: when set, other
-    keys get 401. ``timer`` drives the limits; ``sleep`` the latency. Raises ``ConfigError``.
+    keys get 401. ``timer`` drives the limits; ``sleep`` the latency. ``intents``: a
+    ``mock_intent.IntentAnswers`` (or the path of a ``{"text", "group"}`` JSONL file) whose texts
+    get their intent's one answer, reworded per request. Raises ``ConfigError``.
     """
+    if isinstance(intents, str) or hasattr(intents, "__fspath__"):
+        intents = IntentAnswers.from_file(intents)
     for name, value in (("rpm", rpm), ("tpm", tpm)):
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
             raise ConfigError(f"{name} must be a positive integer or None, got {value!r}")
@@ -504,7 +510,8 @@ def create_app(*, rpm: int | None = None, tpm: int | None = None, latency_ms: fl
     if not isinstance(embedding_dims, int) or embedding_dims <= 0:
         raise ConfigError(f"embedding_dims must be a positive integer, got {embedding_dims!r}")
     mock = _Mock(rpm=rpm, tpm=tpm, latency_ms=latency_ms, faults=faults, seed=seed, slow_s=slow_s, api_key=api_key,
-                 embedding_dims=embedding_dims, timer=timer, sleep=sleep, chunk_delay_ms=chunk_delay_ms)
+                 embedding_dims=embedding_dims, timer=timer, sleep=sleep, chunk_delay_ms=chunk_delay_ms,
+                 intents=intents)
     routes = [
         Route("/v1/chat/completions", _api(_chat), methods=["POST"]),
         Route("/v1/completions", _api(_completions), methods=["POST"]),
@@ -522,10 +529,12 @@ def create_app(*, rpm: int | None = None, tpm: int | None = None, latency_ms: fl
 
 
 def serve(host: str = "127.0.0.1", port: int = 8099, *, rpm: int | None = None, tpm: int | None = None,
-          latency_ms: float = 0, faults: str = "", seed: int = 0, slow_s: float = 2.0, api_key: str | None = None) -> None:
+          latency_ms: float = 0, faults: str = "", seed: int = 0, slow_s: float = 2.0, api_key: str | None = None,
+          intents: str | None = None) -> None:
     """Run the mock upstream with uvicorn until interrupted (``semcache mock-upstream``); raises ``ConfigError``."""
     import uvicorn
 
-    app = create_app(rpm=rpm, tpm=tpm, latency_ms=latency_ms, faults=faults, seed=seed, slow_s=slow_s, api_key=api_key)
+    app = create_app(rpm=rpm, tpm=tpm, latency_ms=latency_ms, faults=faults, seed=seed, slow_s=slow_s, api_key=api_key,
+                     intents=intents)
     logger.info("mock upstream on http://%s:%d/v1 (rpm=%s tpm=%s faults=%r seed=%d)", host, port, rpm, tpm, faults, seed)
     uvicorn.run(app, host=host, port=port, log_level="info")

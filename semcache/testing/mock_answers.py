@@ -164,8 +164,9 @@ def _chat_tool(body: dict, messages: list) -> dict | None:
     return named or (tools[0] if choice == "required" else None)
 
 
-def chat_choice(body: dict, messages: list, index: int, model: str, limit: int | None) -> tuple[dict, int]:
-    """Return (one chat choice, its completion tokens)."""
+def chat_choice(body: dict, messages: list, index: int, model: str, limit: int | None, intents: Any = None) -> tuple[dict, int]:
+    """Return (one chat choice, its completion tokens); ``intents`` (``mock_intent.IntentAnswers``)
+    answers a text request whose last user message is in its file with that intent's answer."""
     core = {k: v for k, v in body.items() if k in ("model", "messages", "tools", "tool_choice", "response_format")}
     digest = request_digest(core, index)
     tool = _chat_tool(body, messages)
@@ -181,7 +182,8 @@ def chat_choice(body: dict, messages: list, index: int, model: str, limit: int |
     elif fmt.get("type") == "json_schema":
         content = json.dumps(json_from_schema((fmt.get("json_schema") or {}).get("schema") or {}, seeded_rng(digest)))
     else:
-        content = sentence_from(digest)
+        last_user = next((content_text(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "")
+        content = (intents.answer(last_user, digest) if intents is not None else None) or sentence_from(digest)
     content, cut = truncate_answer(content, limit, model)
     message = {"role": "assistant", "content": content, "refusal": None}
     return {"index": index, "message": message, "logprobs": None, "finish_reason": "length" if cut else "stop"}, count_tokens(content, model)

@@ -296,5 +296,51 @@ class LeasesContract:
         assert sum(t is not None for t in tokens) == 1
 
 
-class StoreContract(EntryStoreContract, ChangeLogContract, CounterStoreContract, LedgerContract, LeasesContract):
+class AnswerGroupsContract:
+    """Answer groups (issue 19) live in the entry: every handle reads them, updates keep them."""
+
+    def test_an_entrys_answer_group_round_trips_and_survives_updates(self, make_store):
+        store = make_store("shared")
+        first = make_entry(store, "g1")
+        store.put(first)
+        second = make_entry(store, "g2").with_(answer_group=first.id)
+        store.put(second)
+        other = make_store("shared")
+        assert other.get(first.id).answer_group is None
+        assert other.get(second.id).answer_group == first.id
+        other.update([other.get(second.id).with_(hits=3)])
+        assert store.get(second.id).answer_group == first.id
+        assert {e.id: e.answer_group for e in store.scan()} == {first.id: None, second.id: first.id}
+
+
+class TalliesContract:
+    """Tallies: per-scope integer histograms that every handle adds to and reads."""
+
+    def test_tallies_add_per_scope_across_handles(self, make_store):
+        store, other = make_store("shared"), make_store("shared")
+        assert store.tallies("t|p") == {}
+        store.add_tallies("t|p", {"r90": 2, "w91": 1})
+        other.add_tallies("t|p", {"r90": 3, "h95": 7})
+        other.add_tallies("t|q", {"r90": 1})
+        store.add_tallies("t|p", {})
+        assert store.tallies("t|p") == {"r90": 5, "w91": 1, "h95": 7}
+        assert other.tallies("t|q") == {"r90": 1}
+
+    def test_concurrent_tallies_never_lose_an_increment(self, make_store):
+        handles = [make_store("shared") for _ in range(4)]
+
+        def add(store):
+            for _ in range(25):
+                store.add_tallies("s", {"a": 1, "b": 2})
+
+        threads = [threading.Thread(target=add, args=(h,)) for h in handles]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert handles[0].tallies("s") == {"a": 100, "b": 200}
+
+
+class StoreContract(EntryStoreContract, ChangeLogContract, CounterStoreContract, LedgerContract, LeasesContract,
+                    AnswerGroupsContract, TalliesContract):
     """Every seam of ``storage.protocols.Store``."""

@@ -15,6 +15,7 @@ Keys inside the diskcache directory::
     l:<seq>          change record (op, id)   op: "put" | "del"
     s:<tenant>|<model>|<counter>   persisted stats counter
     t:<key>          a ledger total (budget spending: integer tokens or micro-dollars)
+    v:<scope>        tallies of one scope (answer-aware learning's evidence): {name: int}
     lease:<name>     a lease's token, expiring with the lease (diskcache's own expiry)
 
 A record that cannot be decoded (damaged on disk, or a format-1 pickle of a class an upgrade
@@ -112,6 +113,22 @@ class DiskStore:
     def total(self, key: str) -> int:
         with self._translate("read a total"):
             return int(self._cache.get(f"t:{key}", 0))
+
+    # -- tallies: small named integer histograms (the learning layer's evidence) -----------
+
+    def add_tallies(self, scope: str, deltas: Mapping[str, int]) -> None:
+        """Add each delta to the tally ``name`` of ``scope``, all in one transaction."""
+        if not deltas:
+            return
+        with self._translate("add tallies"), self._cache.transact():
+            current = dict(self._cache.get(f"v:{scope}", {}))
+            for name, amount in deltas.items():
+                current[name] = int(current.get(name, 0)) + int(amount)
+            self._cache.set(f"v:{scope}", current)
+
+    def tallies(self, scope: str) -> dict[str, int]:
+        with self._translate("read tallies"):
+            return dict(self._cache.get(f"v:{scope}", {}))
 
     # -- leases: one process at a time calls upstream for an exact key ---------------------
 

@@ -100,6 +100,7 @@ class Entry:
     last_hit_at: float | None = None
     rejected: tuple[str, ...] = field(default=())  # query texts feedback marked wrong for this entry
     size: int = 0  # bytes of the encoded response + query + vector, for the byte cap
+    answer_group: int | None = None  # entries whose answers agree share it (matching.groups); None: its own
 
     @classmethod
     def create(cls, *, response: Any, **fields: Any) -> "Entry":

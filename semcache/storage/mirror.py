@@ -74,11 +74,12 @@ class EntryMeta:
     size: int
     last_used: float
     rejected: tuple[str, ...]
+    answer_group: int | None = None
 
 
 def _meta_of(entry: Entry) -> EntryMeta:
     return EntryMeta(entry.partition, entry.exact_key, entry.query_text, entry.expires_at, entry.size,
-                     entry.last_hit_at or entry.created_at, entry.rejected)
+                     entry.last_hit_at or entry.created_at, entry.rejected, entry.answer_group)
 
 
 class RecentEntries:
@@ -446,7 +447,8 @@ class Mirror:
             rows, vector_ids = [], []
             for entry_id, m in self.meta.items():
                 part = partitions.setdefault(m.partition, len(partitions))
-                rows.append([part, m.exact_key, m.query_text, m.expires_at, m.size, m.last_used, list(m.rejected)])
+                rows.append([part, m.exact_key, m.query_text, m.expires_at, m.size, m.last_used, list(m.rejected),
+                             m.answer_group])
                 if entry_id in self.index:
                     vector_ids.append(entry_id)
             # The index is this mirror's own (a PartitionedIndex of FaissIndex): its FAISS objects are
@@ -506,8 +508,9 @@ class Mirror:
         meta: dict[int, EntryMeta] = {}
         exact: dict[str, int] = {}
         volume = 0
-        for entry_id, (part, exact_key, query_text, expires_at, size, last_used, rejected) in zip(ids, rows):
-            meta[entry_id] = EntryMeta(partitions[part], exact_key, query_text, expires_at, size, last_used, tuple(rejected))
+        for entry_id, (part, exact_key, query_text, expires_at, size, last_used, rejected, *group) in zip(ids, rows):
+            meta[entry_id] = EntryMeta(partitions[part], exact_key, query_text, expires_at, size, last_used, tuple(rejected),
+                                       group[0] if group else None)  # snapshots before answer groups have 7 fields
             exact[exact_key] = entry_id
             volume += size
         index._partition_of = {entry_id: meta[entry_id].partition for entry_id in vector_ids}

@@ -19,7 +19,7 @@ from typing import Iterable, Iterator, Mapping, Protocol
 
 from .entry import Change, Entry
 
-__all__ = ["ChangeLog", "CounterStore", "EntryStore", "Leases", "Ledger", "Store"]
+__all__ = ["ChangeLog", "CounterStore", "EntryStore", "Leases", "Ledger", "Store", "Tallies"]
 
 CounterKey = tuple[str, str, str]  # (tenant, model, counter)
 
@@ -95,6 +95,16 @@ class Leases(Protocol):
 
     def release_lease(self, name: str, token: str) -> None:
         """Give the lease back, only if ``token`` still holds it (an expired lease may have a new holder)."""
+
+
+class Tallies(Protocol):
+    """Small named integer histograms per scope, summed over every process (the learning layer's
+    evidence: ``matching.calibration``). Optional: a store without them learns in memory only."""
+
+    def add_tallies(self, scope: str, deltas: Mapping[str, int]) -> None:
+        """Add every delta of one scope in one atomic write."""
+
+    def tallies(self, scope: str) -> dict[str, int]: ...
 
 
 class Store(EntryStore, ChangeLog, CounterStore, Ledger, Leases, Protocol):

@@ -19,6 +19,7 @@ Keys, all under ``<prefix>:`` so several caches can share one Redis::
     log         stream  <seq>-0 {op: put|del, id}, trimmed to about ``log_keep`` records
     s           hash    <tenant>\\x1f<model>\\x1f<counter> -> float (HINCRBYFLOAT)
     t:<key>     string  a ledger total (INCRBY)
+    v:<scope>   hash    tallies of one scope (answer-aware learning's evidence): name -> int (HINCRBY)
     lease:<name> string a lease's token, expiring with the lease (SET NX PX)
 
 The trim is ``XADD ... MAXLEN ~ log_keep``: Redis drops whole stream nodes (100 records by
@@ -301,6 +302,23 @@ class RedisStore:
 
     def _total(self, key: str) -> str:
         return f"{self.prefix}:t:{key}"
+
+    # -- tallies: small named integer histograms (the learning layer's evidence) -------------
+
+    def add_tallies(self, scope: str, deltas: Mapping[str, int]) -> None:
+        """Add each delta to the tally ``name`` of ``scope`` in one MULTI/EXEC (``HINCRBY`` each)."""
+        if not deltas:
+            return
+        with self._translate("add tallies to"):
+            pipe = self.client.pipeline(transaction=True)
+            for name, amount in deltas.items():
+                pipe.hincrby(f"{self.prefix}:v:{scope}", name, int(amount))
+            pipe.execute()
+
+    def tallies(self, scope: str) -> dict[str, int]:
+        with self._translate("read tallies of"):
+            raw = self.client.hgetall(f"{self.prefix}:v:{scope}")
+        return {_text(k): int(v) for k, v in raw.items()}
 
     # -- leases: one replica at a time calls upstream for an exact key -----------------------
 

@@ -38,6 +38,7 @@ from ..storage.protocols import Store
 from ..upstream.pricing import Pricing
 from ..upstream.tokens import estimate_usage, usage_of
 from .hits import HitBook
+from .learning import Learning, LearningSettings
 from .miss import MissPath
 from .outcome import ENVIRONMENTAL, Hit, Looked, Result, Stale, tally
 from .singleflight import SingleFlight
@@ -88,6 +89,7 @@ class SemanticCache(MissPath):
         recent_bytes: int = 64 * 1024**2,
         snapshot: str | None = None,
         timer: Callable[[], float] = time.time,
+        learning: LearningSettings | None = None,
     ) -> None:
         inner = embedder if embedder is not None else SentenceTransformerEmbedder()
         self.embedder = CachingEmbedder(inner, embed_cache_size) if embed_cache_size else inner
@@ -121,6 +123,9 @@ class SemanticCache(MissPath):
         self._hits = HitBook()
         self._last_sweep = 0.0
         self._flights = SingleFlight()
+        self.learning = Learning(learning if learning is not None else LearningSettings(), store=self.store,
+                                 embed=self.embedder.embed, read_entry=self._readable, neighbours=self._neighbours,
+                                 start_threshold=lambda: self.policy.threshold)
         self.sync()
         self._flusher = Flusher(self.flush, flush_interval, name="semcache-flush")
 
@@ -227,15 +232,30 @@ class SemanticCache(MissPath):
                 expired[found] = candidate
             else:
                 candidates.append(candidate)
+        learned = self.learning.threshold(key) if threshold is None else None
+        threshold = learned if threshold is None else threshold
         policy = self.policy if threshold is None else self.policy.with_threshold(threshold)
         decision = policy.decide(key.query_text, candidates, vector)
+        decision, gap = self.learning.decide(key, decision, [(c.entry_id, c.similarity, self._group(c.entry_id))
+                                                             for c in candidates])
         if decision.hit:
             entry = self._entry(decision.entry_id)
             if entry is not None and not entry.expired(now):
+                self.learning.served(key, decision, gap)
                 return Looked(key, hit=self._touch(Hit(entry, "semantic", decision), now), decision=decision)
         if stale is None and self.stale_if_error:
             stale = functools.partial(self._stale_candidate, key.query_text, vector, decision, expired, policy)
         return Looked(key, stale=stale, decision=decision)
+
+    def _group(self, entry_id: int) -> int | None:
+        meta = self._mirror.meta.get(entry_id)
+        return None if meta is None else meta.answer_group
+
+    def _neighbours(self, partition: str, vector: np.ndarray, k: int) -> tuple[list[int], list[float], list[int | None]]:
+        """The stored entries nearest a vector in a partition: (ids, cosines, answer groups)."""
+        sims, ids = self._mirror.index.search(partition, vector, k)
+        ids = [i for i in ids.tolist() if i >= 0]
+        return ids, sims.tolist()[:len(ids)], [self._group(i) for i in ids]
 
     def _semantic(self, key: RequestKey) -> bool:
         """Whether the semantic tier may answer (and index) this request: its sampling allows it and
@@ -297,6 +317,7 @@ class SemanticCache(MissPath):
                 self._hits.restore(pending)  # kept for the next flush rather than lost
                 raise
         self._stats.flush()
+        self.learning.flush()
 
     def _tally(self, result: Result) -> Result:
         tally(self._stats, result, self.pricing)
@@ -326,6 +347,11 @@ class SemanticCache(MissPath):
             expires_at=None if ttl is None else now + ttl,
         )
         entry = entry.with_(size=entry.payload_bytes() + len(key.query_text.encode()) + 4 * self.embedder.dim)
+        if embedding is not None:
+            try:
+                entry = entry.with_(answer_group=self.learning.group_of(entry.id, key.partition, embedding, response))
+            except ENVIRONMENTAL as exc:  # an entry without a group is its own: stricter, never wrong
+                log.warning("semcache could not judge a new answer against its neighbours: %s: %s", type(exc).__name__, exc)
         self.store.put(entry)
         self.sync()
         self._enforce_limits(now)
@@ -400,12 +426,21 @@ class SemanticCache(MissPath):
         entry = self.store.get(entry_id)
         if entry is None or query is None:
             return False
+        self._learn_feedback(entry, query, getattr(target, "decision", None) or getattr(getattr(target, "hit", None), "decision", None))
         if query == entry.query_text:  # the stored answer itself is wrong: drop it
             self.store.delete([entry_id])
         else:
             self.store.update([entry.with_(rejected=entry.rejected + (query,))])
         self.sync()
         return True
+
+    def _learn_feedback(self, entry: Entry, query: str, decision: Decision | None) -> None:
+        """A wrong semantic answer is a label for calibration: at the cosine it was served at."""
+        if query == entry.query_text or entry.embedding is None:
+            return
+        similarity = decision.similarity if decision is not None else float(
+            np.dot(self.embedder.embed([query])[0], np.asarray(entry.embedding, np.float32)))
+        self.learning.feedback(entry.tenant, entry.partition, similarity, False)
 
     # -- stats -------------------------------------------------------------------------------
 
@@ -434,6 +469,7 @@ class SemanticCache(MissPath):
             "model": self.embedder.model_id,
             "policy": self.policy.to_dict(),
         }
+        snapshot["learning"] = self.learning.report(["", self.tenant, *snapshot.get("by_tenant", {})])
         budget = getattr(self.upstream, "budget", None)
         if budget is not None:
             snapshot["budget"] = budget.state()

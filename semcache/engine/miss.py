@@ -70,6 +70,12 @@ class MissPath:
         """The request's path, once for ``complete`` and ``acomplete`` (``flow`` runs it)."""
         looked = Looked(key) if no_cache else (yield Work(self._look, (key, threshold)))
         if looked.hit is not None:
+            if looked.hit.kind == "semantic" and self.learning.should_verify():  # exploration: costs one call
+                try:
+                    fresh = yield Fetch(request)
+                    yield Work(self._verified, (key, looked.hit, fresh))
+                except UpstreamError as exc:  # the hit still stands; only the label is lost
+                    log.warning("semcache could not verify a hit upstream: %s", type(exc).__name__)
             return looked.result(None)
         status = "bypass" if no_cache else "miss"
 
@@ -83,7 +89,7 @@ class MissPath:
                 response = yield Fetch(request)
                 if no_store:
                     return Result(response, status, key, decision=looked.decision)
-                entry_id, error = yield Work(self._store, (request, response, key, kind))
+                entry_id, error = yield Work(self._store, (request, response, key, kind, looked.decision))
                 return Result(response, status, key, entry_id=entry_id, decision=looked.decision, store_error=error)
             finally:
                 if token is not None:  # after the store: a process that waited finds the entry
@@ -155,10 +161,24 @@ class MissPath:
             return None
         return self._touch(Hit(entry, "exact"), now)
 
-    def _store(self, request, response, key: RequestKey, kind: str) -> tuple[int | None, str | None]:
-        """Store an answer, best effort: return (entry id, None), or (None, the error's name)."""
+    def _store(self, request, response, key: RequestKey, kind: str, decision=None) -> tuple[int | None, str | None]:
+        """Store an answer, best effort: return (entry id, None), or (None, the error's name).
+
+        A miss whose best candidate was nearly served also yields a free label (``learning.observe``).
+        """
         try:
-            return self.insert(request, response, kind=kind, key=key).id, None
+            stored = self.insert(request, response, kind=kind, key=key).id, None
         except Exception as exc:  # storing is best effort: the caller still gets the answer
             log.warning("semcache could not store an answer: %s: %s", type(exc).__name__, exc)
-            return None, type(exc).__name__
+            stored = None, type(exc).__name__
+        try:
+            self.learning.observe(key, decision, response)
+        except ENVIRONMENTAL as exc:  # a lost label costs nothing but evidence
+            log.warning("semcache could not label a miss: %s: %s", type(exc).__name__, exc)
+        return stored
+
+    def _verified(self, key: RequestKey, hit: Hit, fresh: Any) -> None:
+        try:
+            self.learning.explored(key, hit.decision, hit.entry.id, fresh)
+        except ENVIRONMENTAL as exc:
+            log.warning("semcache could not label a verified hit: %s: %s", type(exc).__name__, exc)

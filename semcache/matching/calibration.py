@@ -176,8 +176,8 @@ def calibrated_threshold(evidence: Evidence, *, target: float, start: float, flo
     """Return the loosest threshold in [floor, start] the labels support at ``target`` precision.
 
     A threshold ``t`` is supported when the labels at and above ``t`` number ``min_labels`` and
-    their Wilson lower bound is at least ``target``. Without support anywhere the answer is
-    ``start``. A wrong label at or above ``current`` that makes ``current`` unsupported moves the
+    their Wilson lower bound is at least ``target``; the scan stops where their upper bound falls
+    under it. Without support anywhere the answer is ``start``. A wrong label at or above ``current`` that makes ``current`` unsupported moves the
     answer up at once (the scan always starts from the evidence, never from ``current``).
     """
     if not 0.0 < target < 1.0:
@@ -194,8 +194,9 @@ def calibrated_threshold(evidence: Evidence, *, target: float, start: float, flo
         n = int(total[index])
         if n < min_labels:
             continue  # too little evidence here: neither supported nor refuted; keep looking lower
-        if wilson(int(right[index]), n)[0] >= target:
+        low, high = wilson(int(right[index]), n)
+        if low >= target:
             best = t
-        else:
-            break  # precision below target here: nothing looser can be supported
+        elif high < target:
+            break  # precision surely below target here: nothing looser can be supported
     return round(best, 4)

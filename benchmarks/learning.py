@@ -159,12 +159,7 @@ def main(argv=None) -> dict:
     model = SentenceTransformerEmbedder(adapter=None, backend="torch")
     texts = sorted({t for t, _ in rows} | {intents.answer(t, t) for t, _ in rows})
     embedder = DictEmbedder(load_vectors(texts, model), model)
-    policy = MatchPolicy()
-    if args.threshold is not None:
-        policy = MatchPolicy(kind="cosine", threshold=args.threshold, margin=0.03, checks=policy.checks,
-                             languages=policy.languages)
-    if policy.kind != "cosine":
-        raise SystemExit(f"the cache's default policy is {policy.kind!r}; pass --threshold to replay a cosine policy")
+    policy = MatchPolicy() if args.threshold is None else MatchPolicy().with_threshold(args.threshold)
     rule = GroupRule(**{k: (int if k == "support" else float)(v) for k, v in (p.split("=") for p in filter(None, args.groups.split(",")))})
     learning = LearningSettings(groups=None if args.no_groups else rule, target_precision=args.target)
     static = LearningSettings(groups=None)

@@ -68,6 +68,9 @@ def stats(cache_dir: str | None, config: str | None, as_json: bool) -> None:
         snapshot = Stats(store).snapshot()
         snapshot["cache"] = {"directory": settings.cache_dir, "entries": len(store), "bytes_on_disk": store.volume(),
                              "built_with": store.meta()}
+        from .engine.learning import learning_report
+
+        snapshot["learning"] = learning_report(store, ["", settings.tenant, *snapshot.get("by_tenant", {})])
     finally:
         store.close()
     if as_json:
@@ -75,6 +78,12 @@ def stats(cache_dir: str | None, config: str | None, as_json: bool) -> None:
         return
     click.echo(f"cache {settings.cache_dir}: {snapshot['cache']['entries']:,} entries, {snapshot['cache']['bytes_on_disk']:,} bytes")
     click.echo(format_table(snapshot))
+    for tenant, estimate in snapshot["learning"].items():
+        if estimate["estimated_precision"] is not None:
+            low, high = estimate["bound"]
+            click.echo(f"estimated precision of semantic hits{f' ({tenant})' if tenant else ''}: "
+                       f"{estimate['estimated_precision']:.1%} [{low:.1%}, {high:.1%}] from {estimate['labels']:,} "
+                       f"{estimate['source']} (docs/learning.md)")
 
 
 @main.command()

@@ -53,6 +53,11 @@ class Settings:
     semantic_languages: tuple[str, ...] | None = None  # languages the semantic tier answers; None: the policy's ("en"); "all"
     embed_cache_size: int = 1024
     tenant: str = ""
+    # learning from traffic (docs/learning.md)
+    answer_groups: bool = True  # serve from an answer group only when no other answer is as close
+    target_precision: float | None = None  # move the threshold toward the loosest point the labels support
+    learning_floor: float = 0.75  # the calibrated threshold never goes under this cosine
+    verify_fraction: float = 0.0  # share of semantic hits also asked upstream (costs quota) for an unbiased estimate
     # upstream
     upstream_base_url: str = "https://api.openai.com/v1"
     upstream_api_key_env: str = "OPENAI_API_KEY"
@@ -122,6 +127,12 @@ class Settings:
         for name in ("recent_entries_bytes", "snapshot_interval", "shared_limiter_margin"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"setting {name!r} must be >= 0, got {getattr(self, name)!r}")
+        if self.target_precision is not None and not 0.5 <= self.target_precision < 1:
+            raise ConfigError(f"setting 'target_precision' must be in [0.5, 1), got {self.target_precision!r}")
+        if not 0 <= self.verify_fraction <= 1:
+            raise ConfigError(f"setting 'verify_fraction' must be in [0, 1], got {self.verify_fraction!r}")
+        if not -1 <= self.learning_floor <= 1:
+            raise ConfigError(f"setting 'learning_floor' must be a cosine in [-1, 1], got {self.learning_floor!r}")
         for name in ("upstream_timeout", "deadline", "max_body_bytes"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"setting {name!r} must be positive, got {getattr(self, name)!r}")

@@ -16,7 +16,9 @@ from .embedding.adapter import TUNED_ADAPTER
 from .embedding.base import Embedder
 from .embedding.sentence import SentenceTransformerEmbedder
 from .engine import SemanticCache
+from .engine.learning import LearningSettings
 from .errors import ConfigError
+from .matching.groups import GroupRule
 from .matching.policy import MatchPolicy
 from .upstream.budget import BudgetGuard
 from .upstream.pricing import Pricing
@@ -27,6 +29,7 @@ __all__ = [
     "build_upstream",
     "cache_from_settings",
     "embedder_from_settings",
+    "learning_from_settings",
     "limiter_from_settings",
     "policy_from_settings",
     "pricing_from_settings",
@@ -85,6 +88,13 @@ def snapshot_from_settings(settings: Settings) -> str | None:
     return str(Path(settings.cache_dir).expanduser() / f"index-snapshot.{settings.store_prefix}.npz")
 
 
+def learning_from_settings(settings: Settings) -> LearningSettings:
+    """Return the learning layer's settings: answer groups, calibration target, exploration."""
+    return LearningSettings(groups=GroupRule() if settings.answer_groups else None,
+                            target_precision=settings.target_precision, floor=settings.learning_floor,
+                            verify_fraction=settings.verify_fraction)
+
+
 def cache_from_settings(settings: Settings, *, embedder: Embedder | None = None, upstream: Any = None,
                         environ: Mapping[str, str] | None = None, **overrides: Any) -> SemanticCache:
     """Build a cache from ``settings`` (the CLI and the sidecar do); ``overrides`` win.
@@ -98,7 +108,7 @@ def cache_from_settings(settings: Settings, *, embedder: Embedder | None = None,
         max_bytes=settings.max_bytes, top_k=settings.top_k, semantic_max_temperature=settings.semantic_max_temperature,
         stale_if_error=settings.stale_if_error, tenant=settings.tenant, embed_cache_size=settings.embed_cache_size,
         pricing=pricing_from_settings(settings), recent_bytes=settings.recent_entries_bytes,
-        snapshot=snapshot_from_settings(settings),
+        snapshot=snapshot_from_settings(settings), learning=learning_from_settings(settings),
     )
     options.update(overrides)
     if "store" not in options:

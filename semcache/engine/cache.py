@@ -462,7 +462,7 @@ class SemanticCache(MissPath):
             "model": self.embedder.model_id,
             "policy": self.policy.to_dict(),
         }
-        snapshot["learning"] = self.learning.report(["", self.tenant, *snapshot.get("by_tenant", {})])
+        snapshot["learning"] = self.learning.report(["", self.tenant, *snapshot.get("by_tenant", {})], own=self.tenant)
         budget = getattr(self.upstream, "budget", None)
         if budget is not None:
             snapshot["budget"] = budget.state()

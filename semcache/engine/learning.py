@@ -279,10 +279,12 @@ class Learning:
     def estimate(self, tenant: str) -> Estimate:
         return estimate(self.evidence(tenant), min_labels=self.settings.min_labels)
 
-    def report(self, tenants: Sequence[str]) -> dict:
-        """The evidence a user sees: per tenant, the estimated precision of semantic hits and its bound."""
+    def report(self, tenants: Sequence[str], *, own: str = "") -> dict:
+        """The evidence a user sees: the estimated precision of semantic hits and its bound, for the
+        cache's own tenant ``own`` and per tenant (``by_tenant``)."""
         out = {"answer_groups": self.settings.groups is not None, "target_precision": self.settings.target_precision,
-               "verify_fraction": self.settings.verify_fraction, "by_tenant": {}}
+               "verify_fraction": self.settings.verify_fraction,
+               **estimate(self.evidence(own), min_labels=self.settings.min_labels).as_dict(), "by_tenant": {}}
         for tenant in sorted(set(tenants)):
             ev = self.evidence(tenant)
             if ev.labels or ev.hits.any() or ev.explored:

@@ -63,7 +63,10 @@ def gap_of(entry_id: int, candidates: Sequence[GroupCandidate]) -> float | None:
 class GroupRule:
     """The answer-aware layer's settings (cosine scale); see the module docstring."""
 
-    margin: float = 0.04
+    # Chosen on other shuffle orders (seeds 100+) of the Banking77 sample than the ones reported:
+    # margin 0.02-0.05 left most wrong hits over the threshold in place (the rival answer is rarely
+    # among the top 5 there); 0.08 kept 1.65x the static hits at fewer wrong (docs/learning.md).
+    margin: float = 0.08
     loose_margin: float = 0.12
     reach: float = 0.08
     floor: float = 0.70

@@ -54,6 +54,7 @@ async def stats(request: Request) -> Response:
     snapshot = await asyncio.to_thread(request.app.state.sidecar.cache.stats)
     if not _is_admin(request):
         snapshot.pop("by_tenant", None)
+        snapshot.get("learning", {}).pop("by_tenant", None)
     return JSONResponse(snapshot)
 
 
@@ -78,6 +79,15 @@ class StatsCollector:
         yield GaugeMetricFamily("semcache_hit_rate", "hits / requests since the store was created", value=float(total.get("hit_rate", 0.0)))
         yield GaugeMetricFamily("semcache_entries", "entries in the cache", value=float(snapshot["cache"]["entries"]))
         yield GaugeMetricFamily("semcache_bytes", "approximate bytes of the cached entries", value=float(snapshot["cache"]["bytes"]))
+        # issue 19: the estimated precision of semantic hits per tenant, with its 95% bound (docs/learning.md)
+        estimates = [(t, e) for t, e in snapshot.get("learning", {}).get("by_tenant", {}).items() if e["estimated_precision"] is not None]
+        for suffix, pick, text in (("", lambda e: e["estimated_precision"], "estimated precision of semantic hits"),
+                                   ("_low", lambda e: e["bound"][0], "lower 95% bound of the estimated precision"),
+                                   ("_high", lambda e: e["bound"][1], "upper 95% bound of the estimated precision")):
+            family = GaugeMetricFamily(f"semcache_estimated_precision{suffix}", text, labels=["tenant"])
+            for tenant, estimate in estimates:
+                family.add_metric([tenant], float(pick(estimate)))
+            yield family
 
 
 def registry(cache: Any) -> CollectorRegistry:

@@ -136,9 +136,63 @@ def summary(runs: list[dict], keys=("hit_rate", "wrong_rate", "precision")) -> d
     return {k: mean(runs, k) for k in keys}
 
 
+def overhead(entries: int, lookups: int, dim: int = 384, seed: int = 0) -> dict:
+    """Time lookups at ``entries`` stored entries with the learning layer on and off (vectors from a
+    dict, so the time is all beyond the embedding); return the p50s in milliseconds."""
+    from semcache.storage.disk import DiskStore
+    from semcache.storage.entry import Entry
+
+    rng = np.random.default_rng(seed)
+    base = rng.standard_normal((entries // 20, dim)).astype(np.float32)  # topics, 20 entries each
+    vectors = np.repeat(base, 20, axis=0) + 0.35 * rng.standard_normal((entries, dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    texts = [f"stored question {i}" for i in range(entries)]
+    queries = [f"asked question {i}" for i in range(lookups)]
+    picks = rng.integers(0, entries, lookups)
+    asked = vectors[picks] + 0.25 * rng.standard_normal((lookups, dim)).astype(np.float32)
+    asked /= np.linalg.norm(asked, axis=1, keepdims=True)
+    table = dict(zip(texts, vectors)) | dict(zip(queries, asked))
+
+    class Fixed:
+        model_id, dim_ = "bench-fixed", dim
+
+        def embed(self, batch):
+            return np.stack([table[t] for t in batch])
+
+    embedder = Fixed()
+    embedder.dim = dim
+    out = {}
+    with tempfile.TemporaryDirectory() as directory:
+        with SemanticCache(directory, embedder=embedder, flush_interval=0) as cache:  # keys as the cache makes them
+            store = cache.store
+            for i, text in enumerate(texts):
+                key = cache.key(text)
+                store.put(Entry.create(response=f"answer {i // 20}", id=store.next_id(), partition=key.partition,
+                                       exact_key=key.exact_key, query_text=key.query_text, embedding=vectors[i],
+                                       answer_group=None if i % 20 == 0 else i - i % 20 + 1, created_at=time.time()))
+        # Both caches on the one directory, asked in turn, so the machine's load falls on both alike.
+        caches = {name: SemanticCache(directory, embedder=embedder, flush_interval=0, learning=learning, embed_cache_size=0)
+                  for name, learning in (("static", LearningSettings(groups=None)), ("learning", LearningSettings()))}
+        try:
+            samples: dict[str, list[float]] = {name: [] for name in caches}
+            for round_, q in enumerate(queries * 2):
+                for name, cache in caches.items():
+                    start = time.perf_counter()
+                    cache.lookup(q)
+                    if round_ >= 200:  # the first lookups warm up
+                        samples[name].append(time.perf_counter() - start)
+            out = {name: round(float(np.percentile(values, 50)) * 1e3, 4) for name, values in samples.items()}
+        finally:
+            for cache in caches.values():
+                cache.close()
+    out["added_p50_ms"] = round(out["learning"] - out["static"], 4)
+    return {"entries": entries, "lookups": lookups, "p50_ms": out}
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--stream", required=True)
+    parser.add_argument("--stream", required=False)
+    parser.add_argument("--overhead", type=int, default=0, help="only time lookups at this many entries (no stream)")
     parser.add_argument("--text", default="text")
     parser.add_argument("--group", default="group")
     parser.add_argument("--sample", type=int, default=3000, help="queries drawn from the stream (0: all)")
@@ -151,6 +205,15 @@ def main(argv=None) -> dict:
     parser.add_argument("--curve", default="", help="comma-separated static thresholds to run too")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
+    if args.overhead:
+        result = {"overhead": overhead(args.overhead, 2000),
+                  "command": "python -m benchmarks.learning " + " ".join(argv if argv is not None else os.sys.argv[1:])}
+        if args.out:
+            write_json(args.out, {**result, "machine": machine_info()})
+        print(json.dumps(result))
+        return result
+    if not args.stream:
+        parser.error("--stream is required (or --overhead N)")
     started = time.time()
     rows = load_stream(args.stream, args.text, args.group)
     if args.sample and args.sample < len(rows):

@@ -2,6 +2,8 @@
 
     python -m benchmarks.learning --stream ../shared/data/banking77_train.jsonl --sample 3000 \\
         [--text text --group group] [--seeds 5] [--out benchmarks/results/learning_banking77.json]
+    python -m benchmarks.learning --stream quality:qqp --sample 0      # the quality benchmark's report streams
+    python -m benchmarks.learning --overhead 10000                     # lookup time with the layer on and off
 
 Each query of the stream (``{"text", "group"}`` lines) is asked of a ``SemanticCache`` (real
 all-MiniLM-L6-v2 vectors, the real store, index, policy, answer judge and calibration) whose
@@ -74,6 +76,21 @@ def load_vectors(texts: list[str], model) -> dict[str, np.ndarray]:
 
 
 def load_stream(path: str, text: str, group: str) -> list[tuple[str, str]]:
+    """Read ``{text, group}`` lines; ``quality:qqp`` / ``quality:prompts`` build the quality benchmark's
+    report streams instead (QQP intent groups of 2,000 questions; the prompt benchmark's test split)."""
+    if path.startswith("quality:"):
+        from benchmarks import quality
+
+        name = path.removeprefix("quality:")
+        if name == "qqp":
+            stream = quality.qqp(quality.SHARED / "qqp_dev.jsonl", "report", questions=2000)
+        elif name == "prompts":
+            stream = quality.prompt_sets("report")[0]
+        elif name == "banking77":
+            stream = quality.banking77(quality.SHARED / "banking77_train.jsonl", "report")
+        else:
+            raise SystemExit(f"unknown quality stream {name!r}: qqp, prompts or banking77")
+        return [(t.strip(), g) for t, g in zip(stream.texts, stream.groups)]
     rows = []
     for line in Path(path).read_text(encoding="utf-8").splitlines():
         if line.strip():
@@ -191,7 +208,7 @@ def overhead(entries: int, lookups: int, dim: int = 384, seed: int = 0) -> dict:
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--stream", required=False)
+    parser.add_argument("--stream", required=False, help="a {text, group} JSONL file, or quality:qqp|prompts|banking77")
     parser.add_argument("--overhead", type=int, default=0, help="only time lookups at this many entries (no stream)")
     parser.add_argument("--text", default="text")
     parser.add_argument("--group", default="group")

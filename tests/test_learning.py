@@ -156,3 +156,21 @@ def test_bad_learning_settings_are_named(bad):
 
     with pytest.raises(ConfigError, match=next(iter(bad))):
         LearningSettings(**bad)
+
+
+def test_semcache_stats_prints_the_estimate_from_the_store_alone(tmp_path):
+    from click.testing import CliRunner
+
+    from semcache.cli import main
+    from semcache.engine.learning import scope_of
+    from semcache.matching.calibration import Evidence
+
+    store = DiskStore(str(tmp_path / "c"))
+    try:  # what a cache with verify_fraction wrote: 36 of 40 re-asked hits were right
+        store.add_tallies(scope_of(""), {Evidence.name("xr", 0.93): 36, Evidence.name("xw", 0.93): 4,
+                                         Evidence.name("h", 0.93): 40})
+    finally:
+        store.close()
+    result = CliRunner().invoke(main, ["stats", "--cache-dir", str(tmp_path / "c")])
+    assert result.exit_code == 0, result.output
+    assert "estimated precision of semantic hits: 90.0% [" in result.output and "from 40 exploration" in result.output

@@ -3,7 +3,7 @@
 from .config import Settings
 from .decorator import CacheInfo, cached
 from .embedding import Embedder, SentenceTransformerEmbedder
-from .engine import Hit, Result, SemanticCache
+from .engine import Hit, LearningSettings, Result, SemanticCache
 from .errors import (
     AuthenticationFailed,
     BudgetExceeded,
@@ -20,12 +20,13 @@ from .errors import (
     UpstreamTimeout,
 )
 from .keys import RequestKey, normalize
-from .matching import Decision, MatchPolicy
+from .matching import AnswerJudge, Decision, GroupRule, MatchPolicy
 from .storage import Entry
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AnswerJudge",
     "AuthenticationFailed",
     "BudgetExceeded",
     "CacheInfo",
@@ -34,7 +35,9 @@ __all__ = [
     "Embedder",
     "EmbeddingError",
     "Entry",
+    "GroupRule",
     "Hit",
+    "LearningSettings",
     "MatchPolicy",
     "QuotaExhausted",
     "RateLimited",

@@ -3,6 +3,8 @@
 Pure logic: nothing here touches a store, a network or a model.
 """
 
+from .answers import AnswerJudge
+from .groups import GroupRule
 from .policy import Candidate, Decision, MatchPolicy
 
-__all__ = ["Candidate", "Decision", "MatchPolicy"]
+__all__ = ["AnswerJudge", "Candidate", "Decision", "GroupRule", "MatchPolicy"]

@@ -136,3 +136,16 @@ def test_bench_peers_smoke_compares_semcache_with_gptcache(tmp_path):
         assert counts["engine"] == counts["replay"], system
     assert (tmp_path / "peers_workload.png").exists()
     assert result["targets"]
+
+
+def test_run_all_runs_the_quality_benchmark_once_and_report_reads_its_json(tmp_path):
+    from benchmarks import run_all
+
+    args = run_all.parse_args(["--smoke", "--no-shared-data", "--out", str(tmp_path)])
+    steps = dict(run_all.steps(args))
+
+    assert set(steps) == {"quality", "peers", "quota", "sidecar", "cluster", "lookup"}
+    assert steps["quality"] == ["benchmarks.quality", "--out", str(tmp_path / "quality.json"),
+                                "--plot", str(tmp_path / "quality.png"), "--smoke"]
+    assert not [argv for argv in steps.values() if argv[0] in ("benchmarks.prompt_quality", "benchmarks.match_quality")]
+    assert "quality" in report.FILES  # the file that step writes is the one REPORT.md reads

@@ -76,6 +76,7 @@ def test_report_has_machine_command_headline_targets_and_plots(results_dir):
     assert "| lookup: index rebuild at 100k | 14 | <= 10.0 s | **FAIL** |" in text
     assert "![quota](quota.png)" in text  # relative link, next to REPORT.md
     assert "Not run (no JSON found): cluster." in text
+    assert "| quota.json | n/a | n/a |" in text  # each file's own command and load, where it recorded them
     # quality.json: the default beside plain cosine on the parts it was not chosen on.
     assert "banking77:report stream, default at 0.9" in text
     assert "19.0% / 0.4% (0.5%); plain cosine at 0.9: 20.0% / 0.6%; plain cosine's wrong at as many hits: 0.6%" in text

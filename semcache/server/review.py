@@ -151,6 +151,13 @@ def _chart(points: list[tuple[float, dict]]) -> str:
             f'{axis}{"".join(parts)}<polyline class="saved" points="{" ".join(line)}"/></svg>')
 
 
+def _with_now(points: list[tuple[float, dict]], total: dict) -> list[tuple[float, dict]]:
+    """The samples, and the totals now when they moved since the last one."""
+    if points and points[-1][1].get("requests") == total.get("requests"):
+        return points
+    return points + [(time.time(), total)]
+
+
 def _decision_row(d: Decided, stored: str | None) -> str:
     failed = [f"{name}: {detail}" if detail else name for name, passed, detail in d.checks if not passed]
     checks = ", ".join(_e(f) for f in failed) if failed else f"{len(d.checks)} passed"
@@ -286,7 +293,7 @@ def render(sidecar: Any) -> str:
         for name, b in state.items():
             if b["limit"] is not None:
                 flags = "spent: cache only" if b["exhausted"] else "alerted" if b["alerted"] else "ok"
-                budget_rows.append([_e(scope), _e(name), f'{b["spent"]:,} of {b["limit"]:,}', _share(b["spent"], b["limit"]), flags])
+                budget_rows.append([_e(scope), _e(name), f'{b["spent"]:,} of {b["limit"]:,}', f'{b["fraction"]:.2%}', flags])
     decided = sidecar.decisions.recent()
     stored = _stored_prompts(cache, [d.entry_id for d in decided if d.stored is None])
     rows = "".join(_decision_row(d, d.stored if d.stored is not None else stored.get(d.entry_id)) for d in decided)
@@ -295,7 +302,7 @@ def render(sidecar: Any) -> str:
                  f'</tr></thead><tbody>{rows or "<tr><td colspan=10>none yet</td></tr>"}</tbody></table>')
     return "".join((
         header, '<h2>Totals (all replicas, since the store was created)</h2><div class="cards">', cards, "</div>",
-        "<h2>Over time</h2>", _chart(sidecar.history.points() + [(time.time(), total)]),
+        "<h2>Over time</h2>", _chart(_with_now(sidecar.history.points(), total)),
         "<h2>Hit rates by kind</h2>", kinds,
         "<h2>By tenant</h2>", _breakdown(snapshot.get("by_tenant", {}), tenant_label, "by-tenant"),
         "<h2>By model</h2>", _breakdown(snapshot.get("by_model", {}), str, "by-model"),

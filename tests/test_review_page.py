@@ -108,7 +108,8 @@ def test_the_page_shows_the_stats_and_a_wrong_click_stops_the_hit(sidecar, brows
     assert "k-" in tenants and "sk-alice" not in browser.page_source and ADMIN not in browser.page_source
     assert len(browser.find_elements(By.CSS_SELECTOR, "#by-tenant tbody tr")) == len(stats["by_tenant"]) == 2
     assert MODEL in browser.find_element(By.ID, "by-model").text
-    assert "usd_per_day" in browser.find_element(By.ID, "budgets").text
+    budget = stats["budget"]["usd_per_day"]  # the sidecar's budget, in /semcache/stats too
+    assert f'{budget["spent"]:,} of {budget["limit"]:,}' in browser.find_element(By.ID, "budgets").text
 
     rows = browser.find_elements(By.CSS_SELECTOR, "#decisions tr.decision")
     hit = next(r for r in rows if r.find_element(By.CSS_SELECTOR, "td.query").text == paraphrase)

@@ -85,7 +85,15 @@ def _is_admin(request: Request) -> bool:
 
 
 async def stats(request: Request) -> Response:
-    snapshot = await asyncio.to_thread(request.app.state.sidecar.cache.stats)
+    sidecar = request.app.state.sidecar
+
+    def collect() -> dict:
+        snapshot = sidecar.cache.stats()
+        if "budget" not in snapshot and sidecar.upstreams.budget is not None:  # the sidecar's budget is its pool's
+            snapshot["budget"] = sidecar.upstreams.budget.state()
+        return snapshot
+
+    snapshot = await asyncio.to_thread(collect)
     if not _is_admin(request):
         snapshot.pop("by_tenant", None)
     return JSONResponse(snapshot)

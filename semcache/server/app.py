@@ -48,9 +48,9 @@ from ..wiring import cache_from_settings, embedder_from_settings, limiter_from_s
 from . import admin, review
 from .alerts import Alerter
 from .auth import ClientKeys, TenantQuota, check_exposure, load_client_keys
+from .decisions import Decisions
 from .engine_loop import EngineLoop
 from .errors import BodyTooLarge, error_body, error_response
-from .decisions import Decisions
 from .guard import check_request, model_id, parse_body
 from .hosts import HostOriginGuard, cors, require_json
 from .metrics import ROUTE_OF_KIND, Metrics, result_label, tenant_label

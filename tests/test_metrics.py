@@ -149,7 +149,7 @@ def test_the_scrape_counts_the_traffic_by_route_tenant_model_and_result(real_sid
     assert value(families, "semcache_upstream_duration_seconds_count", model=MODEL, outcome="ok") == misses
     assert value(families, "semcache_request_duration_seconds_count", route="/v1/chat/completions") == len(traffic) + 1
     info = [s.labels for f in families.values() for s in f.samples if s.name == "semcache_info"]
-    assert len(info) == 1 and info[0]["store"] == "disk" and info[0]["policy"] == "cascade" and info[0]["version"]
+    assert len(info) == 1 and info[0]["store"] == "disk" and info[0]["policy"] == "cosine" and info[0]["version"]
     assert value(families, "semcache_store_up") == 1 and value(families, "semcache_entries") == misses
     assert KEY not in httpx2.get(url + "/metrics").text
 
@@ -178,7 +178,7 @@ def test_hits_carry_the_score_that_decided_them_and_the_threshold(real_sidecar):
     assert (semantic["x-semcache"], semantic["x-semcache-match"]) == ("hit", "semantic")
     score, cosine = float(semantic["x-semcache-score"]), float(semantic["x-semcache-similarity"])
     assert float(semantic["x-semcache-threshold"]) == pytest.approx(threshold) and score >= threshold
-    assert -1 <= cosine <= 1 and score != pytest.approx(cosine)  # the pair model's score, not the cosine
+    assert -1 <= cosine <= 1 and score == pytest.approx(cosine, abs=1e-4)  # the default policy's score is the cosine
     assert "x-semcache-score" not in traffic["exact"] and "x-semcache-score" not in traffic["miss"]
 
 

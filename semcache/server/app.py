@@ -44,7 +44,7 @@ from ..errors import RequestError, UpstreamStatusError
 from ..keys import tenant_from_api_key
 from ..upstream.client import translate_error
 from ..upstream.tokens import encoding_for, usage_of
-from ..wiring import cache_from_settings, embedder_from_settings, limiter_from_settings, policy_from_settings
+from ..wiring import cache_from_settings, embedder_from_settings, limiter_from_settings
 from . import admin, review
 from .alerts import Alerter
 from .auth import ClientKeys, TenantQuota, check_exposure, load_client_keys
@@ -155,7 +155,7 @@ class Sidecar:
         self.alerts = Alerter.from_settings(settings, ledger=cache.store)
         cache.stats_recorder.listen(self.alerts.listen)
         self.metrics = (metrics or Metrics(settings)).watch(cache, budgets=self.budgets, alerts=self.alerts.counts)
-        self.decisions = Decisions(band=cache.policy.margin)  # for the review page (/semcache/ui)
+        self.decisions = Decisions()  # for the review page (/semcache/ui)
         self.history = review.History(lambda: cache.stats()["total"])
         self.snapshots = SnapshotTimer(cache, settings.snapshot_interval)
         self.loop: asyncio.AbstractEventLoop | None = None  # the server's loop (HTTP)
@@ -501,10 +501,9 @@ def create_app(settings: Settings, *, cache: SemanticCache | None = None, upstre
     owns_cache = cache is None
     metrics = Metrics(settings)
     if cache is None:
-        # Concurrent lookups share model calls: the embedding, and the pair classifier's uncertain band.
+        # Concurrent lookups share embedding calls.
         embedder = BatchingEmbedder(metrics.timed(embedder if embedder is not None else embedder_from_settings(settings)))
-        policy = policy_from_settings(settings, batched=True)
-        cache = cache_from_settings(settings, embedder=embedder, policy=policy, environ=environ)
+        cache = cache_from_settings(settings, embedder=embedder, environ=environ)
     upstreams = UpstreamPool(settings, own_key=own_key, fixed=upstream, stats=cache.stats_recorder, pricing=cache.pricing,
                              ledger=cache.store, store=cache.store)
     sidecar = Sidecar(settings, cache, upstreams, admin_token=environ.get(settings.admin_token_env), owns_cache=owns_cache,

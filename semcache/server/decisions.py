@@ -2,7 +2,7 @@
 
 ``Decisions.record(result, ...)`` keeps, in a bounded ring (the newest ``size``), each request
 whose match policy compared it with a stored prompt and either served it or scored within
-``band`` of the threshold (the policy's own ``margin``: the band it already treats as "near").
+``band`` of the threshold (a near miss: with the default cosine policy at 0.90, a cosine of 0.85 up).
 Exact hits are left out (the key decided, not a score), and so are queries longer than
 ``MAX_QUERY_CHARS`` (the ring stays small; feedback needs the whole text). The review page
 (``review``) shows them with "right"/"wrong" buttons; ``judge`` notes the verdict that
@@ -24,6 +24,7 @@ from typing import Any, Callable
 __all__ = ["Decided", "Decisions"]
 
 DEFAULT_SIZE = 200
+DEFAULT_BAND = 0.05  # on the score's scale (the cosine): near misses are what a slightly lower threshold would serve
 MAX_QUERY_CHARS = 16_384
 
 
@@ -51,7 +52,7 @@ class Decided:
 class Decisions:
     """A bounded, thread-safe ring of recent near-threshold decisions and semantic hits."""
 
-    def __init__(self, size: int = DEFAULT_SIZE, *, band: float = 0.1, timer: Callable[[], float] = time.time) -> None:
+    def __init__(self, size: int = DEFAULT_SIZE, *, band: float = DEFAULT_BAND, timer: Callable[[], float] = time.time) -> None:
         self.band = band
         self._ring: deque[Decided] = deque(maxlen=size)
         self._seq = itertools.count(1)

@@ -48,9 +48,8 @@ ROUTES = ("/v1/chat/completions", "/v1/completions", "/v1/responses", "/v1/embed
           "/semcache/ui/logout", "/metrics", "/healthz", "/readyz")
 ROUTE_OF_KIND = {"chat": "/v1/chat/completions", "completions": "/v1/completions", "responses": "/v1/responses",
                  "embeddings": "/v1/embeddings"}
-RESULTS = ("exact", "semantic", "stale", "miss", "follower", "bypass", "error")
 
-# Buckets in seconds. A lookup is ~0.1 ms (exact) to ~10 ms (embedding + pair model) on a CPU
+# Buckets in seconds. A lookup is ~0.1 ms (exact) to ~10 ms (embedding, index search, checks) on a CPU
 # (benchmarks/results/lookup.json); an upstream call 0.1 s to a minute; a request either.
 LOOKUP_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 EMBED_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -322,7 +321,7 @@ class _Collector:
         info = InfoMetricFamily("semcache", "The sidecar's build and setup: version, embedding model, store kind "
                                 "(disk or redis), match policy and its threshold.")
         info.add_metric([], {"version": __version__, "model": str(cache.embedder.model_id),
-                             "store": "redis" if settings.store else "disk", "policy": policy.kind,
+                             "store": "redis" if settings.store else "disk", "policy": str(policy.to_dict().get("kind", "cosine")),
                              "threshold": f"{policy.threshold:g}", "embed_backend": settings.embed_backend})
         yield info
         up = 1.0

@@ -268,7 +268,7 @@ def render(sidecar: Any) -> str:
     policy = cache.policy
     header = (f'<header><h1>semcache review</h1><div class="note">version {_e(__version__)} · model '
               f'{_e(cache.embedder.model_id)} · store {"redis" if sidecar.settings.store else "disk"} · policy '
-              f'{_e(policy.kind)} at threshold {policy.threshold:g} · {_int(snapshot["cache"]["entries"])} entries · '
+              f'{_e(policy.to_dict().get("kind", "cosine"))} at threshold {policy.threshold:g} · {_int(snapshot["cache"]["entries"])} entries · '
               f'<form class="inline" method="post" action="/semcache/ui/logout"><button id="sign-out">sign out</button>'
               f"</form></div></header>")
     cards = "".join((

@@ -46,7 +46,7 @@ def main() -> None:
             sidecar.history.sample()
             for round_number, questions in enumerate(ROUNDS):
                 for i, question in enumerate(questions):
-                    clients[1 if i == 2 and round_number % 2 else 0].chat.completions.create(  # bob asks a few
+                    clients[1 if round_number == 0 and i == 2 else 0].chat.completions.create(  # bob asks a few
                         model="gpt-4o-mini", messages=[{"role": "user", "content": question}])
                 sidecar.history.sample()
                 time.sleep(1)  # one sample a second here (the sidecar takes one a minute)
@@ -54,7 +54,7 @@ def main() -> None:
             options.binary_location = "/usr/bin/chromium"
             for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                          "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                         "--window-size=1400,1900", f"--user-data-dir={directory}/chromium"):
+                         "--window-size=1400,2050", f"--user-data-dir={directory}/chromium"):
                 options.add_argument(flag)
             driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path="/usr/bin/chromedriver"))
             try:

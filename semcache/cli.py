@@ -116,7 +116,7 @@ policy_option = click.option("--policy", default=None, type=click.Path(dir_okay=
 threshold_option = click.option("--threshold", type=float, default=None, help="Override the policy's threshold.")
 model_option = click.option("--model", default=None, help="Embedding model name or path (default: packaged all-MiniLM-L6-v2).")
 adapter_option = click.option("--adapter", default=None,
-                              help="Embedding adapter: 'default' (the cache directory's tuned one, else the shipped one), 'none', or a file from `semcache tune`.")
+                              help="Embedding adapter: 'default' (the cache directory's tuned one from `semcache tune`, else none), 'none', or a file from `semcache tune`.")
 
 
 @eval_group.command(name="pairs")

@@ -45,7 +45,7 @@ class Settings:
     # matching
     model: str | None = None  # None = the packaged all-MiniLM-L6-v2
     embed_backend: str = "auto"  # "auto" (ONNX Runtime when it works, else PyTorch), "onnx" or "torch"
-    adapter: str = "default"  # "default": the cache directory's tuned adapter, else the shipped one; "none"; or a path
+    adapter: str = "default"  # "default": the cache directory's tuned adapter (semcache tune), else none; "none"; or a path
     policy: str | None = None  # a policy file written by `semcache calibrate`
     threshold: float | None = None  # overrides the policy's threshold
     top_k: int = 5

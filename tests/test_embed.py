@@ -131,3 +131,11 @@ def test_pair_classifier_scores_a_pair_alike_alone_or_among_many_and_in_either_b
         assert np.allclose(torch.score(pairs[:5]), many[:5], atol=1e-3)
     with pytest.raises(ConfigError, match="pair classifier file"):
         PairClassifier("/nonexistent/pair.npz")
+
+
+def test_caching_embedder_with_size_zero_keeps_nothing():
+    inner = RecordingEmbedder()
+    embedder = CachingEmbedder(inner, maxsize=0)
+    embedder.embed(["a"])
+    embedder.embed(["a"])
+    assert inner.texts == ["a", "a"]

@@ -160,3 +160,30 @@ def test_components_and_intent_groups_follow_duplicate_edges():
     assert len({groups["q4"], groups["q5"], groups["q6"], groups["q1"]}) == 4  # not duplicates: apart
     assert groups["q6"] == groups["q7"]
     assert set(intent_groups(pairs, [2])) == {"q4", "q5"}  # only the chosen pairs
+
+
+def test_calibrate_refuses_when_no_threshold_reaches_the_target(tmp_path):
+    """Coin-flip labels: no threshold is 99% precise, so nothing is proposed (and the plot says so)."""
+    rng = random.Random(3)
+    pairs = [(f"question {i} about {TOPICS[i % 20]}", f"question {i} about {TOPICS[(i * 7) % 20]} today", rng.random() < 0.5)
+             for i in range(200)]
+    plot = tmp_path / "curve.png"
+    with pytest.raises(ConfigError, match=r"no threshold reaches precision 0.99 .*the best is 0\.\d+ at threshold"):
+        calibrate(pairs, 0.99, embedder=BagOfWordsEmbedder(), base=MatchPolicy.cosine(), plot=str(plot))
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # drawn before refusing: the curve shows why
+
+
+def test_calibrate_refuses_pairs_whose_negatives_never_reach_the_score():
+    """Every negative differs in a number, which a check refuses first: the threshold is tested against none
+    (the bundled hard negatives were this case: 150 of 152 refused by the checks, and 0.0231 was proposed)."""
+    positives = [(f"how do I get better at {topic} fast", f"what is the best way to improve at {topic} quickly", 1) for topic in TOPICS]
+    negatives = [(f"convert {n} miles to kilometers", f"convert {n + 3} miles to kilometers", 0) for n in range(2, 42)]
+    with pytest.raises(ConfigError, match=r"cannot place a threshold: only 0 of the \d+ negatives .* reach the score"):
+        calibrate(positives + negatives, 0.9, embedder=BagOfWordsEmbedder())
+
+
+def test_calibrate_plot_marks_the_chosen_point(tmp_path):
+    plot = tmp_path / "curve.png"
+    policy, report = calibrate(synthetic_pairs(), 0.9, embedder=BagOfWordsEmbedder(), plot=str(plot))
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 10_000
+    assert report["fit"]["precision"] >= 0.9 and policy.threshold == report["threshold"]

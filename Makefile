@@ -1,17 +1,18 @@
-# The two commands of the quick start: `make demo` and `make test` (and `make demo-cluster`: replicas on Redis).
+# The two commands of the quick start: `make demo` and `make test` (and `make demo-cluster`: replicas on Redis;
+# `make docs`: the documentation site in site/).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo demo-cluster test bench clean redis-server
+.PHONY: demo demo-cluster test bench docs clean redis-server
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch first, pinned: it takes the CPU wheel; a bare torch pulls several GB of CUDA.
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,docs]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -36,8 +37,12 @@ redis-server:
 	         "or 'brew install redis' (macOS), then 'make test' again" >&2; exit 1; \
 	  fi; }
 
+# The documentation site (MkDocs), built strictly: a broken link or a page missing from the nav fails.
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict --site-dir site
+
 bench: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m benchmarks.run_all
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .hypothesis site

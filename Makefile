@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	HF_HUB_OFFLINE=1 $(BIN)/python -m semcache.tools.demo
+	HF_HUB_OFFLINE=1 $(BIN)/semcache demo
 
 # Two sidecar replicas on one Redis (a redis-server the demo starts itself) and the mock upstream.
 demo-cluster: $(STAMP) redis-server

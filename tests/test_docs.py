@@ -52,3 +52,32 @@ def test_the_readme_is_a_newcomers_read():
     lines = (ROOT / "README.md").read_text().splitlines()
     assert len(lines) <= 250
     assert next(i for i, line in enumerate(lines) if "semcache serve" in line) < 110
+
+
+def test_every_flag_in_the_command_line_page_exists():
+    """docs/cli.md's synopsis names real commands and real flags (a renamed flag fails here)."""
+    import click
+
+    from semcache.cli import main
+
+    text = (ROOT / "docs" / "cli.md").read_text()
+    synopsis = text[text.index("```\n") + 4:text.index("```", text.index("```\n") + 4)]
+    usages, current = [], None
+    for line in synopsis.splitlines():
+        if line.startswith("semcache "):
+            current = [line]
+            usages.append(current)
+        elif current is not None:
+            current.append(line)  # a continuation line of the same command
+    assert len(usages) >= 11
+    commands = set()
+    for usage in usages:
+        words = " ".join(usage).split()[1:]
+        command: click.Command = main
+        while isinstance(command, click.Group):
+            command = command.commands[words.pop(0)]
+        commands.add(command.name)
+        known = {opt for param in command.params for opt in param.opts + param.secondary_opts}
+        flags = set(re.findall(r"(--[a-z][a-z-]*)", " ".join(usage)))
+        assert flags <= known, f"{command.name}: {sorted(flags - known)} not flags of the command"
+    assert commands >= {"serve", "stats", "pairs", "stream", "calibrate", "tune", "bench", "demo", "clear", "doctor", "mock-upstream"}

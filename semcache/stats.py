@@ -184,7 +184,7 @@ def stats_tables(snapshot: dict) -> list:
 
     tenants = [(t, c) for t, c in snapshot.get("by_tenant", {}).items()]
     models = [(m, c) for m, c in snapshot.get("by_model", {}).items()]
-    tables = [table("by tenant", [("total", snapshot["total"])] + (tenants if len(tenants) > 1 else []))]
+    tables = [table("by tenant" if len(tenants) > 1 else "totals", [("total", snapshot["total"])] + (tenants if len(tenants) > 1 else []))]
     if len(models) > 1:
         tables.append(table("by model", [("total", snapshot["total"])] + models))
     elif models:  # one model: say which, without a column that repeats the total

@@ -138,8 +138,8 @@ class _WaitWatch:
             if held >= self.after_s:
                 print(f"  [{n:3d}] sent     after {held:.1f} s held by the limiter", flush=True)
 
-    def missed(self, asked_at: float) -> None:
-        self.sent.append(asked_at)
+    def missed(self, sent_at: float) -> None:
+        self.sent.append(sent_at)
 
 
 def _replay(workload, ask: Ask, show: int, rpm: int) -> tuple[int, float, tuple[int, int]]:
@@ -156,11 +156,10 @@ def _replay(workload, ask: Ask, show: int, rpm: int) -> tuple[int, float, tuple[
     watch = _WaitWatch(rpm)
     started = time.perf_counter()
     for n, request in enumerate(workload, start=1):
-        asked_at = time.monotonic()
         with watch.request(n, request.text):
             answer, status = ask(request.body)
         if status == "miss":
-            watch.missed(asked_at)
+            watch.missed(time.monotonic())  # sent when the limiter admitted it: a held miss only just now
         if request.text not in stored_texts and request.intent in stored_intents:
             paraphrases += 1
             answered += status == "hit" and intent_of_answer.get(answer["id"]) == request.intent

@@ -168,8 +168,8 @@ def eval_pairs_command(path, text_a, text_b, label, out, plot, policy, threshold
         from .tools.plots import plot_pairs
 
         labels = np.array([parse_label(r[label], f"{path}:{n}") for n, r in enumerate(rows, start=1)])
-        plot_pairs(threshold_scores(decisions, match_policy), labels, plot, chosen=match_policy.threshold,
-                   title=f"semcache eval pairs: {Path(path).name}, {match_policy.kind} policy")
+        plot_pairs(threshold_scores(decisions), labels, plot, chosen=match_policy.threshold,
+                   title=f"semcache eval pairs: {Path(path).name}, threshold {match_policy.threshold:g}")
         click.echo(f"wrote {plot}", err=True)
     click.echo(json.dumps(summary))
 
@@ -264,7 +264,6 @@ def serve(config, log_level, open_, **flags) -> None:
 @click.option("--text-b", default="text_b", show_default=True)
 @click.option("--label", default="label", show_default=True)
 @click.option("--holdout", type=float, default=0.2, show_default=True, help="Share of pairs held out (grouped by text) to report on.")
-@click.option("--refit", is_flag=True, help="Also refit the learned verifier on these pairs (not only its threshold).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--plot", type=click.Path(dir_okay=False), default=None,
               help="Write a PNG of precision and recall against the threshold on the fit pairs, the chosen point marked.")
@@ -272,7 +271,7 @@ def serve(config, log_level, open_, **flags) -> None:
 @model_option
 @adapter_option
 @config_option
-def calibrate(pairs_path, target_precision, out, text_a, text_b, label, holdout, refit, seed, plot, policy, model, adapter, config) -> None:
+def calibrate(pairs_path, target_precision, out, text_a, text_b, label, holdout, seed, plot, policy, model, adapter, config) -> None:
     """Fit the match policy's operating point to your labelled pairs; write a policy file.
 
     Refuses (exit 2, nothing written) when the pairs cannot support a point: no threshold reaches
@@ -284,8 +283,7 @@ def calibrate(pairs_path, target_precision, out, text_a, text_b, label, holdout,
     pairs = read_pairs(pairs_path, text_a, text_b, label)
     base, embedder = _policy_and_embedder(config, policy, None, model, adapter)
     try:
-        fitted, report = fit(pairs, target_precision, embedder=embedder, holdout=holdout, seed=seed, base=base, refit=refit,
-                             plot=plot)
+        fitted, report = fit(pairs, target_precision, embedder=embedder, holdout=holdout, seed=seed, base=base, plot=plot)
     finally:
         if plot and os.path.exists(plot):
             click.echo(f"wrote {plot}", err=True)
@@ -293,9 +291,13 @@ def calibrate(pairs_path, target_precision, out, text_a, text_b, label, holdout,
     report["policy_file"] = out
     click.echo(json.dumps(report, indent=2, default=float))
     held = report["held_out"]
-    click.echo(f"wrote {out}: threshold {report['threshold']:.4f}; expect precision {held['precision']:.3f} and recall "
-               f"{held['recall']:.3f} on data like the held-out part ({held['pairs']} pairs; use it with --policy {out})", err=True)
-    if held["precision"] < target_precision:
+    click.echo(f"wrote {out}: threshold {report['threshold']:.4f}; expect precision {held.get('precision')} (95% lower bound "
+               f"{held.get('precision_lower_95')}) and recall {held.get('recall')} on data like the held-out part "
+               f"({held['pairs']} pairs; use it with --policy {out})", err=True)
+    if held.get("precision") is None:
+        click.echo("warning: the threshold accepts none of the held-out pairs, so its precision there is not measured; "
+                   "add pairs", err=True)
+    elif held["precision"] < target_precision:
         click.echo(f"warning: on the held-out pairs precision is {held['precision']:.3f}, below the target {target_precision}: "
                    "the fit part's point does not carry over; add pairs or aim higher", err=True)
 

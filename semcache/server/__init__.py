@@ -76,7 +76,7 @@ def ready_line(app: Any, settings: Settings) -> str:
     policy = cache.policy
     languages = ",".join(policy.languages) if policy.languages else "all"
     return (f"semcache ready on http://{host}:{settings.port}/v1 | upstream {_redacted(settings.upstream_base_url)} | "
-            f"model {model} | store {store} | policy {policy.kind} threshold {policy.threshold:g}, languages {languages}")
+            f"model {model} | store {store} | policy threshold {policy.threshold:g}, languages {languages}")
 
 
 def _redacted(url: str) -> str:

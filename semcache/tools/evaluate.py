@@ -177,8 +177,7 @@ def iter_jsonl(decisions: Iterable[dict]) -> Iterator[str]:
 _SCORED = ("hit", "below-threshold", "exact")  # decided by the score; any other reason refused the pair before it
 
 
-def threshold_scores(decisions: Sequence[dict], policy: MatchPolicy) -> np.ndarray:
-    """Return each pair's score as the threshold sees it: a pair a check, the language or the band
-    refused scores the floor (-1 for cosine, else 0), so ``score >= t`` is the hit rule at any ``t``."""
-    floor = -1.0 if policy.kind == "cosine" else 0.0
-    return np.array([d["score"] if d["reason"] in _SCORED else floor for d in decisions], dtype=np.float64)
+def threshold_scores(decisions: Sequence[dict]) -> np.ndarray:
+    """Return each pair's score as the threshold sees it: a pair a check or the language refused
+    scores -1 (the floor of the cosine scale), so ``score >= t`` is the hit rule at any ``t``."""
+    return np.array([d["score"] if d["reason"] in _SCORED else -1.0 for d in decisions], dtype=np.float64)

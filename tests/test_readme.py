@@ -1,6 +1,7 @@
-"""The README's examples run as written and print what it says they print.
+"""The README's examples (and the marked ones of the docs pages) run as written and print what they say.
 
-Each fenced block in README.md is preceded by a marker comment saying what to do with it:
+Each fenced block in README.md is preceded by a marker comment saying what to do with it (in
+docs/*.md only marked blocks run; the others are reference, not claims of a result):
 
 - ``<!-- readme: background NAME -->`` (sh): start it with bash and keep it running (the mock
   upstream, the sidecar) until the end; the port it listens on (``--port N``) must answer;
@@ -96,12 +97,8 @@ def test_every_readme_block_is_marked_run_or_not_run_with_a_reason():
     assert kinds.count("python") >= 2 and kinds.count("output") >= 3 and "background" in kinds
 
 
-@pytest.mark.model
-@pytest.mark.server
-@pytest.mark.slow
-def test_the_readme_examples_run_and_print_what_the_readme_says(sandbox):
-    work, env = sandbox
-    ports = {"8099": str(free_port()), "8080": str(free_port())}
+def run_blocks(path: Path, work: Path, env: dict, ports: dict[str, str]) -> tuple[list[str], list[tuple[str, subprocess.Popen, Path]]]:
+    """Run the marked blocks of ``path`` in order; return (mismatches, the background processes still running)."""
 
     def localize(code: str) -> str:
         return re.sub(r"\b(8099|8080)\b", lambda m: ports[m.group(1)], code)
@@ -109,9 +106,10 @@ def test_the_readme_examples_run_and_print_what_the_readme_says(sandbox):
     background: list[tuple[str, subprocess.Popen, Path]] = []
     mismatches: list[str] = []
     last_output: tuple[Block, str] | None = None
+    name = path.relative_to(ROOT)
     try:
-        for block in blocks(README):
-            where = f"README.md:{block.line}"
+        for block in blocks(path):
+            where = f"{name}:{block.line}"
             if block.kind == "background":
                 log = work / f"{block.arg}.log"
                 with log.open("w") as sink:  # the child keeps its own copy of the descriptor
@@ -135,22 +133,53 @@ def test_the_readme_examples_run_and_print_what_the_readme_says(sandbox):
                 expected = [line.rstrip() for line in localize(block.code).strip().splitlines()]
                 got = [line.rstrip() for line in printed.strip().splitlines()]
                 if got != expected:
-                    mismatches.append(f"README.md:{source.line} printed\n  " + "\n  ".join(got) +
-                                      "\nbut the README says\n  " + "\n  ".join(expected))
+                    mismatches.append(f"{name}:{source.line} printed\n  " + "\n  ".join(got) +
+                                      "\nbut the page says\n  " + "\n  ".join(expected))
                 last_output = None
             elif block.kind == "config":
-                path = work / "readme-settings.toml"
-                path.write_text(block.code)
-                Settings.load(config_file=path, environ={})
+                settings_file = work / "readme-settings.toml"
+                settings_file.write_text(block.code)
+                Settings.load(config_file=settings_file, environ={})
+    except BaseException:
+        _stop(background)
+        raise
+    return mismatches, background
+
+
+def _stop(background: list[tuple[str, subprocess.Popen, Path]]) -> None:
+    for _, process, _ in reversed(background):
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+@pytest.mark.model
+@pytest.mark.server
+@pytest.mark.slow
+def test_the_readme_examples_run_and_print_what_the_readme_says(sandbox):
+    work, env = sandbox
+    ports = {"8099": str(free_port()), "8080": str(free_port())}
+    mismatches, background = run_blocks(README, work, env, ports)
+    try:
         ready = [line for _, _, log in background for line in log.read_text().splitlines() if "semcache ready on" in line]
         assert len(ready) == 1 and f"127.0.0.1:{ports['8080']}/v1 | upstream http://127.0.0.1:{ports['8099']}/v1" in ready[0]
     finally:
-        for _, process, _ in reversed(background):
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-                try:
-                    process.wait(20)
-                except subprocess.TimeoutExpired:
-                    os.killpg(process.pid, signal.SIGKILL)
-                    process.wait()
+        _stop(background)
+    assert not mismatches, "\n\n".join(mismatches)
+
+
+DOC_PAGES = sorted(p for p in (ROOT / "docs").glob("*.md") if any(b.kind in ("python", "shell") for b in blocks(p)))
+
+
+@pytest.mark.model
+@pytest.mark.slow
+@pytest.mark.parametrize("page", DOC_PAGES, ids=[p.name for p in DOC_PAGES])
+def test_the_marked_examples_of_the_docs_pages_run_and_print_what_they_say(sandbox, page):
+    work, env = sandbox
+    mismatches, background = run_blocks(page, work, env, {"8099": str(free_port()), "8080": str(free_port())})
+    _stop(background)
     assert not mismatches, "\n\n".join(mismatches)

@@ -99,6 +99,7 @@ def stats(cache_dir: str | None, config: str | None, as_json: bool) -> None:
 def clear(cache_dir: str | None, config: str | None, with_stats: bool) -> None:
     """Delete every cached entry (and, with --stats, the counters)."""
     from .storage.disk import DiskStore
+    from .tools.progress import working
 
     settings = _settings(config, cache_dir=cache_dir)
     if not os.path.isdir(settings.cache_dir):  # a mistyped path must not create an empty cache
@@ -106,7 +107,8 @@ def clear(cache_dir: str | None, config: str | None, with_stats: bool) -> None:
     store = DiskStore(settings.cache_dir)
     try:
         n = len(store)
-        store.clear()
+        with working(f"deleting {n:,} entries"):
+            store.clear()
         if with_stats:
             store.reset_counters()
     finally:
@@ -466,13 +468,15 @@ def doctor(cache_dir: str | None, config: str | None, repair: bool, as_json: boo
     """Check the cache directory for corrupt records and disagreement between entries, pointers and log."""
     from .storage.disk import DiskStore
     from .tools.doctor import diagnose, repair as fix
+    from .tools.progress import working
 
     settings = _settings(config, cache_dir=cache_dir)
     if not os.path.isdir(settings.cache_dir):
         raise SemcacheError(f"no cache directory at {settings.cache_dir!r}")
     store = DiskStore(settings.cache_dir)  # no model load: everything needed is in the store
     try:
-        report = diagnose(store)
+        with working(f"checking {settings.cache_dir}"):
+            report = diagnose(store)
         out = report.as_dict()
         if repair and not report.healthy:
             out["repaired"] = fix(store, report)

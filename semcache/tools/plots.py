@@ -53,6 +53,10 @@ def plot_threshold_curves(points: Mapping[str, np.ndarray], path: str, *, chosen
                         ha="left" if right else "right", fontsize=8)
         else:
             ax.text(0.5, 0.5, "no threshold these pairs support", transform=ax.transAxes, ha="center", color="tab:red")
+        open_ = thresholds[thresholds > -1.0]  # -1: pairs a check refused, misses at every threshold
+        if len(open_):
+            span = max(float(open_.max() - open_.min()), 0.05)
+            ax.set_xlim(float(open_.min()) - 0.03 * span, float(open_.max()) + 0.03 * span)
         ax.set_xlabel("threshold (a pair is a hit when its score is at or above it)")
         ax.set_ylabel("share")
         ax.set_ylim(-0.02, 1.02)

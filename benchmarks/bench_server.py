@@ -35,6 +35,7 @@ import json
 import multiprocessing
 import os
 import random
+import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -234,6 +235,7 @@ def main(argv: list[str] | None = None, *, embedder=None) -> dict:
     batched_best = max(batched, key=lambda b: b["bound_rps"])
     result = {
         "benchmark": "sidecar throughput and latency (benchmarks/bench_server.py)",
+        "command": "python -m benchmarks.bench_server " + " ".join(sys.argv[1:] if argv is None else argv),
         "smoke": args.smoke,
         "setup": {"embedder_model": getattr(model, "model_id", "?"), "upstream": "semcache mock upstream, 0 ms added latency, same process as the sidecar",
                   "load": "separate process (spawn), raw asyncio HTTP/1.1 client, N keep-alive connections", "policy": policy_name,

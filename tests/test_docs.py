@@ -81,3 +81,13 @@ def test_every_flag_in_the_command_line_page_exists():
         flags = set(re.findall(r"(--[a-z][a-z-]*)", " ".join(usage)))
         assert flags <= known, f"{command.name}: {sorted(flags - known)} not flags of the command"
     assert commands >= {"serve", "stats", "pairs", "stream", "calibrate", "tune", "bench", "demo", "clear", "doctor", "mock-upstream"}
+
+
+def test_the_default_threshold_the_readme_names_is_the_code_s():
+    """The README states the default threshold in three places; the matching default moves (issue 17)."""
+    from semcache.matching.policy import DEFAULT_THRESHOLD
+
+    readme = (ROOT / "README.md").read_text()
+    assert f"({DEFAULT_THRESHOLD:.2f} by default" in readme
+    assert f"policy threshold {DEFAULT_THRESHOLD:g}, languages en" in readme
+    assert f"| cosine {DEFAULT_THRESHOLD:.2f} |" in readme

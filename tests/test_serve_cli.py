@@ -12,6 +12,7 @@ from pathlib import Path
 import openai
 import pytest
 
+from semcache.matching.policy import DEFAULT_THRESHOLD
 from semcache.testing.mock import create_app as create_mock
 from semcache.testing.processes import free_port, stop_process
 from semcache.testing.serving import running_server
@@ -52,6 +53,6 @@ def test_serve_prints_one_ready_line_and_hides_third_party_load_noise(tmp_path):
     assert before_ready.strip() == "", before_ready  # nothing of its own or the libraries' before the ready line
     ready = next(line for line in lines if "semcache ready" in line).strip()
     assert ready.startswith(f"semcache ready on http://127.0.0.1:{port}/v1 | upstream {mock_url}/v1 | model all-MiniLM-L6-v2")
-    assert f"| store {tmp_path / 'cache'} (0 entries) | policy threshold 0.9, languages en" in ready
+    assert f"| store {tmp_path / 'cache'} (0 entries) | policy threshold {DEFAULT_THRESHOLD:g}, languages en" in ready
     for noise in ("Loading weights", "Started server process", "Waiting for application startup", "Uvicorn running"):
         assert noise not in output

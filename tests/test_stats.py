@@ -146,3 +146,20 @@ def test_format_table_with_one_tenant_and_model_shows_the_total_and_names_the_mo
     text = format_table(stats.snapshot())
     assert _rows(text)["counter"] == ["total"] and _rows(text)["hit_rate"] == ["33.3%"]
     assert "by model" not in text and "model: gpt-4o-mini" in text
+
+
+def test_process_counts_are_this_processes_own_and_listeners_hear_every_count(caplog):
+    sink = DictSink()
+    sink.data[("a", "m", "requests")] = 40.0  # what other processes on the store counted
+    stats = Stats(sink)
+    heard = []
+    stats.listen(lambda *event: (_ for _ in ()).throw(RuntimeError("a broken listener")))
+    stats.listen(lambda counter, amount, tenant, model, detail: heard.append((counter, amount, tenant, model, detail)))
+    stats.incr("requests", tenant="a", model="m")
+    stats.incr("budget_stops", tenant="a", detail={"budget": "usd_per_day"})
+    stats.flush()
+    stats.incr("requests", tenant="a", model="m")
+    assert stats.snapshot()["total"]["requests"] == 42  # the store's totals
+    assert stats.process_counts() == {("a", "m", "requests"): 2, ("a", "", "budget_stops"): 1}  # flushing keeps them
+    assert heard[1] == ("budget_stops", 1, "a", "", {"budget": "usd_per_day"}) and len(heard) == 3
+    assert "a broken listener" in caplog.text  # logged; the count still happened

@@ -198,10 +198,10 @@ def _read_file(path: str | Path) -> Mapping[str, Any]:
         if path.suffix == ".json":
             data = json.loads(text)
         else:
-            import tomllib
+            from .toml import tomllib
 
             data = tomllib.loads(text)
-    except (ValueError, ImportError) as exc:
+    except ValueError as exc:
         raise ConfigError(f"config file {str(path)!r} cannot be parsed: {exc}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"config file {str(path)!r} must hold a table of settings")

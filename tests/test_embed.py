@@ -113,3 +113,11 @@ def test_only_mean_pooled_pipelines_are_exported():
     assert _mean_pooled([Transformer(), Pooling("mean")])
     assert not _mean_pooled([Transformer(), Pooling("cls"), Normalize()])
     assert not _mean_pooled([Transformer(), Pooling("mean"), Normalize(), Normalize()])
+
+
+def test_caching_embedder_with_size_zero_keeps_nothing():
+    inner = RecordingEmbedder()
+    embedder = CachingEmbedder(inner, maxsize=0)
+    embedder.embed(["a"])
+    embedder.embed(["a"])
+    assert inner.texts == ["a", "a"]

@@ -69,6 +69,9 @@ class Settings:
     budget_usd_per_month: float | None = None
     budget_alert_fraction: float = 0.8
     pricing: str | None = None  # a JSON file overriding the pricing table
+    # [[routes]] tables: model patterns -> a provider (base_url, api, key_env, limits, prices, fallbacks); requests
+    # no route matches go to upstream_base_url (the "default" route). See docs/providers.md.
+    routes: tuple = ()
     # sidecar
     host: str = "127.0.0.1"
     port: int = 8080

@@ -146,8 +146,21 @@ class Stats:
         return {
             "total": _report(total),
             "by_tenant": {t: _report(c) for t, c in sorted(by_tenant.items())},
-            "by_model": {m: _report(c) for m, c in sorted(by_model.items())},
+            "by_model": {m: _unpriced(_report(c)) for m, c in sorted(by_model.items())},
         }
+
+
+# cost counter -> (the counter of what it counts, the counter of the unpriced part of that)
+_UNPRICED = {"cost_saved_usd": ("requests_saved", "unpriced_requests_saved"),
+             "cost_spent_usd": ("upstream_calls", "unpriced_upstream_calls")}
+
+
+def _unpriced(report: dict) -> dict:
+    """A model's costs as None ("unpriced") where every call or hit it counts had no price: never $0."""
+    for cost, (counted, unpriced) in _UNPRICED.items():
+        if report.get(unpriced) and report[unpriced] >= report.get(counted, 0) and not report.get(cost):
+            report[cost] = None
+    return report
 
 
 def _report(counts: Mapping[str, float]) -> dict:
@@ -179,4 +192,12 @@ def format_table(snapshot: dict) -> str:
             value = counts.get(name, 0)
             cells += f"{value:>18.4f}" if isinstance(value, float) else f"{value:>18,}"
         lines.append(f"{name:<{width}}{cells}")
+    costs = [(m, c) for m, c in snapshot.get("by_model", {}).items() if c.get("requests_saved") or c.get("upstream_calls")]
+    if costs:  # what each model saved and spent, "unpriced" where the price table has none
+        width = max(len(m) for m, _ in costs) + 2
+        lines += ["", f"{'model':<{width}}{'cost_saved_usd':>18}{'cost_spent_usd':>18}"]
+        for model, counts in costs:
+            cells = "".join(f"{'unpriced':>18}" if counts.get(n) is None else f"{counts.get(n, 0):>18.4f}"
+                            for n in ("cost_saved_usd", "cost_spent_usd"))
+            lines.append(f"{model:<{width}}{cells}")
     return "\n".join(lines)

@@ -45,14 +45,14 @@ from ..keys import tenant_from_api_key
 from ..upstream.client import translate_error
 from ..upstream.tokens import encoding_for, usage_of
 from ..wiring import cache_from_settings, embedder_from_settings, limiter_from_settings, policy_from_settings
-from . import admin
+from . import admin, messages
 from .auth import ClientKeys, TenantQuota, check_exposure, load_client_keys
 from .engine_loop import EngineLoop
 from .errors import BodyTooLarge, error_body, error_response
 from .guard import check_request, model_id, parse_body
 from .hosts import HostOriginGuard, cors, require_json
 from .streaming import DONE, assemble, encode, fresh, replay, strip_usage
-from .upstreams import UpstreamPool, bearer
+from .upstreams import UpstreamPool, bearer, route_key
 
 __all__ = ["Sidecar", "create_app"]
 
@@ -66,6 +66,7 @@ _INLINE_PARSE_BYTES = 64 * 1024
 # How long shutdown waits for answers still being stored (streamed misses store in the background).
 DRAIN_TIMEOUT_S = 10.0
 _END = object()  # the stream ended
+_OWN_STREAM_USAGE = ("responses", "messages")  # APIs whose streams carry usage unasked (no stream_options)
 
 
 @dataclass(frozen=True)
@@ -204,7 +205,7 @@ class Sidecar:
 
     # -- answering (the coroutines named _on_engine run on the engine loop) ----------------
     async def _upstream_call(self, body: dict, kind: str, caller: Caller) -> Any:
-        upstream = self.upstreams.for_caller(caller.upstream_key)
+        upstream = self.upstreams.for_request(caller.upstream_key, body.get("model"), kind)
         quota = caller.quota
         ticket = await quota.admit(body, kind) if quota is not None else None
         try:
@@ -231,7 +232,7 @@ class Sidecar:
 
     async def _stream_on_engine(self, body: dict, kind: str, caller: Caller, options: Options,
                                 push: Callable[[Any], None]) -> Result:
-        upstream_body = body if kind == "responses" else {
+        upstream_body = body if kind in _OWN_STREAM_USAGE else {
             # Always ask for usage upstream: the stored entry needs it to count tokens saved.
             **body, "stream_options": {**(body.get("stream_options") or {}), "include_usage": True}}
 
@@ -239,7 +240,7 @@ class Sidecar:
             chunks: list[dict] = []
             quota, ticket = caller.quota, None
             try:
-                upstream = self.upstreams.for_caller(caller.upstream_key)
+                upstream = self.upstreams.for_request(caller.upstream_key, body.get("model"), kind)
                 ticket = await quota.admit(body, kind) if quota is not None else None
                 async for chunk in upstream.astream(upstream_body, kind=kind, tenant=caller.tenant):
                     chunks.append(chunk)
@@ -334,10 +335,13 @@ async def _pass_through(kind: str, first: dict, queue: asyncio.Queue, client_usa
     while item is not _END:
         if isinstance(item, _Failed):
             # Headers are gone: tell the client in-band, in the shape the SDKs raise as APIError.
+            if kind == "messages":
+                yield messages.error_event(item.error)
+                return
             failure = error_response(item.error)
             yield encode("chat", json.loads(failure.body))
             return
-        chunk = item if client_usage or kind == "responses" else strip_usage(item)
+        chunk = item if client_usage or kind in _OWN_STREAM_USAGE else strip_usage(item)
         if chunk is not None:
             yield encode(kind, chunk)
         item = await queue.get()
@@ -345,7 +349,7 @@ async def _pass_through(kind: str, first: dict, queue: asyncio.Queue, client_usa
         await asyncio.shield(stored)  # shielded: a client hanging up now does not cancel the store
     except Exception:  # a failed store is logged by the engine; the answer itself was complete
         pass
-    if kind != "responses":
+    if kind not in _OWN_STREAM_USAGE:
         yield DONE
 
 
@@ -389,8 +393,9 @@ async def read_json(request: Request, limit: int) -> dict:
     return await asyncio.to_thread(parse_body, raw)
 
 
-def guarded(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
-    """Wrap a route so that every error leaves in OpenAI's error shape."""
+def guarded(handler: Callable[[Request], Awaitable[Response]],
+            render: Callable[..., Response] = error_response) -> Callable[[Request], Awaitable[Response]]:
+    """Wrap a route so that every error leaves in OpenAI's error shape (or ``render``'s: Anthropic's)."""
 
     async def route(request: Request) -> Response:
         try:
@@ -401,14 +406,13 @@ def guarded(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Requ
             settings = request.app.state.sidecar.settings
             quota = getattr(request.state, "quota", None)
             if quota is not None:  # a tenant over its own limit is told its own limits
-                return error_response(exc, rpm=quota.rpm, tpm=quota.tpm)
-            return error_response(exc, rpm=settings.rpm, tpm=settings.tpm)
+                return render(exc, rpm=quota.rpm, tpm=quota.tpm)
+            return render(exc, rpm=settings.rpm, tpm=settings.tpm)
 
     return route
 
 
 def _answer(kind: str) -> Callable[[Request], Awaitable[Response]]:
-    @guarded
     async def route(request: Request) -> Response:
         sidecar: Sidecar = request.app.state.sidecar
         sidecar.prepare()
@@ -421,7 +425,7 @@ def _answer(kind: str) -> Callable[[Request], Awaitable[Response]]:
             return await sidecar.stream(body, kind, caller, options)
         return await sidecar.complete(body, kind, caller, options)
 
-    return route
+    return guarded(route, messages.error_response if kind == "messages" else error_response)
 
 
 @guarded
@@ -454,7 +458,9 @@ def create_app(settings: Settings, *, cache: SemanticCache | None = None, upstre
     environ = os.environ if environ is None else environ
     own_key = environ.get(settings.upstream_api_key_env) or None
     client_keys = load_client_keys(settings, environ)
-    check_exposure(settings, own_key=own_key, client_keys=client_keys, fixed_upstream=upstream is not None)
+    # The routes' keys are the sidecar's own too: the same exposure rules hold for them.
+    check_exposure(settings, own_key=own_key or route_key(settings, environ), client_keys=client_keys,
+                   fixed_upstream=upstream is not None)
     owns_cache = cache is None
     if cache is None:
         # Concurrent lookups share model calls: the embedding, and the pair classifier's uncertain band.
@@ -462,7 +468,7 @@ def create_app(settings: Settings, *, cache: SemanticCache | None = None, upstre
         policy = policy_from_settings(settings, batched=True)
         cache = cache_from_settings(settings, embedder=embedder, policy=policy, environ=environ)
     upstreams = UpstreamPool(settings, own_key=own_key, fixed=upstream, stats=cache.stats_recorder, pricing=cache.pricing,
-                             ledger=cache.store, store=cache.store)
+                             ledger=cache.store, store=cache.store, environ=environ)
     sidecar = Sidecar(settings, cache, upstreams, admin_token=environ.get(settings.admin_token_env), owns_cache=owns_cache,
                       client_keys=client_keys)
 
@@ -480,6 +486,7 @@ def create_app(settings: Settings, *, cache: SemanticCache | None = None, upstre
         Route("/v1/completions", _answer("completions"), methods=["POST"]),
         Route("/v1/responses", _answer("responses"), methods=["POST"]),
         Route("/v1/embeddings", _answer("embeddings"), methods=["POST"]),
+        Route("/v1/messages", _answer("messages"), methods=["POST"]),
         Route("/v1/models", _models, methods=["GET"]),
         Route("/v1/models/{model:path}", _models, methods=["GET"]),
         *admin.routes(guarded),

@@ -197,7 +197,7 @@ def format_table(snapshot: dict) -> str:
         width = max(len(m) for m, _ in costs) + 2
         lines += ["", f"{'model':<{width}}{'cost_saved_usd':>18}{'cost_spent_usd':>18}"]
         for model, counts in costs:
-            cells = "".join(f"{'unpriced':>18}" if counts.get(n) is None else f"{counts.get(n, 0):>18.4f}"
-                            for n in ("cost_saved_usd", "cost_spent_usd"))
+            cells = "".join(f"{'-':>18}" if not counts.get(_UNPRICED[n][0]) else f"{'unpriced':>18}" if counts.get(n) is None
+                            else f"{counts[n]:>18.4f}" for n in ("cost_saved_usd", "cost_spent_usd"))
             lines.append(f"{model:<{width}}{cells}")
     return "\n".join(lines)

@@ -211,9 +211,13 @@ def test_one_set_of_stats_for_every_route(sidecar, tmp_path):
             ask(client, "gpt-4o-mini", "One?")
             ask(client, "qwen-plus", "Two?")
             ask(client, "qwen-plus", "Two?")
+            ask(client, "my-local-model", "Three?")
         snapshot = httpx2.get(url + "/semcache/stats", headers={"Authorization": "Bearer adm"}).json()
-    assert snapshot["total"]["requests"] == 3 and snapshot["total"]["upstream_calls"] == 2
+    assert snapshot["total"]["requests"] == 4 and snapshot["total"]["upstream_calls"] == 3
     assert snapshot["by_model"]["qwen-plus"]["exact_hits"] == 1 and snapshot["by_model"]["gpt-4o-mini"]["misses"] == 1
+    assert snapshot["by_model"]["qwen-plus"]["cost_spent_usd"] > 0
+    assert snapshot["by_model"]["my-local-model"]["cost_spent_usd"] is None  # unpriced, never $0
+    assert snapshot["total"]["unpriced_upstream_calls"] == 1
 
 
 def test_a_callers_key_never_reaches_another_provider(sidecar):

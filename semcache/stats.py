@@ -100,6 +100,9 @@ class Stats:
         self._sink = sink
         self._pending: dict[Key, float] = defaultdict(float)
         self._lock = threading.Lock()
+        # Held from taking the pending deltas until the sink has them: a snapshot taken meanwhile
+        # would otherwise see them in neither place (a flusher thread racing ``stats()`` lost counts).
+        self._flushing = threading.Lock()
 
     def incr(self, counter: str, amount: float = 1, *, tenant: str = "", model: str = "") -> None:
         """Add ``amount`` to ``counter`` for (tenant, model); persisted at the next flush."""
@@ -112,25 +115,27 @@ class Stats:
         """Write pending deltas to the sink (kept for the next flush when the write fails)."""
         if self._sink is None:
             return  # nowhere to write: the counts stay in memory
-        with self._lock:
-            pending, self._pending = self._pending, defaultdict(float)
-        if pending:
-            try:
-                self._sink.add_counters(pending)
-            except Exception:
-                with self._lock:  # keep them for the next flush rather than lose them
-                    for key, value in pending.items():
-                        self._pending[key] += value
-                raise
+        with self._flushing:
+            with self._lock:
+                pending, self._pending = self._pending, defaultdict(float)
+            if pending:
+                try:
+                    self._sink.add_counters(pending)
+                except Exception:
+                    with self._lock:  # keep them for the next flush rather than lose them
+                        for key, value in pending.items():
+                            self._pending[key] += value
+                    raise
 
     def _all(self) -> dict[Key, float]:
         merged: dict[Key, float] = defaultdict(float)
-        if self._sink is not None:
-            for key, value in self._sink.counters().items():
-                merged[key] += value
-        with self._lock:
-            for key, value in self._pending.items():
-                merged[key] += value
+        with self._flushing:
+            if self._sink is not None:
+                for key, value in self._sink.counters().items():
+                    merged[key] += value
+            with self._lock:
+                for key, value in self._pending.items():
+                    merged[key] += value
         return merged
 
     def snapshot(self) -> dict:

@@ -52,6 +52,7 @@ from .errors import BodyTooLarge, error_body, error_response
 from .guard import check_request, model_id, parse_body
 from .hosts import HostOriginGuard, cors, require_json
 from .streaming import DONE, assemble, encode, fresh, replay, strip_usage
+from .cache_control import max_age, partition_extras, with_partition
 from .upstreams import UpstreamPool, bearer, route_key
 
 __all__ = ["Sidecar", "create_app"]
@@ -76,6 +77,16 @@ class Options:
     no_cache: bool = False  # Cache-Control: no-cache: do not look up
     no_store: bool = False  # Cache-Control: no-store: do not store the answer
     threshold: float | None = None  # x-semcache-threshold (only when settings.allow_threshold_header)
+    max_age: float | None = None  # Cache-Control: max-age=N: this answer's TTL, and the oldest one accepted
+    partition: Mapping[str, str] | None = None  # x-semcache-namespace / x-semcache-bucket (cache_control)
+
+    def keyed(self, body: dict) -> dict:
+        """The body as the cache keys it (namespace and bucket join its partition); never sent upstream."""
+        return with_partition(body, self.partition or {})
+
+    @property
+    def ttl(self) -> Any:
+        return ... if self.max_age is None else self.max_age
 
 
 @dataclass(frozen=True)
@@ -201,7 +212,10 @@ class Sidecar:
                 threshold = float("nan")
             if not -1 <= threshold <= 1:
                 raise RequestError(f"header x-semcache-threshold must be a cosine in [-1, 1], got {raw[:50]!r}", field="x-semcache-threshold")
-        return Options("no-cache" in directives, "no-store" in directives, threshold)
+        age = max_age(directives)
+        skip = age == 0  # max-age=0: accept no stored answer, and store none that would expire at once
+        return Options("no-cache" in directives or skip, "no-store" in directives or skip, threshold,
+                       None if skip else age, partition_extras(headers))
 
     # -- answering (the coroutines named _on_engine run on the engine loop) ----------------
     async def _upstream_call(self, body: dict, kind: str, caller: Caller) -> Any:
@@ -222,8 +236,9 @@ class Sidecar:
         async def call(_: Any) -> dict:
             return await self._upstream_call(body, kind, caller)
 
-        return await self.cache.acomplete(body, call, tenant=caller.tenant, kind=kind, no_cache=options.no_cache,
-                                          no_store=options.no_store, threshold=options.threshold)
+        return await self.cache.acomplete(options.keyed(body), call, tenant=caller.tenant, kind=kind, no_cache=options.no_cache,
+                                          no_store=options.no_store, threshold=options.threshold, ttl=options.ttl,
+                                          max_age=options.max_age)
 
     async def complete(self, body: dict, kind: str, caller: Caller, options: Options) -> Response:
         """Answer a non-streaming request from the cache, or upstream (stored inside the single flight)."""
@@ -258,8 +273,9 @@ class Sidecar:
             push(_END)
             return answer  # acomplete stores it (inside the single flight) unless no-store
 
-        return await self.cache.acomplete(body, call, tenant=caller.tenant, kind=kind, no_cache=options.no_cache,
-                                          no_store=options.no_store, threshold=options.threshold)
+        return await self.cache.acomplete(options.keyed(body), call, tenant=caller.tenant, kind=kind, no_cache=options.no_cache,
+                                          no_store=options.no_store, threshold=options.threshold, ttl=options.ttl,
+                                          max_age=options.max_age)
 
     async def stream(self, body: dict, kind: str, caller: Caller, options: Options) -> Response:
         """Answer a streaming request: pass a miss through as it arrives, replay anything else as SSE."""

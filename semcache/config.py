@@ -58,6 +58,8 @@ class Settings:
     upstream_api_key_env: str = "OPENAI_API_KEY"
     rpm: int | None = None
     tpm: int | None = None
+    rpd: int | None = None  # requests per day (the default route's; each route has its own), see upstream/daily.py
+    tpd: int | None = None  # tokens per day
     max_attempts: int = 5
     upstream_timeout: float = 60.0
     deadline: float = 120.0

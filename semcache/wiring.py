@@ -28,6 +28,7 @@ __all__ = [
     "budget_from_settings",
     "build_upstream",
     "cache_from_settings",
+    "daily_limiter",
     "embedder_from_settings",
     "limiter_from_settings",
     "policy_from_settings",
@@ -79,8 +80,13 @@ def routes_from_settings(settings: Settings):
     with the key in ``upstream_api_key_env``, the settings' rpm/tpm). Raises ``ConfigError`` naming a bad field."""
     from .upstream.routes import DEFAULT_ROUTE, Route, RouteTable
 
+    for name in ("rpd", "tpd"):
+        value = getattr(settings, name)
+        if value is not None and value < 1:
+            raise ConfigError(f"setting {name!r} must be positive, got {value!r}")
     default = Route(DEFAULT_ROUTE, ("*",), settings.upstream_base_url, key_env=settings.upstream_api_key_env,
-                    pass_through_key=settings.pass_through_key, rpm=settings.rpm, tpm=settings.tpm)
+                    pass_through_key=settings.pass_through_key, rpm=settings.rpm, tpm=settings.tpm, rpd=settings.rpd,
+                    tpd=settings.tpd)
     return RouteTable.parse(settings.routes, default)
 
 
@@ -173,6 +179,20 @@ def limiter_from_settings(settings: Settings, name: str, rpm: int | None, tpm: i
                             url=store.url, window=WINDOW + settings.shared_limiter_margin)
 
 
+def daily_limiter(settings: Settings, name: str, minute, rpm: int | None, tpm: int | None, rpd: int | None,
+                  tpd: int | None, *, store=None):
+    """Return the minute limiter (``minute``, else a local one) behind a day window of ``rpd``/``tpd``: shared
+    by the replicas on the store's Redis, else this process's."""
+    from .upstream.daily import DailyLimiter, DayWindow, RedisDayWindow
+    from .upstream.limiter import RateLimiter
+
+    if settings.store is not None and store is not None and hasattr(store, "client"):
+        day = RedisDayWindow(store.client, name, rpd, tpd, prefix=store.prefix)
+    else:
+        day = DayWindow(rpd, tpd)
+    return DailyLimiter(minute if minute is not None else RateLimiter(rpm, tpm), day)
+
+
 def build_upstream(settings: Settings, api_key: str, *, stats=None, pricing: Pricing | None = None,
                    budget: BudgetGuard | None = None, http=None, store=None, route=None):
     """Return the paced client for ``settings.upstream_base_url`` with ``api_key`` and the settings' limits,
@@ -186,11 +206,13 @@ def build_upstream(settings: Settings, api_key: str, *, stats=None, pricing: Pri
 
     if route is None or route.name == "default":
         base_url, api, name, rpm, tpm = settings.upstream_base_url, "openai", quota_name(api_key), settings.rpm, settings.tpm
-        fallback_models = settings.fallback_models
+        fallback_models, rpd, tpd = settings.fallback_models, settings.rpd, settings.tpd
     else:
         base_url, api, name, rpm, tpm = route.base_url, route.api, quota_name(api_key + "\0" + route.name), route.rpm, route.tpm
-        fallback_models = ()
+        fallback_models, rpd, tpd = (), route.rpd, route.tpd
     limiter = limiter_from_settings(settings, name, rpm, tpm, store=store)
+    if rpd is not None or tpd is not None:
+        limiter = daily_limiter(settings, name, limiter, rpm, tpm, rpd, tpd, store=store)
     return OpenAIUpstream(
         Endpoint(base_url, api_key, name=None if route is None else route.name, api=api), rpm=rpm, tpm=tpm,
         limiter=limiter, retry=RetryPolicy(max_attempts=settings.max_attempts, deadline=settings.deadline), budget=budget,

@@ -147,14 +147,16 @@ def translate_error(exc: openai.OpenAIError) -> tuple[UpstreamError, RateLimitIn
     status = getattr(exc, "status_code", None)
     code = getattr(exc, "code", None) or getattr(exc, "type", None)
     message = f"upstream answered {status or 'an error'}: {getattr(exc, 'message', str(exc))}"
+    body = getattr(exc, "body", None)
+    said = f"{message} {body.get('message', '')}" if isinstance(body, Mapping) else message  # the provider's own words
     if isinstance(exc, openai.APIResponseValidationError):
         return UpstreamStatusError(message, status_code=status, code="invalid_response_body"), info
     if status == 402 or code in QUOTA_CODES or getattr(exc, "type", None) in QUOTA_CODES or (
-            status == 400 and is_low_balance(message)):
+            status == 400 and is_low_balance(said)):
         return QuotaExhausted(message, status_code=status, code=code), info
     if status in (401, 403):
         return AuthenticationFailed(message, status_code=status, code=code), info
-    daily = daily_limit_wait(message) if status == 429 else None
+    daily = daily_limit_wait(said) if status == 429 else None
     if daily is not None:  # the wait the message names, else the headers', else a minute (never 0: a loop)
         wait = daily or info.retry_after or info.reset_for_exhausted() or DAILY_DEFAULT_WAIT
         return DailyLimitReached(message, retry_after=wait, code=code or "rate_limit_exceeded"), info

@@ -143,6 +143,19 @@ def test_a_tool_call_is_cached_and_replayed(sidecar, mock):
     assert mock_stats(mock)["by_model"] == {MODEL: 1}
 
 
+def test_anthropic_beta_is_forwarded_and_joins_the_partition(sidecar, mock):
+    url = sidecar()
+    c = claude(url)
+    beta = {"anthropic-beta": "interleaved-thinking-2025-05-14"}
+    assert ask(c, "Think about Paris.", extra_headers=beta)[0]["x-semcache"] == "miss"
+    assert ask(c, "Think about Paris.")[0]["x-semcache"] == "miss"  # without the feature: another answer
+    assert ask(c, "Think about Paris.", extra_headers=beta)[0]["x-semcache"] == "hit"
+    with c.messages.stream(model=MODEL, max_tokens=64, messages=[{"role": "user", "content": "Stream a thought."}],
+                           extra_headers=beta) as stream:
+        stream.get_final_message()
+    assert mock_stats(mock)["by_beta"] == {"interleaved-thinking-2025-05-14": 2}
+
+
 # -- streaming -----------------------------------------------------------------------------------
 
 def test_streamed_miss_is_passed_through_stored_and_replayed_as_anthropic_events(sidecar, mock):

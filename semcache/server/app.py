@@ -42,6 +42,7 @@ from ..embedding.batching import BatchingEmbedder
 from ..engine import Result, SemanticCache
 from ..errors import RequestError, UpstreamStatusError
 from ..keys import tenant_from_api_key
+from ..upstream.anthropic import forwarding
 from ..upstream.client import translate_error
 from ..upstream.tokens import encoding_for, usage_of
 from ..wiring import cache_from_settings, embedder_from_settings, limiter_from_settings, policy_from_settings
@@ -87,6 +88,10 @@ class Options:
     @property
     def ttl(self) -> Any:
         return ... if self.max_age is None else self.max_age
+
+    @property
+    def anthropic_beta(self) -> str | None:
+        return (self.partition or {}).get("anthropic_beta")
 
 
 @dataclass(frozen=True)
@@ -236,9 +241,10 @@ class Sidecar:
         async def call(_: Any) -> dict:
             return await self._upstream_call(body, kind, caller)
 
-        return await self.cache.acomplete(options.keyed(body), call, tenant=caller.tenant, kind=kind, no_cache=options.no_cache,
-                                          no_store=options.no_store, threshold=options.threshold, ttl=options.ttl,
-                                          max_age=options.max_age)
+        with forwarding(options.anthropic_beta):
+            return await self.cache.acomplete(options.keyed(body), call, tenant=caller.tenant, kind=kind, no_cache=options.no_cache,
+                                              no_store=options.no_store, threshold=options.threshold, ttl=options.ttl,
+                                              max_age=options.max_age)
 
     async def complete(self, body: dict, kind: str, caller: Caller, options: Options) -> Response:
         """Answer a non-streaming request from the cache, or upstream (stored inside the single flight)."""
@@ -273,9 +279,10 @@ class Sidecar:
             push(_END)
             return answer  # acomplete stores it (inside the single flight) unless no-store
 
-        return await self.cache.acomplete(options.keyed(body), call, tenant=caller.tenant, kind=kind, no_cache=options.no_cache,
-                                          no_store=options.no_store, threshold=options.threshold, ttl=options.ttl,
-                                          max_age=options.max_age)
+        with forwarding(options.anthropic_beta):
+            return await self.cache.acomplete(options.keyed(body), call, tenant=caller.tenant, kind=kind, no_cache=options.no_cache,
+                                              no_store=options.no_store, threshold=options.threshold, ttl=options.ttl,
+                                              max_age=options.max_age)
 
     async def stream(self, body: dict, kind: str, caller: Caller, options: Options) -> Response:
         """Answer a streaming request: pass a miss through as it arrives, replay anything else as SSE."""

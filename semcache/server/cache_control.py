@@ -9,6 +9,8 @@ Pure functions of the request's headers:
   (per app, per feature, per prompt version), inside the caller's tenant.
 - ``x-semcache-bucket: N`` joins the partition too: a seed for deliberate variety. Send buckets 0..k-1
   (say, at random) and the cache keeps up to k different answers to the same question.
+- ``anthropic-beta`` (Messages API) changes what Claude answers: it joins the partition, and is
+  forwarded with the request (``upstream.anthropic.forwarding``).
 
 A value that cannot be used is a ``RequestError`` naming the header (a 400 in the API's shape).
 """
@@ -20,11 +22,13 @@ from typing import Any, Mapping
 
 from ..errors import RequestError
 
-__all__ = ["NAMESPACE_HEADER", "BUCKET_HEADER", "max_age", "partition_extras", "with_partition"]
+__all__ = ["BETA_HEADER", "NAMESPACE_HEADER", "BUCKET_HEADER", "max_age", "partition_extras", "with_partition"]
 
 NAMESPACE_HEADER = "x-semcache-namespace"
 BUCKET_HEADER = "x-semcache-bucket"
+BETA_HEADER = "anthropic-beta"
 _LABEL = re.compile(r"[\x21-\x7e]{1,128}")  # visible ASCII, as a header value can carry it
+_BETAS = re.compile(r"[\x20-\x7e]{1,1000}")
 _PARTITION_FIELD = "semcache_partition"  # the keyed body's extra field (never sent upstream)
 
 
@@ -49,6 +53,11 @@ def partition_extras(headers: Mapping[str, str]) -> dict[str, str]:
         if not _LABEL.fullmatch(value):
             raise RequestError(f"header {header} must be 1-128 visible ASCII characters, got {value[:50]!r}", field=header)
         out[name] = value
+    beta = headers.get(BETA_HEADER)
+    if beta is not None:
+        if not _BETAS.fullmatch(beta):
+            raise RequestError(f"header {BETA_HEADER} must be comma-separated feature names, got {beta[:50]!r}", field=BETA_HEADER)
+        out["anthropic_beta"] = ",".join(sorted(b.strip() for b in beta.split(",") if b.strip()))
     return out
 
 

@@ -21,7 +21,7 @@ Every answer carries ``anthropic-ratelimit-{requests,tokens,input-tokens,output-
     403            permission_error
     stream_error   a streamed answer that breaks after its first delta with an ``error`` event
 
-``GET /mock/stats`` reports what was served (by status, by model, by key hash); ``POST /mock/reset``
+``GET /mock/stats`` reports what was served (by status, by model, by key hash, by anthropic-beta); ``POST /mock/reset``
 clears it, the buckets and the script. ``python -m semcache.testing.mock_anthropic --port N`` runs it.
 """
 
@@ -85,11 +85,12 @@ class _Mock:
         self.by_status: Counter = Counter()
         self.by_model: Counter = Counter()
         self.by_key: Counter = Counter()
+        self.by_beta: Counter = Counter()
         self.served = 0
 
     def stats(self) -> dict:
         return {"requests": sum(self.by_status.values()), "by_status": dict(self.by_status), "by_model": dict(self.by_model),
-                "by_key": dict(self.by_key), "script_left": len(self.script)}
+                "by_key": dict(self.by_key), "by_beta": dict(self.by_beta), "script_left": len(self.script)}
 
     def headers(self) -> dict[str, str]:
         """``anthropic-ratelimit-*`` for the buckets that are set (tokens also as input- and output-tokens)."""
@@ -243,6 +244,8 @@ async def _respond(mock: _Mock, request: Request, key: str | None) -> Response:
                       f"{refusal.limit} {'requests' if refusal.kind == 'requests' else 'tokens'} per minute.",
                       {"retry-after": str(max(1, round(refusal.retry_after or 60))), **mock.headers()})
     mock.by_model[body["model"]] += 1
+    if request.headers.get("anthropic-beta"):
+        mock.by_beta[request.headers["anthropic-beta"]] += 1
     headers = {"request-id": "req_" + message["id"][4:], **mock.headers()}
     if body.get("stream"):
         chunks = list(_stream(message, break_after_first=fault.get("fault") == "stream_error"))

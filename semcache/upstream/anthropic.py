@@ -8,11 +8,13 @@ differ. Anthropic authenticates with ``x-api-key`` and ``anthropic-version``, ne
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+import contextlib
+from contextvars import ContextVar
+from typing import Any, Iterator, Mapping
 
 import openai
 
-__all__ = ["ANTHROPIC_VERSION", "anthropic_headers", "is_low_balance", "stream_usage"]
+__all__ = ["ANTHROPIC_VERSION", "anthropic_headers", "forwarding", "is_low_balance", "stream_usage"]
 
 ANTHROPIC_VERSION = "2023-06-01"  # the one version of the Messages API (features come as anthropic-beta)
 
@@ -21,9 +23,28 @@ ANTHROPIC_VERSION = "2023-06-01"  # the one version of the Messages API (feature
 _LOW_BALANCE = ("credit balance is too low", "purchase credits")
 
 
+# The caller's anthropic-beta header (features such as interleaved thinking or a longer context),
+# forwarded with its request's Messages call; it is part of the request's partition too (the sidecar).
+_BETA: ContextVar[str | None] = ContextVar("semcache_anthropic_beta", default=None)
+
+
+@contextlib.contextmanager
+def forwarding(anthropic_beta: str | None) -> Iterator[None]:
+    """Within the block, Messages calls carry ``anthropic-beta: <anthropic_beta>`` (None: none)."""
+    token = _BETA.set(anthropic_beta)
+    try:
+        yield
+    finally:
+        _BETA.reset(token)
+
+
 def anthropic_headers(api_key: str) -> dict[str, Any]:
-    """Return the per-request headers of a Messages API call: the key as ``x-api-key``, no bearer."""
-    return {"x-api-key": api_key, "anthropic-version": ANTHROPIC_VERSION, "Authorization": openai.Omit()}
+    """Return the per-request headers of a Messages API call: the key as ``x-api-key``, no bearer, the caller's beta."""
+    headers: dict[str, Any] = {"x-api-key": api_key, "anthropic-version": ANTHROPIC_VERSION, "Authorization": openai.Omit()}
+    beta = _BETA.get()
+    if beta:
+        headers["anthropic-beta"] = beta
+    return headers
 
 
 def is_low_balance(message: str | None) -> bool:

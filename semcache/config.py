@@ -56,6 +56,7 @@ class Settings:
     # upstream
     upstream_base_url: str = "https://api.openai.com/v1"
     upstream_api_key_env: str = "OPENAI_API_KEY"
+    upstream_api: str = "openai"  # the default route's API: "openai", or "anthropic" (Messages API at upstream_base_url)
     rpm: int | None = None
     tpm: int | None = None
     rpd: int | None = None  # requests per day (the default route's; each route has its own), see upstream/daily.py

@@ -71,13 +71,15 @@ def pricing_from_settings(settings: Settings) -> Pricing | None:
 def routes_from_settings(settings: Settings):
     """Return the ``RouteTable`` of the settings' ``routes``, ending in the ``default`` route (``upstream_base_url``
     with the key in ``upstream_api_key_env``, the settings' rpm/tpm). Raises ``ConfigError`` naming a bad field."""
-    from .upstream.routes import DEFAULT_ROUTE, Route, RouteTable
+    from .upstream.routes import APIS, DEFAULT_ROUTE, Route, RouteTable
 
+    if settings.upstream_api not in APIS:
+        raise ConfigError(f"setting 'upstream_api' must be one of {APIS}, got {settings.upstream_api!r}")
     for name in ("rpd", "tpd"):
         value = getattr(settings, name)
         if value is not None and value < 1:
             raise ConfigError(f"setting {name!r} must be positive, got {value!r}")
-    default = Route(DEFAULT_ROUTE, ("*",), settings.upstream_base_url, key_env=settings.upstream_api_key_env,
+    default = Route(DEFAULT_ROUTE, ("*",), settings.upstream_base_url, settings.upstream_api, key_env=settings.upstream_api_key_env,
                     pass_through_key=settings.pass_through_key, rpm=settings.rpm, tpm=settings.tpm, rpd=settings.rpd,
                     tpd=settings.tpd)
     return RouteTable.parse(settings.routes, default)
@@ -198,7 +200,7 @@ def build_upstream(settings: Settings, api_key: str, *, stats=None, pricing: Pri
     from .upstream.retry import RetryPolicy
 
     if route is None or route.name == "default":
-        base_url, api, name, rpm, tpm = settings.upstream_base_url, "openai", quota_name(api_key), settings.rpm, settings.tpm
+        base_url, api, name, rpm, tpm = settings.upstream_base_url, settings.upstream_api, quota_name(api_key), settings.rpm, settings.tpm
         fallback_models, rpd, tpd = settings.fallback_models, settings.rpd, settings.tpd
     else:
         base_url, api, name, rpm, tpm = route.base_url, route.api, quota_name(api_key + "\0" + route.name), route.rpm, route.tpm

@@ -297,3 +297,17 @@ def test_sidecar_client_keys_work_as_x_api_key(sidecar, mock, tmp_path):
     with pytest.raises(anthropic.AuthenticationError) as caught:
         ask(claude(url, "sc-wrong"), "Team question?")
     assert caught.value.body["type"] == "error" and caught.value.body["error"]["type"] == "authentication_error"
+
+
+def test_a_claude_only_sidecar_needs_no_routes_table(sidecar, mock):
+    url = sidecar(routes=[], upstream_base_url=mock + "/v1", upstream_api="anthropic")
+    headers, answer = ask(claude(url), "Only Claude here?")
+    assert headers["x-semcache"] == "miss" and answer.content[0].text
+    assert mock_stats(mock)["by_key"] == {hashlib.sha256(KEY.encode()).hexdigest()[:12]: 1}  # pass_through_key: the caller's own
+
+
+def test_an_unknown_upstream_api_is_a_config_error(tmp_path):
+    from semcache.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="upstream_api"):
+        create_app(Settings(cache_dir=str(tmp_path / "c"), upstream_api="gemini"), environ={})

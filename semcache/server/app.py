@@ -481,9 +481,10 @@ def create_app(settings: Settings, *, cache: SemanticCache | None = None, upstre
     environ = os.environ if environ is None else environ
     own_key = environ.get(settings.upstream_api_key_env) or None
     client_keys = load_client_keys(settings, environ)
-    # The routes' keys are the sidecar's own too: the same exposure rules hold for them.
-    check_exposure(settings, own_key=own_key or route_key(settings, environ), client_keys=client_keys,
-                   fixed_upstream=upstream is not None)
+    # The routes' keys are the sidecar's own too: the same exposure rules hold for them. (Reading them
+    # checks the routes table too, before a model is loaded.)
+    routes_key = route_key(settings, environ)
+    check_exposure(settings, own_key=own_key or routes_key, client_keys=client_keys, fixed_upstream=upstream is not None)
     owns_cache = cache is None
     if cache is None:
         # Concurrent lookups share embedding calls.

@@ -8,6 +8,7 @@ import json
 import anthropic
 import httpx2
 import pytest
+from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
 from semcache import MatchPolicy, SemanticCache
 from semcache.config import Settings
@@ -311,3 +312,34 @@ def test_an_unknown_upstream_api_is_a_config_error(tmp_path):
 
     with pytest.raises(ConfigError, match="upstream_api"):
         create_app(Settings(cache_dir=str(tmp_path / "c"), upstream_api="gemini"), environ={})
+
+
+_ODD = st.sampled_from([None, 0, -1, 1.5, "x", "", [], {}, [1], [{}], [{"type": "text"}], [{"type": "text", "text": 5}],
+                        {"a": 1}, True, [{"type": "image", "source": {}}]])
+
+
+@hsettings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(field=st.sampled_from(["model", "max_tokens", "messages", "system", "tools", "tool_choice", "stream", "temperature",
+                              "content", "role", "stop_sequences"]), value=_ODD)
+def test_a_malformed_request_is_answered_in_anthropics_error_shape_never_a_500(sidecar, mock, field, value):
+    url = _fuzz_url(sidecar)
+    body = {"model": MODEL, "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]}
+    if field in ("content", "role"):
+        body["messages"][0][field] = value
+    else:
+        body[field] = value
+    answer = httpx2.post(url + "/v1/messages", json=body, headers={"x-api-key": KEY}, timeout=30)
+    assert answer.status_code < 500, answer.text
+    if answer.status_code != 200:
+        assert answer.json()["type"] == "error" and set(answer.json()["error"]) == {"type", "message"}
+
+
+_FUZZ: dict = {}
+
+
+def _fuzz_url(sidecar) -> str:
+    """One sidecar for every example of the property test (its fixture is function-scoped)."""
+    if sidecar not in _FUZZ:
+        _FUZZ.clear()
+        _FUZZ[sidecar] = sidecar()
+    return _FUZZ[sidecar]

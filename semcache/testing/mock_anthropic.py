@@ -132,6 +132,16 @@ def _validate(body: Any) -> str | None:
             return f"messages.{i}.role: Input should be 'user' or 'assistant'"
         if not isinstance(message.get("content"), (str, list)):
             return f"messages.{i}.content: Input should be a valid string or list of content blocks"
+    system = body.get("system")
+    if system is not None and not isinstance(system, str) and not (
+            isinstance(system, list) and all(isinstance(b, dict) and isinstance(b.get("text"), str) for b in system)):
+        return "system: Input should be a valid string or list of text blocks"
+    tools = body.get("tools")
+    if tools is not None and not (isinstance(tools, list) and all(isinstance(t, dict) and isinstance(t.get("name"), str) for t in tools)):
+        return "tools: Input should be a valid list of tools with a name"
+    choice = body.get("tool_choice")
+    if choice is not None and not (isinstance(choice, dict) and choice.get("type") in ("auto", "any", "tool", "none")):
+        return "tool_choice: Input should be an object with type auto, any, tool or none"
     if "stream_options" in body:  # the OpenAI field Anthropic does not know: it refuses extra fields
         return "stream_options: Extra inputs are not permitted"
     return None

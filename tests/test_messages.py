@@ -343,3 +343,17 @@ def _fuzz_url(sidecar) -> str:
         _FUZZ.clear()
         _FUZZ[sidecar] = sidecar()
     return _FUZZ[sidecar]
+
+
+def test_count_tokens_passes_through_uncached(sidecar, mock):
+    url = sidecar(claude_route(mock), environ={"ANTHROPIC_API_KEY": "sk-ant-sidecar"})
+    c = claude(url)
+    messages = [{"role": "user", "content": "How many tokens is this?"}]
+    counted = c.messages.count_tokens(model=MODEL, messages=messages, system="Be brief.")
+    _, answer = ask(c, "How many tokens is this?", system="Be brief.")
+    assert counted.input_tokens == answer.usage.input_tokens > 0
+    assert c.messages.count_tokens(model=MODEL, messages=messages).input_tokens < counted.input_tokens
+    assert mock_stats(mock)["by_status"]["count_tokens"] == 2  # asked each time: a count is not an answer to cache
+    with pytest.raises(anthropic.BadRequestError) as caught:  # the provider's own verdict comes back as it was
+        c.messages.count_tokens(model=MODEL, messages=[])
+    assert caught.value.body["error"]["type"] == "invalid_request_error"

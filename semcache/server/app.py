@@ -54,6 +54,7 @@ from .guard import check_request, model_id, parse_body
 from .hosts import HostOriginGuard, cors, require_json
 from .streaming import DONE, assemble, encode, fresh, replay, strip_usage
 from .cache_control import max_age, partition_extras, with_partition
+from .count_tokens import count_tokens
 from .upstreams import UpstreamPool, bearer, route_key
 
 __all__ = ["Sidecar", "create_app"]
@@ -510,6 +511,7 @@ def create_app(settings: Settings, *, cache: SemanticCache | None = None, upstre
         Route("/v1/responses", _answer("responses"), methods=["POST"]),
         Route("/v1/embeddings", _answer("embeddings"), methods=["POST"]),
         Route("/v1/messages", _answer("messages"), methods=["POST"]),
+        Route("/v1/messages/count_tokens", guarded(count_tokens, messages.error_response), methods=["POST"]),
         Route("/v1/models", _models, methods=["GET"]),
         Route("/v1/models/{model:path}", _models, methods=["GET"]),
         *admin.routes(guarded),

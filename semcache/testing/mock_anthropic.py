@@ -267,6 +267,19 @@ async def _respond(mock: _Mock, request: Request, key: str | None) -> Response:
     return JSONResponse(message, headers=headers)
 
 
+async def _count_tokens(request: Request) -> Response:
+    mock: _Mock = request.app.state.mock
+    key = request.headers.get("x-api-key")
+    if not key or (mock.api_key is not None and key != mock.api_key) or request.headers.get("authorization"):
+        return _error(401, "authentication_error", "invalid x-api-key")
+    body = json.loads(await request.body())
+    problem = _validate({**body, "max_tokens": 1}) if isinstance(body, dict) else "request body must be a JSON object"
+    if problem is not None:
+        return _invalid(problem)
+    mock.by_status["count_tokens"] += 1
+    return JSONResponse({"input_tokens": _answer({**body, "max_tokens": 1}, "count")["usage"]["input_tokens"]})
+
+
 async def _script(request: Request) -> Response:
     faults = json.loads(await request.body())
     if not isinstance(faults, list) or not all(isinstance(f, dict) and str(f.get("fault")) in FAULTS for f in faults):
@@ -289,6 +302,7 @@ def create_app(*, rpm: int | None = None, tpm: int | None = None, api_key: str |
     """Return the Messages API mock; its state is ``app.state.mock``. ``api_key``: when set, other keys get 401."""
     app = Starlette(routes=[
         Route("/v1/messages", _messages, methods=["POST"]),
+        Route("/v1/messages/count_tokens", _count_tokens, methods=["POST"]),
         Route("/mock/script", _script, methods=["POST"]),
         Route("/mock/stats", _stats, methods=["GET"]),
         Route("/mock/reset", _reset, methods=["POST"]),

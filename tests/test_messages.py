@@ -357,3 +357,22 @@ def test_count_tokens_passes_through_uncached(sidecar, mock):
     with pytest.raises(anthropic.BadRequestError) as caught:  # the provider's own verdict comes back as it was
         c.messages.count_tokens(model=MODEL, messages=[])
     assert caught.value.body["error"]["type"] == "invalid_request_error"
+
+
+def test_anthropics_ratelimit_headers_hold_requests_back_before_a_429(tmp_path, embedder, clock):
+    """The mock allows 2 requests a minute and says so in anthropic-ratelimit-*: the third waits (here: past the
+    deadline, so the caller is told when to come back) instead of being sent into a 429."""
+    with running_server(create_mock(rpm=2)) as limited:
+        settings = Settings(cache_dir=str(tmp_path / "c"), deadline=2.0, routes=[claude_route(limited, pass_through_key=True)])
+        cache = SemanticCache(settings.cache_dir, embedder=embedder, policy=POLICY, timer=clock)
+        with running_server(create_app(settings, cache=cache, environ={})) as url:
+            c = claude(url)
+            ask(c, "First question?")
+            ask(c, "Second question?")
+            with pytest.raises(anthropic.RateLimitError) as caught:
+                ask(c, "Third question?")
+        cache.close()
+        assert caught.value.body["error"]["type"] == "rate_limit_error"
+        # Anthropic's reset is when the limit is whole again: 2 requests a minute, both used: a minute
+        assert 50 <= int(caught.value.response.headers["retry-after"]) <= 61
+        assert mock_stats(limited)["by_status"] == {"200": 2}  # never a 429 from the provider

@@ -171,7 +171,6 @@ def test_streamed_miss_is_passed_through_stored_and_replayed_as_anthropic_events
     # The streamed miss was stored: the same request, not streamed, is a hit with the same message.
     headers, hit = ask(c, "Describe the river Seine.")
     assert headers["x-semcache"] == "hit" and hit.content[0].text == missed.content[0].text
-    assert hit.usage.output_tokens == missed.usage.output_tokens
     # A streamed hit is replayed as Anthropic's events, in Anthropic's order.
     with httpx2.stream("POST", url + "/v1/messages", headers={"x-api-key": KEY, "anthropic-version": "2023-06-01"},
                        json={"model": MODEL, "max_tokens": 64, "messages": messages, "stream": True}) as raw:

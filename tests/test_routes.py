@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -258,3 +259,30 @@ def test_each_route_paces_under_its_own_limiter(sidecar):
                 ask(client, "model-a", "Second?")
         assert int(caught.value.response.headers["retry-after"]) > 50
         assert stats(first)["by_model"] == {"model-a": 1} and stats(second)["by_model"] == {"model-b": 1}
+
+
+def _served_at(prefix: str, app):
+    """The mock, answering at a provider's own path (``{prefix}/chat/completions``) as the provider does."""
+    async def asgi(scope, receive, send):
+        if scope["type"] == "http" and scope["path"].startswith(prefix + "/"):
+            path = "/v1" + scope["path"][len(prefix):]
+            scope = {**scope, "path": path, "raw_path": path.encode()}
+        await app(scope, receive, send)
+    return asgi
+
+
+def test_gemini_deepseek_and_qwen_through_their_openai_compatible_paths(sidecar):
+    shapes = {"gemini": ("/v1beta/openai", "gemini-2.5-flash"), "deepseek": ("", "deepseek-chat"),
+              "qwen": ("/compatible-mode/v1", "qwen-plus")}
+    with contextlib.ExitStack() as stack:
+        mocks = {name: create_mock() for name in shapes}
+        urls = {name: stack.enter_context(running_server(_served_at(prefix, mocks[name]))) + prefix
+                for name, (prefix, _) in shapes.items()}
+        url = sidecar({"GEMINI_KEY": "g", "DEEPSEEK_KEY": "d", "QWEN_KEY": "q"},
+                      routes=[route(name, [model.split("-")[0] + "-*"], urls[name]) for name, (_, model) in shapes.items()])
+        with openai.OpenAI(base_url=url + "/v1", api_key="sk-caller", max_retries=0) as client:
+            for name, (_, model) in shapes.items():
+                headers, answer = ask(client, model, "Say something.")
+                assert headers["x-semcache"] == "miss" and answer.model == model and answer.choices[0].message.content
+        for name, (_, model) in shapes.items():
+            assert mocks[name].state.mock.stats()["by_model"] == {model: 1}

@@ -48,6 +48,8 @@ COUNTERS = (
 )
 
 Key = tuple[str, str, str]  # (tenant, model, counter)
+# Told of every count as it happens: (counter, amount, tenant, model, detail); see ``Stats.listen``.
+Listener = Callable[[str, float, str, str, "Mapping[str, object] | None"], None]
 
 log = logging.getLogger("semcache")
 
@@ -99,17 +101,41 @@ class Stats:
     def __init__(self, sink: CounterSink | None = None) -> None:
         self._sink = sink
         self._pending: dict[Key, float] = defaultdict(float)
+        self._process: dict[Key, float] = defaultdict(float)  # this process's own counts, never flushed away
+        self._listeners: list[Listener] = []
         self._lock = threading.Lock()
         # Held from taking the pending deltas until the sink has them: a snapshot taken meanwhile
         # would otherwise see them in neither place (a flusher thread racing ``stats()`` lost counts).
         self._flushing = threading.Lock()
 
-    def incr(self, counter: str, amount: float = 1, *, tenant: str = "", model: str = "") -> None:
-        """Add ``amount`` to ``counter`` for (tenant, model); persisted at the next flush."""
+    def incr(self, counter: str, amount: float = 1, *, tenant: str = "", model: str = "",
+             detail: Mapping[str, object] | None = None) -> None:
+        """Add ``amount`` to ``counter`` for (tenant, model); persisted at the next flush.
+
+        ``detail`` (what the event was, e.g. which budget) is only handed to the listeners.
+        """
         if not amount:
             return
+        key = (tenant, model or "", counter)
         with self._lock:
-            self._pending[(tenant, model or "", counter)] += amount
+            self._pending[key] += amount
+            self._process[key] += amount
+        for listener in self._listeners:
+            try:
+                listener(counter, amount, tenant, model or "", detail)
+            except Exception as exc:  # a listener (metrics, alerts) must never fail what it watches
+                log.warning("semcache stats listener failed: %s: %s", type(exc).__name__, exc)
+
+    def listen(self, listener: Listener) -> None:
+        """Call ``listener(counter, amount, tenant, model, detail)`` after every count, in the counting thread
+        (keep it quick: the sidecar's alerts only queue what they will send)."""
+        self._listeners.append(listener)
+
+    def process_counts(self) -> dict[Key, float]:
+        """Return what this process counted since it started (not the store's totals, which every
+        process sharing the store adds to): what a Prometheus scrape of one replica must show."""
+        with self._lock:
+            return dict(self._process)
 
     def flush(self) -> None:
         """Write pending deltas to the sink (kept for the next flush when the write fails)."""

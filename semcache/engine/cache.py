@@ -160,6 +160,11 @@ class SemanticCache(MissPath):
         self._mirror.sync()
 
     @property
+    def size(self) -> tuple[int, int]:
+        """(entries, approximate bytes) as this process last synced them from the store (reads nothing)."""
+        return len(self._mirror), self._mirror.bytes
+
+    @property
     def index(self) -> PartitionedIndex:
         """This process's vector index: derived from the store, read it, never write it."""
         return self._mirror.index
@@ -186,8 +191,21 @@ class SemanticCache(MissPath):
         self._tally(result)
         return result.hit, result.decision
 
+    # Told how long each lookup took: ``lookup_observer(outcome, seconds)``, outcome "exact", "semantic",
+    # "miss" or "error" (the sidecar's latency histogram). None: nobody listens.
+    lookup_observer: Callable[[str, float], None] | None = None
+
     def _look(self, key: RequestKey, threshold: float | None) -> "Looked":
         """Look a key up; never raises but ``RequestError`` (anything else fails open, recorded)."""
+        observer = self.lookup_observer
+        if observer is None:
+            return self._look_safe(key, threshold)
+        started = time.perf_counter()
+        looked = self._look_safe(key, threshold)
+        observer(looked.hit.kind if looked.hit is not None else "error" if looked.error else "miss", time.perf_counter() - started)
+        return looked
+
+    def _look_safe(self, key: RequestKey, threshold: float | None) -> "Looked":
         try:
             return self._look_unsafe(key, threshold)
         except RequestError:

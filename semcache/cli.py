@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from . import __version__
 from .config import Settings
 from .errors import SemcacheError
 
@@ -46,7 +47,7 @@ class _Group(click.Group):
 
 
 @click.group(cls=_Group)
-@click.version_option(package_name="semcache")
+@click.version_option(version=__version__, prog_name="semcache")  # the distribution is semcache-llm
 def main() -> None:
     """semcache: a semantic cache for LLM APIs."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # models come from packages or local paths only

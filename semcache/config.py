@@ -56,8 +56,11 @@ class Settings:
     # upstream
     upstream_base_url: str = "https://api.openai.com/v1"
     upstream_api_key_env: str = "OPENAI_API_KEY"
+    upstream_api: str = "openai"  # the default route's API: "openai", or "anthropic" (Messages API at upstream_base_url)
     rpm: int | None = None
     tpm: int | None = None
+    rpd: int | None = None  # requests per day (the default route's; each route has its own), see upstream/daily.py
+    tpd: int | None = None  # tokens per day
     max_attempts: int = 5
     upstream_timeout: float = 60.0
     deadline: float = 120.0
@@ -69,6 +72,9 @@ class Settings:
     budget_usd_per_month: float | None = None
     budget_alert_fraction: float = 0.8
     pricing: str | None = None  # a JSON file overriding the pricing table
+    # [[routes]] tables: model patterns -> a provider (base_url, api, key_env, limits, prices, fallbacks); requests
+    # no route matches go to upstream_base_url (the "default" route). See docs/providers.md.
+    routes: tuple = ()
     # sidecar
     host: str = "127.0.0.1"
     port: int = 8080

@@ -104,6 +104,9 @@ class Stats:
         self._process: dict[Key, float] = defaultdict(float)  # this process's own counts, never flushed away
         self._listeners: list[Listener] = []
         self._lock = threading.Lock()
+        # Held from taking the pending deltas until the sink has them: a snapshot taken meanwhile
+        # would otherwise see them in neither place (a flusher thread racing ``stats()`` lost counts).
+        self._flushing = threading.Lock()
 
     def incr(self, counter: str, amount: float = 1, *, tenant: str = "", model: str = "",
              detail: Mapping[str, object] | None = None) -> None:
@@ -138,25 +141,27 @@ class Stats:
         """Write pending deltas to the sink (kept for the next flush when the write fails)."""
         if self._sink is None:
             return  # nowhere to write: the counts stay in memory
-        with self._lock:
-            pending, self._pending = self._pending, defaultdict(float)
-        if pending:
-            try:
-                self._sink.add_counters(pending)
-            except Exception:
-                with self._lock:  # keep them for the next flush rather than lose them
-                    for key, value in pending.items():
-                        self._pending[key] += value
-                raise
+        with self._flushing:
+            with self._lock:
+                pending, self._pending = self._pending, defaultdict(float)
+            if pending:
+                try:
+                    self._sink.add_counters(pending)
+                except Exception:
+                    with self._lock:  # keep them for the next flush rather than lose them
+                        for key, value in pending.items():
+                            self._pending[key] += value
+                    raise
 
     def _all(self) -> dict[Key, float]:
         merged: dict[Key, float] = defaultdict(float)
-        if self._sink is not None:
-            for key, value in self._sink.counters().items():
-                merged[key] += value
-        with self._lock:
-            for key, value in self._pending.items():
-                merged[key] += value
+        with self._flushing:
+            if self._sink is not None:
+                for key, value in self._sink.counters().items():
+                    merged[key] += value
+            with self._lock:
+                for key, value in self._pending.items():
+                    merged[key] += value
         return merged
 
     def snapshot(self) -> dict:
@@ -172,8 +177,21 @@ class Stats:
         return {
             "total": _report(total),
             "by_tenant": {t: _report(c) for t, c in sorted(by_tenant.items())},
-            "by_model": {m: _report(c) for m, c in sorted(by_model.items())},
+            "by_model": {m: _unpriced(_report(c)) for m, c in sorted(by_model.items())},
         }
+
+
+# cost counter -> (the counter of what it counts, the counter of the unpriced part of that)
+_UNPRICED = {"cost_saved_usd": ("requests_saved", "unpriced_requests_saved"),
+             "cost_spent_usd": ("upstream_calls", "unpriced_upstream_calls")}
+
+
+def _unpriced(report: dict) -> dict:
+    """A model's costs as None ("unpriced") where every call or hit it counts had no price: never $0."""
+    for cost, (counted, unpriced) in _UNPRICED.items():
+        if report.get(unpriced) and report[unpriced] >= report.get(counted, 0) and not report.get(cost):
+            report[cost] = None
+    return report
 
 
 def _report(counts: Mapping[str, float]) -> dict:
@@ -218,7 +236,9 @@ def stats_tables(snapshot: dict) -> list:
     return tables
 
 
-def _cell(name: str, value: float) -> str:
+def _cell(name: str, value: float | None) -> str:
+    if value is None:  # a cost the price table cannot give (an unpriced model), never $0
+        return "unpriced"
     if name == "hit_rate":
         return f"{value:.1%}"
     return f"{value:,.4f}" if isinstance(value, float) else f"{value:,}"

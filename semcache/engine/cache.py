@@ -39,6 +39,7 @@ from ..upstream.tokens import estimate_usage, usage_of
 from .hits import HitBook
 from .miss import MissPath
 from .outcome import ENVIRONMENTAL, Hit, Looked, Result, Stale, tally
+from .request_options import store_ttl
 from .singleflight import SingleFlight
 
 __all__ = ["Hit", "Result", "SemanticCache"]
@@ -329,7 +330,7 @@ class SemanticCache(MissPath):
             prompt_tokens, completion_tokens = estimate_usage(request, response)
         embedding = self.embedder.embed([key.query_text])[0] if self._semantic(key) else None
         now = self._timer()
-        ttl = self.ttl if ttl is ... else (ttl or None)
+        ttl = store_ttl(self.ttl) if ttl is ... else (ttl or None)  # the request's (Cache-Control: max-age), else ours
         entry = Entry.create(
             response=response, id=self.store.next_id(), partition=key.partition, exact_key=key.exact_key,
             query_text=key.query_text, embedding=embedding, model=model or key.model, tenant=key.tenant,

@@ -42,10 +42,11 @@ from ..embedding.batching import BatchingEmbedder
 from ..engine import Result, SemanticCache
 from ..errors import RequestError, UpstreamStatusError
 from ..keys import tenant_from_api_key
+from ..upstream.anthropic import forwarding
 from ..upstream.client import translate_error
 from ..upstream.tokens import encoding_for, usage_of
 from ..wiring import cache_from_settings, embedder_from_settings, limiter_from_settings
-from . import admin, review
+from . import admin, messages, review
 from .alerts import Alerter
 from .auth import ClientKeys, TenantQuota, check_exposure, load_client_keys
 from .decisions import Decisions
@@ -55,7 +56,9 @@ from .guard import check_request, model_id, parse_body
 from .hosts import HostOriginGuard, cors, require_json
 from .metrics import ROUTE_OF_KIND, Metrics, result_label, tenant_label
 from .streaming import DONE, assemble, encode, fresh, replay, strip_usage
-from .upstreams import UpstreamPool, bearer
+from .cache_control import max_age, partition_extras, with_partition
+from .count_tokens import count_tokens
+from .upstreams import UpstreamPool, bearer, route_key
 
 __all__ = ["Sidecar", "create_app"]
 
@@ -69,6 +72,7 @@ _INLINE_PARSE_BYTES = 64 * 1024
 # How long shutdown waits for answers still being stored (streamed misses store in the background).
 DRAIN_TIMEOUT_S = 10.0
 _END = object()  # the stream ended
+_OWN_STREAM_USAGE = ("responses", "messages")  # APIs whose streams carry usage unasked (no stream_options)
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,20 @@ class Options:
     no_cache: bool = False  # Cache-Control: no-cache: do not look up
     no_store: bool = False  # Cache-Control: no-store: do not store the answer
     threshold: float | None = None  # x-semcache-threshold (only when settings.allow_threshold_header)
+    max_age: float | None = None  # Cache-Control: max-age=N: this answer's TTL, and the oldest one accepted
+    partition: Mapping[str, str] | None = None  # x-semcache-namespace / x-semcache-bucket (cache_control)
+
+    def keyed(self, body: dict) -> dict:
+        """The body as the cache keys it (namespace and bucket join its partition); never sent upstream."""
+        return with_partition(body, self.partition or {})
+
+    @property
+    def ttl(self) -> Any:
+        return ... if self.max_age is None else self.max_age
+
+    @property
+    def anthropic_beta(self) -> str | None:
+        return (self.partition or {}).get("anthropic_beta")
 
 
 @dataclass(frozen=True)
@@ -223,11 +241,14 @@ class Sidecar:
                 threshold = float("nan")
             if not -1 <= threshold <= 1:
                 raise RequestError(f"header x-semcache-threshold must be a cosine in [-1, 1], got {raw[:50]!r}", field="x-semcache-threshold")
-        return Options("no-cache" in directives, "no-store" in directives, threshold)
+        age = max_age(directives)
+        skip = age == 0  # max-age=0: accept no stored answer, and store none that would expire at once
+        return Options("no-cache" in directives or skip, "no-store" in directives or skip, threshold,
+                       None if skip else age, partition_extras(headers))
 
     # -- answering (the coroutines named _on_engine run on the engine loop) ----------------
     async def _upstream_call(self, body: dict, kind: str, caller: Caller) -> Any:
-        upstream = self.upstreams.for_caller(caller.upstream_key)
+        upstream = self.upstreams.for_request(caller.upstream_key, body.get("model"), kind)
         quota = caller.quota
         ticket = await quota.admit(body, kind) if quota is not None else None
         started = time.perf_counter()
@@ -247,8 +268,10 @@ class Sidecar:
         async def call(_: Any) -> dict:
             return await self._upstream_call(body, kind, caller)
 
-        return await self.cache.acomplete(body, call, tenant=caller.tenant, kind=kind, no_cache=options.no_cache,
-                                          no_store=options.no_store, threshold=options.threshold)
+        with forwarding(options.anthropic_beta):
+            return await self.cache.acomplete(options.keyed(body), call, tenant=caller.tenant, kind=kind, no_cache=options.no_cache,
+                                              no_store=options.no_store, threshold=options.threshold, ttl=options.ttl,
+                                              max_age=options.max_age)
 
     async def complete(self, body: dict, kind: str, caller: Caller, options: Options) -> Response:
         """Answer a non-streaming request from the cache, or upstream (stored inside the single flight)."""
@@ -259,7 +282,7 @@ class Sidecar:
 
     async def _stream_on_engine(self, body: dict, kind: str, caller: Caller, options: Options,
                                 push: Callable[[Any], None]) -> Result:
-        upstream_body = body if kind == "responses" else {
+        upstream_body = body if kind in _OWN_STREAM_USAGE else {
             # Always ask for usage upstream: the stored entry needs it to count tokens saved.
             **body, "stream_options": {**(body.get("stream_options") or {}), "include_usage": True}}
 
@@ -267,7 +290,7 @@ class Sidecar:
             chunks: list[dict] = []
             quota, ticket, started = caller.quota, None, None
             try:
-                upstream = self.upstreams.for_caller(caller.upstream_key)
+                upstream = self.upstreams.for_request(caller.upstream_key, body.get("model"), kind)
                 ticket = await quota.admit(body, kind) if quota is not None else None
                 started = time.perf_counter()
                 async for chunk in upstream.astream(upstream_body, kind=kind, tenant=caller.tenant):
@@ -289,8 +312,10 @@ class Sidecar:
             push(_END)
             return answer  # acomplete stores it (inside the single flight) unless no-store
 
-        return await self.cache.acomplete(body, call, tenant=caller.tenant, kind=kind, no_cache=options.no_cache,
-                                          no_store=options.no_store, threshold=options.threshold)
+        with forwarding(options.anthropic_beta):
+            return await self.cache.acomplete(options.keyed(body), call, tenant=caller.tenant, kind=kind, no_cache=options.no_cache,
+                                              no_store=options.no_store, threshold=options.threshold, ttl=options.ttl,
+                                              max_age=options.max_age)
 
     async def stream(self, body: dict, kind: str, caller: Caller, options: Options) -> Response:
         """Answer a streaming request: pass a miss through as it arrives, replay anything else as SSE."""
@@ -369,10 +394,13 @@ async def _pass_through(kind: str, first: dict, queue: asyncio.Queue, client_usa
     while item is not _END:
         if isinstance(item, _Failed):
             # Headers are gone: tell the client in-band, in the shape the SDKs raise as APIError.
+            if kind == "messages":
+                yield messages.error_event(item.error)
+                return
             failure = error_response(item.error)
             yield encode("chat", json.loads(failure.body))
             return
-        chunk = item if client_usage or kind == "responses" else strip_usage(item)
+        chunk = item if client_usage or kind in _OWN_STREAM_USAGE else strip_usage(item)
         if chunk is not None:
             yield encode(kind, chunk)
         item = await queue.get()
@@ -380,7 +408,7 @@ async def _pass_through(kind: str, first: dict, queue: asyncio.Queue, client_usa
         await asyncio.shield(stored)  # shielded: a client hanging up now does not cancel the store
     except Exception:  # a failed store is logged by the engine; the answer itself was complete
         pass
-    if kind != "responses":
+    if kind not in _OWN_STREAM_USAGE:
         yield DONE
 
 
@@ -426,8 +454,9 @@ async def read_json(request: Request, limit: int) -> dict:
     return await asyncio.to_thread(parse_body, raw)
 
 
-def guarded(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
-    """Wrap a route so that every error leaves in OpenAI's error shape."""
+def guarded(handler: Callable[[Request], Awaitable[Response]],
+            render: Callable[..., Response] = error_response) -> Callable[[Request], Awaitable[Response]]:
+    """Wrap a route so that every error leaves in OpenAI's error shape (or ``render``'s: Anthropic's)."""
 
     async def route(request: Request) -> Response:
         try:
@@ -438,14 +467,13 @@ def guarded(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Requ
             settings = request.app.state.sidecar.settings
             quota = getattr(request.state, "quota", None)
             if quota is not None:  # a tenant over its own limit is told its own limits
-                return error_response(exc, rpm=quota.rpm, tpm=quota.tpm)
-            return error_response(exc, rpm=settings.rpm, tpm=settings.tpm)
+                return render(exc, rpm=quota.rpm, tpm=quota.tpm)
+            return render(exc, rpm=settings.rpm, tpm=settings.tpm)
 
     return route
 
 
 def _answer(kind: str) -> Callable[[Request], Awaitable[Response]]:
-    @guarded
     async def route(request: Request) -> Response:
         sidecar: Sidecar = request.app.state.sidecar
         sidecar.prepare()
@@ -464,7 +492,7 @@ def _answer(kind: str) -> Callable[[Request], Awaitable[Response]]:
                                      time.perf_counter() - started)
             raise
 
-    return route
+    return guarded(route, messages.error_response if kind == "messages" else error_response)
 
 
 @guarded
@@ -497,7 +525,10 @@ def create_app(settings: Settings, *, cache: SemanticCache | None = None, upstre
     environ = os.environ if environ is None else environ
     own_key = environ.get(settings.upstream_api_key_env) or None
     client_keys = load_client_keys(settings, environ)
-    check_exposure(settings, own_key=own_key, client_keys=client_keys, fixed_upstream=upstream is not None)
+    # The routes' keys are the sidecar's own too: the same exposure rules hold for them. (Reading them
+    # checks the routes table too, before a model is loaded.)
+    routes_key = route_key(settings, environ)
+    check_exposure(settings, own_key=own_key or routes_key, client_keys=client_keys, fixed_upstream=upstream is not None)
     owns_cache = cache is None
     metrics = Metrics(settings)
     if cache is None:
@@ -505,7 +536,7 @@ def create_app(settings: Settings, *, cache: SemanticCache | None = None, upstre
         embedder = BatchingEmbedder(metrics.timed(embedder if embedder is not None else embedder_from_settings(settings)))
         cache = cache_from_settings(settings, embedder=embedder, environ=environ)
     upstreams = UpstreamPool(settings, own_key=own_key, fixed=upstream, stats=cache.stats_recorder, pricing=cache.pricing,
-                             ledger=cache.store, store=cache.store)
+                             ledger=cache.store, store=cache.store, environ=environ)
     sidecar = Sidecar(settings, cache, upstreams, admin_token=environ.get(settings.admin_token_env), owns_cache=owns_cache,
                       client_keys=client_keys, metrics=metrics)
 
@@ -524,6 +555,8 @@ def create_app(settings: Settings, *, cache: SemanticCache | None = None, upstre
         Route("/v1/completions", _answer("completions"), methods=["POST"]),
         Route("/v1/responses", _answer("responses"), methods=["POST"]),
         Route("/v1/embeddings", _answer("embeddings"), methods=["POST"]),
+        Route("/v1/messages", _answer("messages"), methods=["POST"]),
+        Route("/v1/messages/count_tokens", guarded(count_tokens, messages.error_response), methods=["POST"]),
         Route("/v1/models", _models, methods=["GET"]),
         Route("/v1/models/{model:path}", _models, methods=["GET"]),
         *admin.routes(guarded),

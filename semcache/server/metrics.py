@@ -43,11 +43,12 @@ log = logging.getLogger("semcache")
 
 # The answer routes and the sidecar's own: anything else is counted as "other" (a 404 scan must
 # not make one series per path).
-ROUTES = ("/v1/chat/completions", "/v1/completions", "/v1/responses", "/v1/embeddings", "/v1/models",
+ROUTES = ("/v1/chat/completions", "/v1/completions", "/v1/responses", "/v1/embeddings", "/v1/messages",
+          "/v1/messages/count_tokens", "/v1/models",
           "/semcache/stats", "/semcache/entries", "/semcache/feedback", "/semcache/ui", "/semcache/ui/login",
           "/semcache/ui/logout", "/metrics", "/healthz", "/readyz")
 ROUTE_OF_KIND = {"chat": "/v1/chat/completions", "completions": "/v1/completions", "responses": "/v1/responses",
-                 "embeddings": "/v1/embeddings"}
+                 "embeddings": "/v1/embeddings", "messages": "/v1/messages"}
 
 # Buckets in seconds. A lookup is ~0.1 ms (exact) to ~10 ms (embedding, index search, checks) on a CPU
 # (benchmarks/results/lookup.json); an upstream call 0.1 s to a minute; a request either.

@@ -58,7 +58,7 @@ def test_a_replay_through_the_sidecar_groups_answers_and_reports_its_precision(t
                 stats = httpx2.get(url + "/semcache/stats").json()["learning"]
                 assert stats["source"] == "exploration" and stats["estimated_precision"] == 1.0
                 metrics = httpx2.get(url + "/metrics").text
-                assert 'semcache_estimated_precision{tenant=""} 1.0' in metrics
+                assert 'semcache_estimated_precision{tenant="default"} 1.0' in metrics
                 assert "semcache_estimated_precision_low" in metrics
         finally:
             cache.close()

@@ -279,6 +279,12 @@ class Learning:
     def estimate(self, tenant: str) -> Estimate:
         return estimate(self.evidence(tenant), min_labels=self.settings.min_labels)
 
+    def estimates(self) -> dict[str, Estimate]:
+        """The estimate of every tenant this process holds evidence for (memory only: no store read)."""
+        with self._lock:
+            scopes = {s.split("|", 1)[1]: ev for s, ev in self._evidence.items() if s.count("|") == 1}
+        return {tenant: estimate(ev, min_labels=self.settings.min_labels) for tenant, ev in scopes.items()}
+
     def report(self, tenants: Sequence[str], *, own: str = "") -> dict:
         """The evidence a user sees: the estimated precision of semantic hits and its bound, for the
         cache's own tenant ``own`` and per tenant (``by_tenant``)."""

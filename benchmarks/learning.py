@@ -228,6 +228,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--no-groups", action="store_true")
     parser.add_argument("--groups", default="", help="answer-group settings, e.g. margin=0.02,loose_margin=0.06,floor=0.7")
     parser.add_argument("--first-seed", type=int, default=0, help="shuffle seeds start here (tune on others than you report)")
+    parser.add_argument("--skip-static", action="store_true", help="only the learning runs (another operating point)")
     parser.add_argument("--curve", default="", help="comma-separated static thresholds to run too")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
@@ -255,7 +256,7 @@ def main(argv=None) -> dict:
     orders = [random.Random(seed).sample(range(len(rows)), len(rows))
               for seed in range(args.first_seed, args.first_seed + args.seeds)]
     learned = [replay(rows, order, embedder, policy, intents, learning) for order in orders]
-    base = [replay(rows, order, embedder, policy, intents, static) for order in orders]
+    base = [] if args.skip_static else [replay(rows, order, embedder, policy, intents, static) for order in orders]
     curve = []
     for raw in filter(None, args.curve.split(",")):
         runs = [replay(rows, order, embedder, policy.with_threshold(float(raw)), intents, static) for order in orders]

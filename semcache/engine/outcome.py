@@ -47,7 +47,8 @@ class Result:
     """What one request did.
 
     ``status``: "hit", "miss", "bypass" (the caller skipped the lookup) or "stale" (upstream
-    failed and an expired or near answer was served). ``hit`` is the served entry (hits and
+    failed and an expired answer to the same question was served: the expired copy of the same
+    request, or an expired entry that passes the hit rule itself; never a near miss). ``hit`` is the served entry (hits and
     stale answers); ``entry_id`` the entry served or stored; ``decision`` the policy's evidence.
     ``lookup_error`` / ``store_error`` name a failure that was failed open (the request still got
     its answer); ``lookup_bug`` marks a lookup failure that is a programming error, not the

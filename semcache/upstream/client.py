@@ -409,9 +409,7 @@ class OpenAIUpstream:
     # -- the call logic, once for sync and async -----------------------------------------------
     def _plan(self, request: dict, kind: str, tenant: str, *, stream: bool) -> Generator[Any, Any, Any]:
         _validate_request(request, kind)
-        prompt, completion = estimate_request_tokens(request, self.default_max_tokens)
-        if kind == "embeddings":
-            completion = 0
+        prompt, completion = estimate_request_tokens(request, self.default_max_tokens, kind=kind)
         held = None
         if self.budget is not None:
             # Reserved, not just checked: concurrent calls cannot all pass a check and overshoot.

@@ -51,6 +51,7 @@ from .engine_loop import EngineLoop
 from .errors import BodyTooLarge, error_body, error_response
 from .guard import check_request, model_id, parse_body
 from .hosts import HostOriginGuard, cors, require_json
+from .paths import TrailingSlash
 from .streaming import DONE, assemble, encode, fresh, replay, strip_usage
 from .upstreams import UpstreamPool, bearer
 
@@ -484,7 +485,7 @@ def create_app(settings: Settings, *, cache: SemanticCache | None = None, upstre
         Route("/v1/models/{model:path}", _models, methods=["GET"]),
         *admin.routes(guarded),
     ]
-    middleware = [Middleware(HostOriginGuard, hosts=(settings.host, *settings.allowed_hosts), origins=settings.allowed_origins),
+    middleware = [Middleware(TrailingSlash), Middleware(HostOriginGuard, hosts=(settings.host, *settings.allowed_hosts), origins=settings.allowed_origins),
                   *cors(settings)]
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan, exception_handlers={404: _not_found, 405: _not_found})
     app.state.sidecar = sidecar

@@ -82,6 +82,7 @@ class Settings:
     open: bool = False  # allow serving the sidecar's own upstream key on a non-loopback address without client keys
     allowed_hosts: tuple[str, ...] = ()  # Host names served besides 127.0.0.1, localhost, [::1] and `host`; "*" = any
     allowed_origins: tuple[str, ...] = ()  # browser origins allowed to call (and CORS enabled for); "*" = any
+    hit_usage: str = "zero"  # usage of an answer not bought upstream (hit, stale, coalesced): "zero" or "stored" (server/usage.py)
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -122,6 +123,8 @@ class Settings:
         for name in ("recent_entries_bytes", "snapshot_interval", "shared_limiter_margin"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"setting {name!r} must be >= 0, got {getattr(self, name)!r}")
+        if self.hit_usage not in ("zero", "stored"):
+            raise ConfigError(f"setting 'hit_usage' must be 'zero' or 'stored', got {self.hit_usage!r}")
         for name in ("upstream_timeout", "deadline", "max_body_bytes"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"setting {name!r} must be positive, got {getattr(self, name)!r}")

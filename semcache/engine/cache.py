@@ -233,7 +233,10 @@ class SemanticCache(MissPath):
             entry = self._entry(decision.entry_id)
             meta = self._mirror.meta.get(decision.entry_id)
             if entry is not None and not entry.expired(now) and self._belongs(entry, meta, decision.entry_id):
-                return Looked(key, hit=self._touch(Hit(entry, "semantic", decision), now), decision=decision)
+                # The same request, stored by an identical one while this one waited for the model: an
+                # exact hit, not a semantic one of similarity 1.0 (#18 item 7).
+                hit = Hit(entry, "exact") if entry.exact_key == key.exact_key else Hit(entry, "semantic", decision)
+                return Looked(key, hit=self._touch(hit, now), decision=decision)
         if stale is None and self.stale_if_error:
             stale = functools.partial(self._stale_candidate, key.query_text, vector, decision, expired, policy)
         return Looked(key, stale=stale, decision=decision)

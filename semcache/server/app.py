@@ -54,6 +54,7 @@ from .hosts import HostOriginGuard, cors, require_json
 from .paths import TrailingSlash
 from .streaming import DONE, assemble, encode, fresh, replay, strip_usage
 from .upstreams import UpstreamPool, bearer
+from .usage import served_usage
 
 __all__ = ["Sidecar", "create_app"]
 
@@ -287,8 +288,9 @@ class Sidecar:
         return Response(events, media_type="text/event-stream", headers={**_headers(result), "cache-control": "no-cache"})
 
     def _present(self, kind: str, result: Result) -> Any:
-        if result.status in ("hit", "stale"):
-            return fresh(kind, result.response, uuid.uuid4().hex, int(time.time()))
+        if result.status in ("hit", "stale", "coalesced"):  # not bought by this request: its usage says so (usage.py)
+            answer = fresh(kind, result.response, uuid.uuid4().hex, int(time.time()))
+            return served_usage(answer, self.settings.hit_usage)
         return result.response
 
     async def _models_on_engine(self, path: str, caller: Caller) -> Response:

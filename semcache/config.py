@@ -82,6 +82,10 @@ class Settings:
     open: bool = False  # allow serving the sidecar's own upstream key on a non-loopback address without client keys
     allowed_hosts: tuple[str, ...] = ()  # Host names served besides 127.0.0.1, localhost, [::1] and `host`; "*" = any
     allowed_origins: tuple[str, ...] = ()  # browser origins allowed to call (and CORS enabled for); "*" = any
+    max_header_bytes: int = 64 * 1024  # request line + headers; more: 431 (server/protocol.py)
+    max_headers: int = 100  # more: 431
+    header_timeout: float = 10.0  # seconds for a request's headers to arrive; else 408 and the connection closed
+    body_timeout: float = 30.0  # seconds for a request's body to arrive after its headers; else 408 and closed
     hit_usage: str = "zero"  # usage of an answer not bought upstream (hit, stale, coalesced): "zero" or "stored" (server/usage.py)
 
     def __post_init__(self) -> None:
@@ -125,7 +129,8 @@ class Settings:
                 raise ConfigError(f"setting {name!r} must be >= 0, got {getattr(self, name)!r}")
         if self.hit_usage not in ("zero", "stored"):
             raise ConfigError(f"setting 'hit_usage' must be 'zero' or 'stored', got {self.hit_usage!r}")
-        for name in ("upstream_timeout", "deadline", "max_body_bytes"):
+        for name in ("upstream_timeout", "deadline", "max_body_bytes", "max_header_bytes", "max_headers", "header_timeout",
+                     "body_timeout"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"setting {name!r} must be positive, got {getattr(self, name)!r}")
 

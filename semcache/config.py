@@ -59,8 +59,11 @@ class Settings:
     rpm: int | None = None
     tpm: int | None = None
     max_attempts: int = 5
-    upstream_timeout: float = 60.0
-    deadline: float = 120.0
+    upstream_timeout: float = 60.0  # the SDK's timeout: connect, and a stream's longest silence between two chunks
+    # A non-streamed attempt waits this long for the provider's answer to begin (a hang fails it, and it is
+    # retried within the deadline); keep it above your longest non-streamed answer, or stream long ones.
+    first_byte_timeout: float = 30.0
+    deadline: float = 60.0  # a whole call, every attempt and wait included: a hanging provider is a 504 by then (#18)
     fallback_models: tuple[str, ...] = ()
     stale_if_error: bool = True
     budget_tokens_per_day: int | None = None
@@ -129,7 +132,7 @@ class Settings:
                 raise ConfigError(f"setting {name!r} must be >= 0, got {getattr(self, name)!r}")
         if self.hit_usage not in ("zero", "stored"):
             raise ConfigError(f"setting 'hit_usage' must be 'zero' or 'stored', got {self.hit_usage!r}")
-        for name in ("upstream_timeout", "deadline", "max_body_bytes", "max_header_bytes", "max_headers", "header_timeout",
+        for name in ("upstream_timeout", "first_byte_timeout", "deadline", "max_body_bytes", "max_header_bytes", "max_headers", "header_timeout",
                      "body_timeout"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"setting {name!r} must be positive, got {getattr(self, name)!r}")

@@ -185,6 +185,7 @@ class _Send:
     path: str
     body: dict
     stream: bool
+    timeout: float | None = None  # this attempt's own (None: the client's)
 
 
 @dataclass
@@ -220,7 +221,10 @@ class OpenAIUpstream:
     An endpoint that fails (connection errors, timeouts or 5xx after retries, quota) is skipped
     for ``cooldown`` seconds; an endpoint that answers 429 after retries, or 404, is skipped for
     this call only. When every endpoint failed for a model with a quota error, 404 or 5xx, the
-    next of ``fallback_models`` is tried. ``retry.deadline`` bounds the whole call.
+    next of ``fallback_models`` is tried. ``retry.deadline`` bounds the whole call. A non-streamed
+    attempt waits at most ``first_byte_timeout`` seconds (default ``timeout``) for its answer to
+    begin, and never past the deadline: a hanging provider fails the attempt, which is retried
+    while the deadline allows. ``timeout`` is the SDK's, for streams the longest silence between chunks.
 
     With a ``budget``, each call first reserves its estimated cost (prompt estimate plus
     ``max_tokens`` or ``default_max_tokens``), raising ``BudgetExceeded`` with nothing sent when
@@ -244,6 +248,7 @@ class OpenAIUpstream:
         stats: Stats | None = None,
         pricing: Pricing | None = None,
         timeout: float = 60.0,
+        first_byte_timeout: float | None = None,
         default_max_tokens: int = 256,
         cooldown: float = 30.0,
         timer: Callable[[], float] = time.monotonic,
@@ -262,6 +267,7 @@ class OpenAIUpstream:
         self.stats = stats
         self.pricing = pricing or Pricing()
         self.timeout = timeout
+        self.first_byte_timeout = timeout if first_byte_timeout is None else first_byte_timeout
         self.default_max_tokens = default_max_tokens
         self.cooldown = cooldown
         self._timer = timer
@@ -359,7 +365,8 @@ class OpenAIUpstream:
                     else:
                         client = self._client(step.endpoint, asynchronous=False)
                         stream_cls = openai.Stream[object] if step.stream else None
-                        value = client.post(step.path, body=step.body, cast_to=object if step.stream else httpx2.Response, stream=step.stream, stream_cls=stream_cls)
+                        value = client.post(step.path, body=step.body, cast_to=object if step.stream else httpx2.Response, stream=step.stream, stream_cls=stream_cls,
+                                            options=_options(step))
                 except Exception as exc:  # handed to the plan, which decides
                     error = exc
         except StopIteration as done:
@@ -386,7 +393,8 @@ class OpenAIUpstream:
                     else:
                         client = self._client(step.endpoint, asynchronous=True)
                         stream_cls = openai.AsyncStream[object] if step.stream else None
-                        value = await client.post(step.path, body=step.body, cast_to=object if step.stream else httpx2.Response, stream=step.stream, stream_cls=stream_cls)
+                        value = await client.post(step.path, body=step.body, cast_to=object if step.stream else httpx2.Response, stream=step.stream, stream_cls=stream_cls,
+                                                  options=_options(step))
                 except Exception as exc:
                     error = exc
         except StopIteration as done:
@@ -449,7 +457,7 @@ class OpenAIUpstream:
                     attempts += 1
                     self._count("upstream_attempts", 1, tenant, model)
                     try:
-                        answer = yield _Send(endpoint, path, body, stream)
+                        answer = yield _Send(endpoint, path, body, stream, self._attempt_timeout(stream, started))
                     except openai.OpenAIError as exc:
                         error, info = translate_error(exc)
                         self.limiter.adjust(reservation, 0)  # a refused attempt spent no tokens
@@ -481,6 +489,14 @@ class OpenAIUpstream:
             if not (isinstance(error, QuotaExhausted) or error.status_code == 404 or (error.status_code or 0) >= 500):
                 raise error
         raise error
+
+    def _attempt_timeout(self, stream: bool, started: float) -> float | None:
+        """A non-streamed attempt waits ``first_byte_timeout`` for its answer to begin, and never past the
+        deadline; a streamed one keeps the client's ``timeout`` (the longest silence between two chunks)."""
+        if stream:
+            return None
+        left = self.retry.deadline - (self._timer() - started)
+        return max(0.1, min(self.first_byte_timeout, left))
 
     def _endpoint_order(self) -> list[int]:
         """Healthy endpoints in configured order, then those cooling down, soonest back first."""
@@ -589,6 +605,10 @@ class OpenAIUpstream:
     def _count(self, counter: str, amount: float, tenant: str, model: str) -> None:
         if self.stats is not None:
             self.stats.incr(counter, amount, tenant=tenant, model=model)
+
+
+def _options(step: _Send) -> dict:
+    return {} if step.timeout is None else {"timeout": step.timeout}
 
 
 def _endpoint_failed(error: UpstreamError) -> bool:

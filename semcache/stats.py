@@ -101,6 +101,7 @@ class Stats:
         self._sink = sink
         self._pending: dict[Key, float] = defaultdict(float)
         self._lock = threading.Lock()
+        self._stored: dict[Key, float] = {}  # the sink's counters as last read (for local_snapshot)
 
     def incr(self, counter: str, amount: float = 1, *, tenant: str = "", model: str = "") -> None:
         """Add ``amount`` to ``counter`` for (tenant, model); persisted at the next flush."""
@@ -124,22 +125,28 @@ class Stats:
                         self._pending[key] += value
                 raise
 
-    def _all(self) -> dict[Key, float]:
+    def _all(self, *, local: bool = False) -> dict[Key, float]:
         merged: dict[Key, float] = defaultdict(float)
         if self._sink is not None:
-            for key, value in self._sink.counters().items():
+            if not local:
+                self._stored = dict(self._sink.counters())
+            for key, value in self._stored.items():
                 merged[key] += value
         with self._lock:
             for key, value in self._pending.items():
                 merged[key] += value
         return merged
 
-    def snapshot(self) -> dict:
-        """Return ``{"total": {...}, "by_tenant": {t: {...}}, "by_model": {m: {...}}}``."""
+    def snapshot(self, *, local: bool = False) -> dict:
+        """Return ``{"total": {...}, "by_tenant": {t: {...}}, "by_model": {m: {...}}}``.
+
+        ``local``: without reading the sink (it may be out of reach): its counters as last read,
+        plus this process's counts since, so a counter never goes down while the sink is away.
+        """
         total: dict[str, float] = defaultdict(float)
         by_tenant: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
         by_model: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-        for (tenant, model, counter), value in self._all().items():
+        for (tenant, model, counter), value in self._all(local=local).items():
             total[counter] += value
             by_tenant[tenant or "default"][counter] += value
             if model:

@@ -463,3 +463,10 @@ class SemanticCache(MissPath):
         if budget is not None:
             snapshot["budget"] = budget.state()
         return snapshot
+
+    def local_stats(self) -> dict:
+        """``stats`` without the store (for while it is out of reach): the counters as last read plus this
+        process's counts since, and this process's view of the cache's size. Reads nothing remote."""
+        snapshot = self._stats.snapshot(local=True)
+        snapshot["cache"] = {"entries": len(self._mirror), "bytes": self._mirror.bytes}
+        return snapshot

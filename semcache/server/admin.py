@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ..errors import AuthenticationFailed, RequestError
+from ..errors import AuthenticationFailed, RequestError, StoreError
 from ..stats import COUNTERS
 from .errors import NotFound, error_body
 from .upstreams import bearer
@@ -64,7 +64,12 @@ class StatsCollector:
         self.cache = cache
 
     def collect(self):
-        snapshot = self.cache.stats()
+        try:
+            snapshot, up = self.cache.stats(), 1.0
+        except (StoreError, OSError):  # the store (Redis) is out of reach: what this process knows, marked (#18)
+            snapshot, up = self.cache.local_stats(), 0.0
+        yield GaugeMetricFamily("semcache_store_up", "1 when the store answered this scrape, 0 when the counters are "
+                                "this process's own (the store's as last read, plus its counts since)", value=up)
         total = snapshot["total"]
         for name in COUNTERS:
             family = CounterMetricFamily(f"semcache_{name}", f"semcache counter {name} (see semcache.stats)")

@@ -29,8 +29,10 @@ from semcache.server import create_app
 from semcache.server.protocol import protocol_class
 from semcache.testing.mock import create_app as create_mock
 from semcache.testing.serving import running_server
+from semcache.wiring import cache_from_settings
 
 from conftest import WordEmbedder
+from redis_server import fresh_prefix, redis_server  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.server
 
@@ -53,6 +55,23 @@ def stack(tmp_path_factory):
             # The sidecar's own HTTP protocol (limits, timeouts, JSON 400s), as `semcache serve` runs it.
             with running_server(app, http=protocol_class(settings_)) as url, httpx2.Client(base_url=url, timeout=30) as http:
                 yield url, mock, http
+
+
+@pytest.fixture(scope="module")
+def redis_stack(tmp_path_factory, redis_server):  # noqa: F811
+    """The same sidecar on a real redis-server (the probe fuzzed both stores): (URL, mock URL, client)."""
+    directory = str(tmp_path_factory.mktemp("fuzz-redis"))
+    with running_server(create_mock()) as mock:
+        settings_ = Settings(cache_dir=directory, upstream_base_url=mock + "/v1", max_attempts=1, max_body_bytes=200_000,
+                             store=redis_server.url, store_prefix=fresh_prefix(), snapshot_file="", header_timeout=1.0,
+                             body_timeout=1.0, rpm=100_000, budget_tokens_per_day=10_000_000)
+        cache = cache_from_settings(settings_, embedder=WordEmbedder(), policy=MatchPolicy.cosine(0.9), environ={})
+        try:
+            app = create_app(settings_, cache=cache, environ={"SEMCACHE_ADMIN_TOKEN": ADMIN, "OPENAI_API_KEY": "sk-fuzz-own"})
+            with running_server(app, http=protocol_class(settings_)) as url, httpx2.Client(base_url=url, timeout=30) as http:
+                yield url, mock, http
+        finally:
+            cache.close()
 
 
 def check(answer: httpx2.Response, route: str) -> None:
@@ -335,6 +354,26 @@ def test_a_field_the_route_ignores_never_fails_it(stack, route, body, field):
         answer = send(http, "POST", route, route, body=encode({**body, field: value}),
                       headers=[(b"content-type", b"application/json"), (b"authorization", b"Bearer sk-fuzz-caller"),
                                (b"cache-control", b"no-cache")])
+        assert answer.status_code == 200, (value, answer.text[:300])
+
+
+@settings(FUZZ, max_examples=120)
+@given(route=st.sampled_from(sorted(ROUTES)), data=st.data())
+def test_generated_bodies_on_the_redis_store(redis_stack, route, data):
+    """The generated bodies again, on Redis with a shared limiter and a budget ledger there (#18 item 1: the
+    probe's 500s came on both stores, through the token estimate of the limiter and the budget)."""
+    _, _, http = redis_stack
+    body = data.draw(ROUTES[route])
+    send(http, "POST", route, "redis " + route, body=encode(body), headers=[(b"content-type", b"application/json"),
+                                                                           (b"authorization", b"Bearer sk-fuzz-caller")])
+
+
+@pytest.mark.parametrize("route, body, field", IGNORED_FIELDS, ids=[f"{r}-{f}" for r, _, f in IGNORED_FIELDS])
+def test_a_field_the_route_ignores_never_fails_it_on_redis(redis_stack, route, body, field):
+    _, _, http = redis_stack
+    for value in ODD_FIELD_VALUES:
+        answer = send(http, "POST", route, "redis " + route, body=encode({**body, field: value}),
+                      headers=[(b"content-type", b"application/json"), (b"authorization", b"Bearer sk-fuzz-caller")])
         assert answer.status_code == 200, (value, answer.text[:300])
 
 

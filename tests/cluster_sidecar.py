@@ -2,7 +2,7 @@
 
     python tests/cluster_sidecar.py          # settings from SEMCACHE_* (port, store, policy, ...)
 
-It is ``semcache serve`` (``server.serve``: ``create_app`` under uvicorn, the sidecar's own protocol) with ``conftest.WordEmbedder`` instead of
+It is ``semcache serve`` (``server.serve``: ``create_app`` under uvicorn with the sidecar's protocol) with ``conftest.WordEmbedder`` instead of
 the packaged model, so a replica starts in a second or two: the tests are about what replicas
 share, not about the model. Pass the match policy as a policy file (``SEMCACHE_POLICY``).
 """

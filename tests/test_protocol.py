@@ -177,6 +177,18 @@ def test_headers_that_never_complete_are_a_408(sidecar):
     assert "headers" in assert_openai_error(raw, 408, "request_timeout")["message"] and seconds < 5
 
 
+def test_a_kept_alive_connection_whose_next_request_stalls_gets_its_408(sidecar):
+    _, address = sidecar
+    with socket.create_connection(address, timeout=10) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: a")  # never completed
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    assert_openai_error(received, 408, "request_timeout")
+
+
 def test_a_keep_alive_connection_answers_several_requests_within_the_limits(sidecar):
     _, address = sidecar
     request = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"

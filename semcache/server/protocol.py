@@ -134,7 +134,8 @@ class SidecarProtocol(HttpToolsProtocol):
         if self.transport.is_closing():
             return
         cycle = self.cycle
-        if cycle is None or not cycle.response_started:
+        answering = cycle is not None and cycle.response_started and not cycle.response_complete
+        if not answering:  # (a kept-alive connection's previous cycle is complete: this request gets its 408 too)
             self.logger.warning("semcache sidecar: %s not received within %gs; closing the connection", what, seconds)
             self.transport.write(refusal_bytes(408, "request_timeout",
                                                f"the request's {what} did not arrive within {seconds:g} seconds"))

@@ -487,8 +487,9 @@ def create_app(settings: Settings, *, cache: SemanticCache | None = None, upstre
         Route("/v1/models/{model:path}", _models, methods=["GET"]),
         *admin.routes(guarded),
     ]
-    middleware = [Middleware(TrailingSlash), Middleware(HostOriginGuard, hosts=(settings.host, *settings.allowed_hosts), origins=settings.allowed_origins),
+    middleware = [Middleware(HostOriginGuard, hosts=(settings.host, *settings.allowed_hosts), origins=settings.allowed_origins),
                   *cors(settings)]
+    middleware.insert(0, Middleware(TrailingSlash))  # outermost: /v1/chat/completions/ is routed (and checked) as without it
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan, exception_handlers={404: _not_found, 405: _not_found})
     app.state.sidecar = sidecar
     app.state.read_json = read_json

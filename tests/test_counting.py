@@ -159,3 +159,28 @@ def test_identical_concurrent_requests_through_the_sidecar_are_one_miss_and_coal
             assert a.json()["usage"]["total_tokens"] == 0
     total = httpx2.get(url + "/semcache/stats").json()["total"]
     assert (total["misses"], total["semantic_hits"], total["coalesced"] + total["exact_hits"]) == (1, 0, 5)
+
+
+def test_the_decorator_counts_followers_as_hits_not_misses(make_cache):
+    """``cache_info()`` counts what the function did: one call for five concurrent identical requests (was 5 misses)."""
+    import semcache
+
+    cache = make_cache(policy=POLICY)
+    calls = []
+    barrier = threading.Barrier(5)
+
+    @semcache.cached(cache=cache)
+    def ask_once(prompt: str) -> str:
+        calls.append(prompt)
+        time.sleep(0.5)
+        return "answer to " + prompt
+
+    def one(_):
+        barrier.wait()
+        return ask_once("what is the boiling point of water")
+
+    with ThreadPoolExecutor(5) as pool:
+        answers = list(pool.map(one, range(5)))
+    info = ask_once.cache_info()
+    assert len(calls) == 1 and set(answers) == {"answer to what is the boiling point of water"}
+    assert (info.misses, info.hits) == (1, 4)

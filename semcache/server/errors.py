@@ -4,7 +4,8 @@
 (and every SDK a client uses) sees the same statuses: 400 bad request (naming the field), 401
 bad credentials, 403 a foreign Origin or Host, 404 an entry that does not exist, 413 body too large, 415 a body that is not JSON,
 429 rate-limited or out of quota (``retry-after`` set), 502/504 upstream unreachable or silent, 503
-the store (Redis) out of reach for a route that cannot do without it.
+the store (Redis) out of reach for a route that cannot do without it. (408 and 431, and the 400s
+of requests that are not HTTP at all, are written by the connection itself: ``protocol.py``.)
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo demo-cluster test bench clean redis-server
+.PHONY: demo demo-cluster test bench clean redis-server chromium
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,7 +21,7 @@ demo: $(STAMP)
 demo-cluster: $(STAMP) redis-server
 	HF_HUB_OFFLINE=1 $(BIN)/python -m semcache.tools.cluster_demo
 
-test: $(STAMP) redis-server
+test: $(STAMP) redis-server chromium
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
 
 # The Redis tests start their own redis-server on a free loopback port; install Debian's
@@ -34,6 +34,18 @@ redis-server:
 	  else \
 	    echo "the Redis tests need redis-server: run 'sudo apt-get install redis-server' (Debian/Ubuntu)" \
 	         "or 'brew install redis' (macOS), then 'make test' again" >&2; exit 1; \
+	  fi; }
+
+# The review page's test drives a headless Chromium through Selenium: Debian's chromium and
+# chromium-driver (Selenium's own driver download is never used), installed like redis-server.
+chromium:
+	@{ command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; } || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing chromium and chromium-driver (Debian's packages) for the review page's browser test"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver; \
+	  else \
+	    echo "the browser test needs Chromium and its driver: run 'sudo apt-get install chromium chromium-driver' (Debian/Ubuntu)" \
+	         "or 'brew install --cask chromium chromedriver' (macOS), then 'make test' again" >&2; exit 1; \
 	  fi; }
 
 bench: $(STAMP)

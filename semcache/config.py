@@ -90,6 +90,12 @@ class Settings:
     header_timeout: float = 10.0  # seconds for a request's headers to arrive; else 408 and the connection closed
     body_timeout: float = 30.0  # seconds for a request's body to arrive after its headers; else 408 and closed
     hit_usage: str = "zero"  # usage of an answer not bought upstream (hit, stale, coalesced): "zero" or "stored" (server/usage.py)
+    # alerts (server/alerts.py): budget alert and stop, insufficient_quota, a run of upstream 429s
+    alert_webhook_url: str | None = dataclasses.field(default=None, repr=False)  # a secret: Slack's URL holds its token
+    alert_format: str = "slack"  # the webhook's JSON: slack, dingtalk, wecom or feishu
+    alert_429_count: int = 20  # this many upstream 429s within alert_429_window seconds, all replicas together, alert
+    alert_429_window: float = 60.0
+    alert_repeat: float = 3600.0  # seconds before the same quota (or 429) alert is sent again
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -134,6 +140,14 @@ class Settings:
             raise ConfigError(f"setting 'hit_usage' must be 'zero' or 'stored', got {self.hit_usage!r}")
         for name in ("upstream_timeout", "first_byte_timeout", "deadline", "max_body_bytes", "max_header_bytes", "max_headers", "header_timeout",
                      "body_timeout"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"setting {name!r} must be positive, got {getattr(self, name)!r}")
+
+        if self.alert_webhook_url is not None and not self.alert_webhook_url.startswith(("http://", "https://")):
+            raise ConfigError("setting 'alert_webhook_url' must be an http:// or https:// URL")  # never echoed: a secret
+        if self.alert_format not in ("slack", "dingtalk", "wecom", "feishu"):
+            raise ConfigError(f"setting 'alert_format' must be slack, dingtalk, wecom or feishu, got {self.alert_format!r}")
+        for name in ("alert_429_count", "alert_429_window", "alert_repeat"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"setting {name!r} must be positive, got {getattr(self, name)!r}")
 

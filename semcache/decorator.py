@@ -392,7 +392,7 @@ class _State:
 
     def count(self, status: str) -> None:
         with self._lock:  # a follower of an identical call in flight did not call the function: a hit here
-            self._counts["hit" if status == "coalesced" else status] += 1
+            self._counts["hit" if status == "follower" else status] += 1
 
     def _own(self, cache: SemanticCache) -> list[int]:
         # The engine cannot select entries by tenant yet: read them all (cache_clear and

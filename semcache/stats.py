@@ -49,6 +49,8 @@ COUNTERS = (
 )
 
 Key = tuple[str, str, str]  # (tenant, model, counter)
+# Told of every count as it happens: (counter, amount, tenant, model, detail); see ``Stats.listen``.
+Listener = Callable[[str, float, str, str, "Mapping[str, object] | None"], None]
 
 log = logging.getLogger("semcache")
 
@@ -100,15 +102,38 @@ class Stats:
     def __init__(self, sink: CounterSink | None = None) -> None:
         self._sink = sink
         self._pending: dict[Key, float] = defaultdict(float)
+        self._process: dict[Key, float] = defaultdict(float)  # this process's own counts, never flushed away
+        self._listeners: list[Listener] = []
         self._lock = threading.Lock()
-        self._stored: dict[Key, float] = {}  # the sink's counters as last read (for local_snapshot)
 
-    def incr(self, counter: str, amount: float = 1, *, tenant: str = "", model: str = "") -> None:
-        """Add ``amount`` to ``counter`` for (tenant, model); persisted at the next flush."""
+    def incr(self, counter: str, amount: float = 1, *, tenant: str = "", model: str = "",
+             detail: Mapping[str, object] | None = None) -> None:
+        """Add ``amount`` to ``counter`` for (tenant, model); persisted at the next flush.
+
+        ``detail`` (what the event was, e.g. which budget) is only handed to the listeners.
+        """
         if not amount:
             return
+        key = (tenant, model or "", counter)
         with self._lock:
-            self._pending[(tenant, model or "", counter)] += amount
+            self._pending[key] += amount
+            self._process[key] += amount
+        for listener in self._listeners:
+            try:
+                listener(counter, amount, tenant, model or "", detail)
+            except Exception as exc:  # a listener (metrics, alerts) must never fail what it watches
+                log.warning("semcache stats listener failed: %s: %s", type(exc).__name__, exc)
+
+    def listen(self, listener: Listener) -> None:
+        """Call ``listener(counter, amount, tenant, model, detail)`` after every count, in the counting thread
+        (keep it quick: the sidecar's alerts only queue what they will send)."""
+        self._listeners.append(listener)
+
+    def process_counts(self) -> dict[Key, float]:
+        """Return what this process counted since it started (not the store's totals, which every
+        process sharing the store adds to): what a Prometheus scrape of one replica must show."""
+        with self._lock:
+            return dict(self._process)
 
     def flush(self) -> None:
         """Write pending deltas to the sink (kept for the next flush when the write fails)."""
@@ -125,28 +150,22 @@ class Stats:
                         self._pending[key] += value
                 raise
 
-    def _all(self, *, local: bool = False) -> dict[Key, float]:
+    def _all(self) -> dict[Key, float]:
         merged: dict[Key, float] = defaultdict(float)
         if self._sink is not None:
-            if not local:
-                self._stored = dict(self._sink.counters())
-            for key, value in self._stored.items():
+            for key, value in self._sink.counters().items():
                 merged[key] += value
         with self._lock:
             for key, value in self._pending.items():
                 merged[key] += value
         return merged
 
-    def snapshot(self, *, local: bool = False) -> dict:
-        """Return ``{"total": {...}, "by_tenant": {t: {...}}, "by_model": {m: {...}}}``.
-
-        ``local``: without reading the sink (it may be out of reach): its counters as last read,
-        plus this process's counts since, so a counter never goes down while the sink is away.
-        """
+    def snapshot(self) -> dict:
+        """Return ``{"total": {...}, "by_tenant": {t: {...}}, "by_model": {m: {...}}}``."""
         total: dict[str, float] = defaultdict(float)
         by_tenant: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
         by_model: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-        for (tenant, model, counter), value in self._all(local=local).items():
+        for (tenant, model, counter), value in self._all().items():
             total[counter] += value
             by_tenant[tenant or "default"][counter] += value
             if model:

@@ -2,9 +2,9 @@
 
 - The same request stored by an identical one while this one waited for the model is an *exact*
   hit, never a semantic hit of similarity 1.0.
-- A follower of an identical upstream call in flight is "coalesced" (its own counter and
-  ``x-semcache`` value), never a miss: 20 requests of 10 questions are 10 misses, not 20.
-- An answer the request did not buy (hit, stale, coalesced) reports zero ``usage`` (what it cost),
+- A follower of an identical upstream call in flight is a "follower" (its own ``x-semcache`` value, counted
+  as ``coalesced``), never a miss: 20 requests of 10 questions are 10 misses, not 20.
+- An answer the request did not buy (hit, stale, follower) reports zero ``usage`` (what it cost),
   the stored counts under ``usage.semcache.saved``; read with the openai SDK, streamed or not.
 """
 
@@ -78,7 +78,7 @@ def test_followers_of_a_call_in_flight_are_coalesced_not_misses(tmp_path):
         total = cache.stats()["total"]
     statuses = sorted(r.status for r in results)
     assert len(calls) == 10 and total["misses"] == 10 == statuses.count("miss")
-    assert total["coalesced"] + total["exact_hits"] == 10 and total["coalesced"] == statuses.count("coalesced") > 0
+    assert total["coalesced"] + total["exact_hits"] == 10 and total["coalesced"] == statuses.count("follower") > 0
     assert total["requests"] == 20 and total["requests_saved"] == 10
     for result in results:  # every answer is its own question's
         assert result.response == answer("answer to " + result.key.query_text)
@@ -152,7 +152,7 @@ def test_identical_concurrent_requests_through_the_sidecar_are_one_miss_and_coal
     with ThreadPoolExecutor(6) as pool:
         answers = list(pool.map(one, range(6)))
     kinds = sorted(a.headers["x-semcache"] for a in answers)
-    assert kinds.count("miss") == 1 and set(kinds) <= {"miss", "coalesced", "hit"}, kinds
+    assert kinds.count("miss") == 1 and set(kinds) <= {"miss", "follower", "hit"}, kinds
     assert all(a.headers.get("x-semcache-match") != "semantic" for a in answers)
     for a in answers:
         if a.headers["x-semcache"] != "miss":

@@ -123,3 +123,20 @@ def test_format_table_shows_counters_and_tenants():
     assert "tenant a" in table and "tenant b" in table
     assert "1,235" in table and "0.5000" in table
     assert "semantic_hits" not in table  # all-zero rows are left out
+
+
+def test_process_counts_are_this_processes_own_and_listeners_hear_every_count(caplog):
+    sink = DictSink()
+    sink.data[("a", "m", "requests")] = 40.0  # what other processes on the store counted
+    stats = Stats(sink)
+    heard = []
+    stats.listen(lambda *event: (_ for _ in ()).throw(RuntimeError("a broken listener")))
+    stats.listen(lambda counter, amount, tenant, model, detail: heard.append((counter, amount, tenant, model, detail)))
+    stats.incr("requests", tenant="a", model="m")
+    stats.incr("budget_stops", tenant="a", detail={"budget": "usd_per_day"})
+    stats.flush()
+    stats.incr("requests", tenant="a", model="m")
+    assert stats.snapshot()["total"]["requests"] == 42  # the store's totals
+    assert stats.process_counts() == {("a", "m", "requests"): 2, ("a", "", "budget_stops"): 1}  # flushing keeps them
+    assert heard[1] == ("budget_stops", 1, "a", "", {"budget": "usd_per_day"}) and len(heard) == 3
+    assert "a broken listener" in caplog.text  # logged; the count still happened

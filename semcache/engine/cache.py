@@ -24,7 +24,6 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from ..embedding.base import CachingEmbedder, Embedder
-from ..embedding.pair import PairClassifier
 from ..embedding.sentence import SentenceTransformerEmbedder
 from ..errors import RequestError, StoreError
 from ..keys import RequestKey, normalize
@@ -92,9 +91,6 @@ class SemanticCache(MissPath):
         inner = embedder if embedder is not None else SentenceTransformerEmbedder()
         self.embedder = CachingEmbedder(inner, embed_cache_size) if embed_cache_size else inner
         policy = policy if policy is not None else MatchPolicy()
-        if policy.needs_pair:  # the default cascade: its uncertain band goes to the shipped pair classifier
-            policy = policy.with_pair(PairClassifier())
-        policy.check_dimension(self.embedder.dim)
         self.policy = policy
         self.store = store if store is not None else DiskStore(directory)
         try:
@@ -163,6 +159,11 @@ class SemanticCache(MissPath):
         self._mirror.sync()
 
     @property
+    def size(self) -> tuple[int, int]:
+        """(entries, approximate bytes) as this process last synced them from the store (reads nothing)."""
+        return len(self._mirror), self._mirror.bytes
+
+    @property
     def index(self) -> PartitionedIndex:
         """This process's vector index: derived from the store, read it, never write it."""
         return self._mirror.index
@@ -189,8 +190,21 @@ class SemanticCache(MissPath):
         self._tally(result)
         return result.hit, result.decision
 
+    # Told how long each lookup took: ``lookup_observer(outcome, seconds)``, outcome "exact", "semantic",
+    # "miss" or "error" (the sidecar's latency histogram). None: nobody listens.
+    lookup_observer: Callable[[str, float], None] | None = None
+
     def _look(self, key: RequestKey, threshold: float | None) -> "Looked":
         """Look a key up; never raises but ``RequestError`` (anything else fails open, recorded)."""
+        observer = self.lookup_observer
+        if observer is None:
+            return self._look_safe(key, threshold)
+        started = time.perf_counter()
+        looked = self._look_safe(key, threshold)
+        observer(looked.hit.kind if looked.hit is not None else "error" if looked.error else "miss", time.perf_counter() - started)
+        return looked
+
+    def _look_safe(self, key: RequestKey, threshold: float | None) -> "Looked":
         try:
             return self._look_unsafe(key, threshold)
         except RequestError:
@@ -462,11 +476,4 @@ class SemanticCache(MissPath):
         budget = getattr(self.upstream, "budget", None)
         if budget is not None:
             snapshot["budget"] = budget.state()
-        return snapshot
-
-    def local_stats(self) -> dict:
-        """``stats`` without the store (for while it is out of reach): the counters as last read plus this
-        process's counts since, and this process's view of the cache's size. Reads nothing remote."""
-        snapshot = self._stats.snapshot(local=True)
-        snapshot["cache"] = {"entries": len(self._mirror), "bytes": self._mirror.bytes}
         return snapshot

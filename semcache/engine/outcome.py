@@ -47,7 +47,7 @@ class Hit:
 class Result:
     """What one request did.
 
-    ``status``: "hit", "miss" (this request's own upstream call), "coalesced" (a miss that joined an
+    ``status``: "hit", "miss" (this request's own upstream call), "follower" (a miss that joined an
     identical request's upstream call already in flight, and got its answer: no call of its own),
     "bypass" (the caller skipped the lookup) or "stale" (upstream
     failed and an expired answer to the same question was served: the expired copy of the same
@@ -82,7 +82,7 @@ def tally(stats: Stats, result: Result, pricing: Pricing) -> None:
         incr("bypasses")
     elif result.status == "hit":
         incr("exact_hits" if result.hit.kind == "exact" else "semantic_hits")
-    elif result.status == "coalesced":  # one upstream call answered it and its leader: saved, not a miss
+    elif result.status == "follower":  # one upstream call answered it and its leader: saved, not a miss
         incr("coalesced")
         prompt, completion = usage_of(result.response)
         incr("requests_saved")
@@ -130,7 +130,7 @@ class Looked:
 
     def merge(self, answer: Result, shared: bool) -> Result:
         """A miss path's answer, with this lookup's failure (if any) and whether it was shared (a
-        shared miss is "coalesced": the follower of another request's call)."""
-        status = "coalesced" if shared and answer.status == "miss" else answer.status
+        shared miss is a "follower" of another request's call, counted as ``coalesced``)."""
+        status = "follower" if shared and answer.status == "miss" else answer.status
         return Result(answer.response, status, answer.key, answer.hit, answer.entry_id, answer.decision,
                       self.error, self.bug, answer.store_error, shared)

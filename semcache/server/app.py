@@ -44,13 +44,16 @@ from ..errors import RequestError, UpstreamStatusError
 from ..keys import tenant_from_api_key
 from ..upstream.client import translate_error
 from ..upstream.tokens import encoding_for, usage_of
-from ..wiring import cache_from_settings, embedder_from_settings, limiter_from_settings, policy_from_settings
-from . import admin
+from ..wiring import cache_from_settings, embedder_from_settings, limiter_from_settings
+from . import admin, review
+from .alerts import Alerter
 from .auth import ClientKeys, TenantQuota, check_exposure, load_client_keys
+from .decisions import Decisions
 from .engine_loop import EngineLoop
 from .errors import BodyTooLarge, error_body, error_response
 from .guard import check_request, model_id, parse_body
 from .hosts import HostOriginGuard, cors, require_json
+from .metrics import ROUTE_OF_KIND, Metrics, result_label, tenant_label
 from .paths import TrailingSlash
 from .streaming import DONE, assemble, encode, fresh, replay, strip_usage
 from .upstreams import UpstreamPool, bearer
@@ -135,7 +138,7 @@ class Sidecar:
     """The state every route shares: settings, the cache, the upstream clients, the keys and tokens."""
 
     def __init__(self, settings: Settings, cache: SemanticCache, upstreams: UpstreamPool, *, admin_token: str | None,
-                 owns_cache: bool, client_keys: ClientKeys | None = None) -> None:
+                 owns_cache: bool, client_keys: ClientKeys | None = None, metrics: Metrics | None = None) -> None:
         self.settings = settings
         self.cache = cache
         self.upstreams = upstreams
@@ -151,8 +154,26 @@ class Sidecar:
                                                   pricing=cache.pricing, stats=cache.stats_recorder, ledger=cache.store,
                                                   limiter=shared)
         self.engine = EngineLoop(workers=WORKER_THREADS)
+        self.alerts = Alerter.from_settings(settings, ledger=cache.store)
+        cache.stats_recorder.listen(self.alerts.listen)
+        self.metrics = (metrics or Metrics(settings)).watch(cache, budgets=self.budgets, alerts=self.alerts.counts)
+        self.decisions = Decisions()  # for the review page (/semcache/ui)
+        self.history = review.History(lambda: cache.stats()["total"])
         self.snapshots = SnapshotTimer(cache, settings.snapshot_interval)
         self.loop: asyncio.AbstractEventLoop | None = None  # the server's loop (HTTP)
+
+    def budgets(self) -> list[tuple[str, Any]]:
+        """The budget guards to report: ("all", the sidecar's own) and each tenant's, by its name."""
+        out = [("all", self.upstreams.budget)] if self.upstreams.budget is not None else []
+        return out + [(tenant, quota.budget) for tenant, quota in sorted(self.quotas.items()) if quota.budget is not None]
+
+    def answered(self, kind: str, caller: Caller, body: Mapping[str, Any], result: Result | str, started: float) -> None:
+        """Count an answer (metrics) and keep its decision for review when it came close (``decisions``)."""
+        route = ROUTE_OF_KIND[kind]
+        label = result if isinstance(result, str) else result_label(result)
+        self.metrics.answered(route, caller.tenant, body, label, time.perf_counter() - started)
+        if not isinstance(result, str):
+            self.decisions.record(result, route=route, tenant=tenant_label(caller.tenant), model=self.metrics.model_label(body))
 
     def prepare(self) -> None:
         """Note the server's loop and start the engine's (idempotent)."""
@@ -171,6 +192,8 @@ class Sidecar:
                         remaining, DRAIN_TIMEOUT_S)
         await self.engine.run(self.upstreams.aclose())
         await asyncio.to_thread(self.snapshots.stop)
+        await asyncio.to_thread(self.alerts.close)
+        await asyncio.to_thread(self.history.stop)
         if self.owns_cache:  # closing saves the index snapshot, when there is one
             await asyncio.to_thread(self.cache.close)
         await self.engine.stop()
@@ -209,12 +232,15 @@ class Sidecar:
         upstream = self.upstreams.for_caller(caller.upstream_key)
         quota = caller.quota
         ticket = await quota.admit(body, kind) if quota is not None else None
+        started = time.perf_counter()
         try:
             response = await upstream.acall(body, kind=kind, tenant=caller.tenant)
         except BaseException:
+            self.metrics.upstream(body, False, time.perf_counter() - started)
             if quota is not None:
                 quota.refund(ticket)
             raise
+        self.metrics.upstream(body, True, time.perf_counter() - started)
         if quota is not None:
             await quota.settle(ticket, response.model, response.prompt_tokens, response.completion_tokens)
         return response.body
@@ -228,7 +254,9 @@ class Sidecar:
 
     async def complete(self, body: dict, kind: str, caller: Caller, options: Options) -> Response:
         """Answer a non-streaming request from the cache, or upstream (stored inside the single flight)."""
+        started = time.perf_counter()
         result = await self.engine.run(self._complete_on_engine(body, kind, caller, options))
+        self.answered(kind, caller, body, result, started)
         return Answer(self._present(kind, result), headers=_headers(result))
 
     async def _stream_on_engine(self, body: dict, kind: str, caller: Caller, options: Options,
@@ -239,17 +267,21 @@ class Sidecar:
 
         async def call(_: Any) -> dict:
             chunks: list[dict] = []
-            quota, ticket = caller.quota, None
+            quota, ticket, started = caller.quota, None, None
             try:
                 upstream = self.upstreams.for_caller(caller.upstream_key)
                 ticket = await quota.admit(body, kind) if quota is not None else None
+                started = time.perf_counter()
                 async for chunk in upstream.astream(upstream_body, kind=kind, tenant=caller.tenant):
                     chunks.append(chunk)
                     push(chunk)
                 answer = assemble(kind, chunks)
                 if answer is None:
                     raise UpstreamStatusError("the upstream stream ended before the answer was complete", code="incomplete_stream")
+                self.metrics.upstream(body, True, time.perf_counter() - started)
             except BaseException as exc:
+                if started is not None:
+                    self.metrics.upstream(body, False, time.perf_counter() - started)
                 if quota is not None:
                     quota.refund(ticket)
                 push(_Failed(exc))
@@ -267,6 +299,7 @@ class Sidecar:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
         client_usage = _include_usage(body)
+        started = time.perf_counter()
 
         def push(item: Any) -> None:  # called on the engine loop
             loop.call_soon_threadsafe(queue.put_nowait, item)
@@ -280,15 +313,17 @@ class Sidecar:
         first = getter.result() if getter.done() else None
         if isinstance(first, dict):
             status = "bypass" if options.no_cache else "miss"
+            self.answered(kind, caller, body, status, started)
             events = _pass_through(kind, first, queue, client_usage, stored=task)
             return StreamingResponse(events, media_type="text/event-stream", headers={"x-semcache": status, "cache-control": "no-cache"})
         getter.cancel()
         result = await task  # a hit, a stale answer, a shared flight, or the error
+        self.answered(kind, caller, body, result, started)
         events = b"".join(replay(kind, self._present(kind, result), include_usage=client_usage))
         return Response(events, media_type="text/event-stream", headers={**_headers(result), "cache-control": "no-cache"})
 
     def _present(self, kind: str, result: Result) -> Any:
-        if result.status in ("hit", "stale", "coalesced"):  # not bought by this request: its usage says so (usage.py)
+        if result.status in ("hit", "stale", "follower"):  # not bought by this request: its usage says so (usage.py)
             answer = fresh(kind, result.response, uuid.uuid4().hex, int(time.time()))
             return served_usage(answer, self.settings.hit_usage)
         return result.response
@@ -357,8 +392,10 @@ def _headers(result: Result) -> dict[str, str]:
     hit = result.hit
     if hit is not None:
         headers["x-semcache-match"] = hit.kind
-        if hit.decision is not None:
+        if hit.decision is not None:  # the cosine, the policy's score that decided, and the bar it cleared
             headers["x-semcache-similarity"] = f"{hit.similarity:.4f}"
+            headers["x-semcache-score"] = f"{hit.decision.score:.6f}"
+            headers["x-semcache-threshold"] = f"{hit.decision.threshold:.6g}"
     if result.entry_id is not None:
         headers["x-semcache-entry-id"] = str(result.entry_id)
     return headers
@@ -415,14 +452,20 @@ def _answer(kind: str) -> Callable[[Request], Awaitable[Response]]:
     async def route(request: Request) -> Response:
         sidecar: Sidecar = request.app.state.sidecar
         sidecar.prepare()
-        caller = sidecar.caller(request.headers)  # 401 before the body is read
-        request.state.quota = caller.quota
-        body = await read_json(request, sidecar.settings.max_body_bytes)
-        check_request(body, kind)
-        options = sidecar.options(request.headers)
-        if body.get("stream") and kind != "embeddings":
-            return await sidecar.stream(body, kind, caller, options)
-        return await sidecar.complete(body, kind, caller, options)
+        started, caller, body = time.perf_counter(), None, None
+        try:
+            caller = sidecar.caller(request.headers)  # 401 before the body is read
+            request.state.quota = caller.quota
+            body = await read_json(request, sidecar.settings.max_body_bytes)
+            check_request(body, kind)
+            options = sidecar.options(request.headers)
+            if body.get("stream") and kind != "embeddings":
+                return await sidecar.stream(body, kind, caller, options)
+            return await sidecar.complete(body, kind, caller, options)
+        except Exception:
+            sidecar.metrics.answered(ROUTE_OF_KIND[kind], caller.tenant if caller is not None else None, body, "error",
+                                     time.perf_counter() - started)
+            raise
 
     return route
 
@@ -459,15 +502,15 @@ def create_app(settings: Settings, *, cache: SemanticCache | None = None, upstre
     client_keys = load_client_keys(settings, environ)
     check_exposure(settings, own_key=own_key, client_keys=client_keys, fixed_upstream=upstream is not None)
     owns_cache = cache is None
+    metrics = Metrics(settings)
     if cache is None:
-        # Concurrent lookups share model calls: the embedding, and the pair classifier's uncertain band.
-        embedder = BatchingEmbedder(embedder if embedder is not None else embedder_from_settings(settings))
-        policy = policy_from_settings(settings, batched=True)
-        cache = cache_from_settings(settings, embedder=embedder, policy=policy, environ=environ)
+        # Concurrent lookups share embedding calls.
+        embedder = BatchingEmbedder(metrics.timed(embedder if embedder is not None else embedder_from_settings(settings)))
+        cache = cache_from_settings(settings, embedder=embedder, environ=environ)
     upstreams = UpstreamPool(settings, own_key=own_key, fixed=upstream, stats=cache.stats_recorder, pricing=cache.pricing,
                              ledger=cache.store, store=cache.store)
     sidecar = Sidecar(settings, cache, upstreams, admin_token=environ.get(settings.admin_token_env), owns_cache=owns_cache,
-                      client_keys=client_keys)
+                      client_keys=client_keys, metrics=metrics)
 
     @asynccontextmanager
     async def lifespan(app: Starlette):
@@ -475,6 +518,7 @@ def create_app(settings: Settings, *, cache: SemanticCache | None = None, upstre
         # Load both tokenizers now, not in the first request: building one holds the GIL for ~0.5 s.
         await sidecar.engine.run(asyncio.to_thread(_load_tokenizers))
         sidecar.snapshots.start()
+        sidecar.history.start()
         yield
         await sidecar.aclose()
 
@@ -486,12 +530,14 @@ def create_app(settings: Settings, *, cache: SemanticCache | None = None, upstre
         Route("/v1/models", _models, methods=["GET"]),
         Route("/v1/models/{model:path}", _models, methods=["GET"]),
         *admin.routes(guarded),
+        *review.routes(),
     ]
-    middleware = [Middleware(HostOriginGuard, hosts=(settings.host, *settings.allowed_hosts), origins=settings.allowed_origins),
+    middleware = [Middleware(metrics.middleware),
+                  Middleware(HostOriginGuard, hosts=(settings.host, *settings.allowed_hosts), origins=settings.allowed_origins),
                   *cors(settings)]
     middleware.insert(0, Middleware(TrailingSlash))  # outermost: /v1/chat/completions/ is routed (and checked) as without it
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan, exception_handlers={404: _not_found, 405: _not_found})
     app.state.sidecar = sidecar
     app.state.read_json = read_json
-    app.state.metrics = admin.registry(cache)
+    app.state.metrics = sidecar.metrics
     return app

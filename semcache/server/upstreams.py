@@ -49,6 +49,11 @@ class UpstreamPool:
         self.http = httpx2.AsyncClient(limits=httpx2.Limits(max_connections=256, max_keepalive_connections=64),
                                        timeout=settings.upstream_timeout)
 
+    @property
+    def budget(self) -> Any:
+        """The sidecar's own budget guard (``BudgetGuard``), or None when no budget is configured."""
+        return self._budget
+
     async def aclose(self) -> None:
         """Close the connections to the upstream."""
         await self.http.aclose()

@@ -45,7 +45,7 @@ class Settings:
     # matching
     model: str | None = None  # None = the packaged all-MiniLM-L6-v2
     embed_backend: str = "auto"  # "auto" (ONNX Runtime when it works, else PyTorch), "onnx" or "torch"
-    adapter: str = "default"  # "default": the cache directory's tuned adapter, else the shipped one; "none"; or a path
+    adapter: str = "default"  # "default": the cache directory's tuned adapter (semcache tune), else none; "none"; or a path
     policy: str | None = None  # a policy file written by `semcache calibrate`
     threshold: float | None = None  # overrides the policy's threshold
     top_k: int = 5
@@ -209,10 +209,10 @@ def _read_file(path: str | Path) -> Mapping[str, Any]:
         if path.suffix == ".json":
             data = json.loads(text)
         else:
-            import tomllib
+            from .toml import tomllib
 
             data = tomllib.loads(text)
-    except (ValueError, ImportError) as exc:
+    except ValueError as exc:
         raise ConfigError(f"config file {str(path)!r} cannot be parsed: {exc}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"config file {str(path)!r} must hold a table of settings")

@@ -17,7 +17,7 @@ import threading
 from collections import defaultdict
 from typing import Callable, Mapping, Protocol
 
-__all__ = ["COUNTERS", "CounterSink", "Flusher", "Stats", "format_table"]
+__all__ = ["COUNTERS", "CounterSink", "Flusher", "Stats", "format_table", "stats_tables"]
 
 # Every counter, in report order. Counters named "errors.<Class>" are added as they occur.
 COUNTERS = (
@@ -191,19 +191,55 @@ def _report(counts: Mapping[str, float]) -> dict:
     return out
 
 
-def format_table(snapshot: dict) -> str:
-    """Render a snapshot as a plain-text table (totals, then one column per tenant)."""
-    columns = [("total", snapshot["total"])] + [(f"tenant {t}", c) for t, c in snapshot["by_tenant"].items()]
-    if len(columns) == 2:  # one tenant: its column repeats the total
-        columns = columns[:1]
-    names = [n for n in snapshot["total"] if any(c.get(n) for _, c in columns)] or ["requests"]
-    width = max(len(n) for n in names) + 2
-    header = "".join(f"{title:>18}" for title, _ in columns)
-    lines = [" " * width + header]
-    for name in names:
-        cells = ""
-        for _, counts in columns:
-            value = counts.get(name, 0)
-            cells += f"{value:>18.4f}" if isinstance(value, float) else f"{value:>18,}"
-        lines.append(f"{name:<{width}}{cells}")
-    return "\n".join(lines)
+def stats_tables(snapshot: dict) -> list:
+    """Return rich ``Table``s of a snapshot: totals and one column per tenant, then one column per model.
+
+    Rows whose every cell is zero are left out; a single tenant's or model's column, which would
+    repeat the total, is too.
+    """
+    from rich.table import Table
+
+    def table(title: str, columns: list[tuple[str, Mapping[str, float]]]) -> Table:
+        names = [n for n in snapshot["total"] if any(c.get(n) for _, c in columns)] or ["requests"]
+        out = Table(title=title, title_justify="left", header_style="bold")
+        out.add_column("counter", no_wrap=True)
+        for heading, _ in columns:
+            out.add_column(heading, justify="right", overflow="fold")
+        for name in names:
+            out.add_row(name, *(_cell(name, counts.get(name, 0)) for _, counts in columns))
+        return out
+
+    tenants = [(t, c) for t, c in snapshot.get("by_tenant", {}).items()]
+    models = [(m, c) for m, c in snapshot.get("by_model", {}).items()]
+    tables = [table("by tenant" if len(tenants) > 1 else "totals", [("total", snapshot["total"])] + (tenants if len(tenants) > 1 else []))]
+    if len(models) > 1:
+        tables.append(table("by model", [("total", snapshot["total"])] + models))
+    elif models:  # one model: say which, without a column that repeats the total
+        tables[0].caption = f"model: {models[0][0]}"
+    return tables
+
+
+def _cell(name: str, value: float) -> str:
+    if name == "hit_rate":
+        return f"{value:.1%}"
+    return f"{value:,.4f}" if isinstance(value, float) else f"{value:,}"
+
+
+def format_table(snapshot: dict, *, width: int = 120) -> str:
+    """Render ``stats_tables(snapshot)`` as plain text, ``width`` columns wide at most."""
+    from rich.console import Console
+
+    console = Console(width=width, record=True, file=_Discard(), color_system=None, highlight=False)
+    for table in stats_tables(snapshot):
+        console.print(table)
+    return console.export_text().rstrip("\n")
+
+
+class _Discard:
+    """A file that drops what is written: the recorded text is what ``format_table`` returns."""
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def flush(self) -> None:
+        pass

@@ -38,11 +38,11 @@ __all__ = [
 
 def embedder_from_settings(settings: Settings) -> SentenceTransformerEmbedder:
     """The embedder ``settings`` name: its model, with the adapter ``semcache tune`` left in the
-    cache directory when ``adapter`` is "default" and there is one, else the shipped adapter."""
+    cache directory when ``adapter`` is "default" and there is one (else none), or the named one."""
     adapter: str = settings.adapter
     tuned = Path(settings.cache_dir).expanduser() / TUNED_ADAPTER
-    if adapter == "default" and tuned.is_file():
-        adapter = str(tuned)
+    if adapter == "default":
+        adapter = str(tuned) if tuned.is_file() else None
     return SentenceTransformerEmbedder(settings.model, adapter=adapter, backend=settings.embed_backend)
 
 

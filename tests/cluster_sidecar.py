@@ -21,11 +21,12 @@ from conftest import WordEmbedder  # noqa: E402
 def main() -> None:
     from semcache.config import Settings
     from semcache.errors import SemcacheError
-    from semcache.server import serve
+    from semcache.server import create_app, serve
 
     settings = Settings.load(environ=os.environ)
     try:
-        serve(settings, environ=os.environ, log_level=os.environ.get("SIDECAR_LOG_LEVEL", "warning"), embedder=WordEmbedder())
+        app = create_app(settings, environ=os.environ, embedder=WordEmbedder())
+        serve(settings, environ=os.environ, log_level=os.environ.get("SIDECAR_LOG_LEVEL", "warning"), app=app)
     except SemcacheError as exc:  # as `semcache serve` reports it
         print(f"semcache: error: {exc}", file=sys.stderr, flush=True)
         sys.exit(2)

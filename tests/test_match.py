@@ -44,6 +44,8 @@ CASES = [
     ("order", "How to convert a list to a tuple in Python", "How to convert a tuple to a list in Python", "Python: turn a list into a tuple"),
     ("order", "Translate from English to Spanish: good night", "Translate from Spanish to English: good night", "English to Spanish translation of 'good night'"),
     ("order", "Convert kilometers to miles", "Convert miles to km", "km to miles conversion"),
+    ("order", "list to numpy array", "How do I convert a numpy array to a list?", "convert a list to a numpy array"),
+    ("order", "python snake case to camel case", "python camelcase to snake case", "convert snake case to camel case in python"),
     ("operators", "Solve x^2 + 5x + 6 = 0", "Solve x^2 - 5x + 6 = 0", "solve x^2+5x+6=0 step by step"),
     ("operators", "What is 1/2 × 1/3?", "What is 1/2 ÷ 1/3?", "1/2 * 1/3 = ?"),
     ("operators", "Solve 2x + 3 = 11", "Solve 2x + 3 > 11", "2x+3=11"),

@@ -220,9 +220,9 @@ def test_a_key_in_the_query_string_never_reaches_the_access_log(tmp_path):
     """Before: ``GET /v1/models?api_key=sk-...`` was written in clear by uvicorn's access log."""
     port = free_port()
     script = ("import sys; sys.path.insert(0, 'tests'); from conftest import WordEmbedder; from semcache.config import Settings; "
-              "from semcache.server import serve; "
-              f"serve(Settings(port={port}, cache_dir={str(tmp_path / 'c')!r}, upstream_base_url='http://127.0.0.1:9/v1'), "
-              "environ={}, log_level='info', embedder=WordEmbedder())")
+              "from semcache.server import create_app, serve; "
+              f"s = Settings(port={port}, cache_dir={str(tmp_path / 'c')!r}, upstream_base_url='http://127.0.0.1:9/v1'); "
+              "serve(s, log_level='info', app=create_app(s, environ={}, embedder=WordEmbedder()))")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SEMCACHE_", "OPENAI_"))}
     env.update(HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
     log_path = tmp_path / "serve.log"

@@ -308,7 +308,15 @@ def _canonical(word: str) -> str:
 
 
 def _directions(words: tuple[str, ...]) -> frozenset[tuple[str, str]]:
-    pairs = ((_canonical(x), _canonical(y)) for x, y in _TOWARDS.findall(" ".join(words)))
+    """The two ends of each "X to Y": the word on each side, and each side's two words written as one,
+    so "snake case to camel case" and "camelcase to snake case" are seen as the reverse of each other."""
+    pairs = {(_canonical(x), _canonical(y)) for x, y in _TOWARDS.findall(" ".join(words))}
+    for i, w in enumerate(words):
+        if w in ("to", "into") and 1 <= i and i + 1 < len(words):
+            j = i + 1 + (words[i + 1] in ("a", "an", "the"))
+            lefts = {words[i - 1]} | ({words[i - 2] + words[i - 1]} if i >= 2 else set())
+            rights = {words[j]} | ({words[j] + words[j + 1]} if j + 1 < len(words) else set()) if j < len(words) else set()
+            pairs |= {(x, y) for x in lefts for y in rights if x.isalpha() and y.isalpha()}
     return frozenset((x, y) for x, y in pairs if x != y)
 
 

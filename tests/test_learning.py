@@ -64,7 +64,8 @@ def test_a_hit_with_a_close_entry_of_another_answer_is_contested(tmp_path):
 
 def test_answer_groups_are_stored_with_the_entries_and_loosen_where_neighbours_agree(tmp_path):
     placed = {"a": unit(0.86, 1), "b": unit(0.85, 2), "c": unit(0.84, 3), "far": unit(0.2, 4), QUERY: unit(1.0, 5)}
-    with cache_for(tmp_path, placed) as cache:
+    rule = LearningSettings(groups=GroupRule(margin=0.04, loose_margin=0.12, reach=0.08, support=3))
+    with cache_for(tmp_path, placed, rule) as cache:
         fill(cache, [("a", CARD), ("b", CARD), ("c", CARD), ("far", PIN)])
         groups = {e.query_text: e.answer_group for e in cache.entries()}
         first = next(e.id for e in cache.entries() if e.query_text == "a")
@@ -72,7 +73,7 @@ def test_answer_groups_are_stored_with_the_entries_and_loosen_where_neighbours_a
         hit, decision = cache.probe(QUERY)
         assert hit is not None and hit.entry.query_text == "a" and decision.reason.startswith("group-agrees:3")
     # another process on the same directory reads the groups from the store
-    with cache_for(tmp_path, placed) as again:
+    with cache_for(tmp_path, placed, rule) as again:
         assert again.lookup(QUERY) is not None
     with cache_for(tmp_path, placed, LearningSettings(groups=None)) as static:
         assert static.lookup(QUERY) is None  # 0.86 < 0.9: the static default misses

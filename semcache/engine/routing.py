@@ -42,10 +42,9 @@ MULTILINGUAL_LANGUAGES = ("zh",)
 ZH_THRESHOLD = 0.93
 ZH_MARGIN = 0.02
 # The checks the Chinese route runs: those that read Chinese (checks_zh, through the shared names)
-# and the language-independent ones; English-only word lists (question words, entities, opposites,
-# measures) find nothing to compare in Chinese text.
+# and the language-independent ones; the English question-word check finds nothing to compare in Chinese.
 ZH_CHECKS = tuple(name for name in ("numbers", "units", "versions", "dates", "negation", "quoted", "identifiers",
-                                    "language", "order", "opposites", "time", "operators", "person") if name in CHECKS)
+                                    "language", "order", "opposites", "time", "operators", "person", "measures", "entities") if name in CHECKS)
 
 
 def chinese_policy(threshold: float = ZH_THRESHOLD, languages: Sequence[str] = MULTILINGUAL_LANGUAGES) -> MatchPolicy:

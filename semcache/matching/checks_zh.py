@@ -31,7 +31,7 @@ _NUMBER = re.compile(rf"(?P<arabic>[0-9０-９]+(?:[.．][0-9０-９]+)?)(?P<mul
 # Words whose numerals are not a count ("一样" the same, "万一" in case, "千万" by all means, "一些" some).
 _NOT_NUMBERS = ("一样", "一起", "一定", "一般", "一直", "一些", "一切", "一致", "一旦", "一向", "一律", "一下", "一点",
                 "一边", "一会", "一时", "一再", "一味", "一路", "一心", "一同", "一生", "一辈子", "万一",
-                "统一", "唯一", "之一", "一方面", "一模一样", "十分", "百度", "万能", "万达", "三星", "七夕",
+                "统一", "唯一", "之一", "一方面", "一模一样", "百度", "万能", "万达", "三星", "七夕",
                 "百分百", "千兆", "一手", "一口气", "一次性", "三国", "四川", "一线", "二手", "九寨沟", "一元二次",
                 "十足", "万物", "一家人", "一体", "一带一路", "一把手", "三明治", "八卦", "九阳", "五星", "一流")
 _PERCENT = re.compile(r"百分之([零〇一二两三四五六七八九十百点]+)")
@@ -57,6 +57,7 @@ _NOT_NEGATIONS = ("不错", "不过", "不少", "不同", "不断", "不管", "�
                   "鉴别", "离别", "无数", "无限", "无比", "非法", "是非", "非洲", "没准", "不到", "莫名", "不用谢",
                   "要不", "要不然", "不禁", "不妨", "无所谓", "不知道", "不清楚", "不懂", "不明白", "是否", "可否",
                   "能否", "与否", "不可思议", "万不得已", "不可或缺", "不止", "不只")
+_COMPLEMENTS = set("了到起动上下出开完懂清住")
 _A_NOT_A = re.compile(r"(.)[不没]\1|有没有|是不是|要不要|能不能|会不会|可不可以|好不好|对不对|行不行|用不用|该不该")
 # Times by (granularity, offset): only two times of one granularity can disagree ("今天" vs "明天";
 # "今天" vs "今年" do not); "现在" is offset 0 of every granularity.
@@ -69,19 +70,48 @@ _TIMES = {
     "下星期": (("week", 1),), "上个月": (("month", -1),), "上月": (("month", -1),), "这个月": (("month", 0),),
     "本月": (("month", 0),), "下个月": (("month", 1),), "下月": (("month", 1),), "前年": (("year", -2),),
     "去年": (("year", -1),), "今年": (("year", 0),), "明年": (("year", 1),), "后年": (("year", 2),),
+    **{f"{prefix}{day}": (("weekday", n),) for prefix in ("星期", "周", "礼拜") for n, day in
+       enumerate("一二三四五六日", start=1)}, "星期天": (("weekday", 7),), "礼拜天": (("weekday", 7),),
+    **{f"{prefix}{day}": (("week", offset), ("weekday", n)) for prefix, offset in (("上周", -1), ("本周", 0), ("这周", 0),
+       ("下周", 1)) for n, day in enumerate("一二三四五六日", start=1)},
     "现在": (("day", 0), ("week", 0), ("month", 0), ("year", 0)), "目前": (("day", 0), ("week", 0), ("month", 0), ("year", 0)),
 }
 _TIME_WORDS = tuple(sorted(_TIMES, key=len, reverse=True))
 # "从A到B", "A到B", "A翻译成B", "A换成B": the two ends, in order.
-_END = r"[\u4e00-\u9fffA-Za-z0-9]{1,6}?"
-_DIRECTION = re.compile(rf"(?:从|由)?({_END})(?:到|至|飞往|开往|前往|去往|翻译成|翻译为|译成|转换成|转换为|转成|转为|换成|兑换成|兑换|变成)"
+_END = r"[^\W_从由把将到至转改换]{1,6}?"
+_DIRECTION = re.compile(rf"(?:从|由)?({_END})(?:到|至|飞往|开往|前往|去往|翻译成|翻译为|译成|转换成|转换为|转成|转为|换成|兑换成|兑换|变成|改成|改为|改|转)"
                         rf"({_END})(?=的|怎|多|要|坐|开|需|有|吗|哪|几|远|用|是|可|能|应|该|会|呢|大概|机票|火车|高铁|航班|飞机|路线|汇率|公式|[\s，,。？?！!]|$)")
 _DIRECTION_PREFIX = ("请问", "我想", "怎么", "怎样", "如何", "把", "将", "从", "由")
+# What is measured or asked about, with or without a number ("多少公里" vs "多少英里", "多长" vs "多宽"):
+# multi-character units anywhere, one-character ones only after a number, 多少, 几 or 每 (天 is also sky).
+_MEASURE_WORDS = {"公里": "km", "千米": "km", "英里": "mile", "海里": "nmi", "公斤": "kg", "千克": "kg", "英尺": "ft",
+                  "英寸": "in", "摄氏度": "C", "华氏度": "F", "美元": "usd", "美金": "usd", "欧元": "eur", "英镑": "gbp",
+                  "日元": "jpy", "人民币": "cny", "港币": "hkd", "小时": "h", "分钟": "min", "毫升": "ml", "厘米": "cm",
+                  "毫米": "mm", "多长": "length", "多宽": "width", "多高": "height", "多深": "depth", "多重": "weight",
+                  "多远": "distance", "年利率": "rate/year", "年化": "rate/year", "年息": "rate/year",
+                  "月利率": "rate/month", "月息": "rate/month", "日利率": "rate/day", "日息": "rate/day"}
+# How long, in no unit: "多长时间" asks what "多久" asks, and neither contradicts "几天".
+_DURATION = ("多长时间", "多少时间")
+_MEASURE_AFTER = re.compile(r"(?:[0-9０-９]|多少|几|每)(个)?([米斤磅克天秒元吨升周年岁])")
+_MEASURE_SINGLE = {"米": "m", "斤": "jin", "磅": "lb", "克": "g", "天": "day", "秒": "s", "元": "cny", "吨": "t", "升": "l",
+                   "周": "week", "年": "year", "岁": "age"}
+_MEASURE_KEYS = tuple(sorted(_MEASURE_WORDS, key=len, reverse=True))
+# Names whose swap changes the answer: languages and countries, with their other names.
+_ENTITIES = {"中文": "zh", "汉语": "zh", "普通话": "zh", "英文": "en", "英语": "en", "日文": "ja", "日语": "ja", "韩文": "ko",
+             "韩语": "ko", "法语": "fr", "法文": "fr", "德语": "de", "德文": "de", "俄语": "ru", "俄文": "ru",
+             "西班牙语": "es", "西语": "es", "阿拉伯语": "ar", "粤语": "yue", "中国": "CN", "美国": "US", "日本": "JP",
+             "韩国": "KR", "英国": "GB", "法国": "FR", "德国": "DE", "俄罗斯": "RU", "印度": "IN", "加拿大": "CA",
+             "澳大利亚": "AU", "澳洲": "AU", "新加坡": "SG", "泰国": "TH", "意大利": "IT", "西班牙": "ES",
+             "北京": "Beijing", "上海": "Shanghai", "广州": "Guangzhou", "深圳": "Shenzhen", "杭州": "Hangzhou",
+             "成都": "Chengdu", "南京": "Nanjing", "武汉": "Wuhan", "西安": "Xian", "重庆": "Chongqing", "天津": "Tianjin",
+             "香港": "HK", "台湾": "TW", "澳门": "MO"}
+_ENTITY_KEYS = tuple(sorted(_ENTITIES, key=len, reverse=True))
 # Words with an opposite: comparison (大于/小于), superlatives (最大/最小), and a few actions.
 _OPPOSITES = [("大于", "小于"), ("高于", "低于"), ("多于", "少于"), ("超过", "低于"), ("最大", "最小"), ("最高", "最低"),
               ("最多", "最少"), ("最好", "最差"), ("最快", "最慢"), ("最贵", "最便宜"), ("最早", "最晚"), ("最长", "最短"),
               ("最新", "最旧"), ("升序", "降序"), ("增加", "减少"), ("上涨", "下跌"), ("涨价", "降价"), ("加密", "解密"),
-              ("买入", "卖出"), ("上传", "下载"), ("充值", "提现"), ("存款", "取款"), ("开启", "关闭"), ("打开", "关闭")]
+              ("买入", "卖出"), ("最远", "最近"), ("乘以", "除以"), ("加上", "减去"), ("相加", "相减"), ("加大", "减少"),
+              ("加大", "减小"), ("扩大", "缩小"), ("放大", "缩小"), ("提高", "降低"), ("前面", "后面"), ("之前", "之后"), ("上传", "下载"), ("充值", "提现"), ("存款", "取款"), ("开启", "关闭"), ("打开", "关闭")]
 _OPPOSITE: dict[str, set[str]] = {}
 for _x, _y in _OPPOSITES:
     _OPPOSITE.setdefault(_x, set()).add(_y)
@@ -119,6 +149,8 @@ class ZhFacts:
     persons: frozenset[str]                 # "1", "2", "3"
     quoted: frozenset[str]
     names: frozenset[str]                   # ASCII identifiers, model numbers and words, lowercased
+    measures: frozenset[str] = frozenset()  # units and dimensions asked about ("多少公里" -> "km", "多长")
+    entities: frozenset[str] = frozenset()  # languages, countries and cities named, by one name each
 
 
 def _value(number: float) -> str:
@@ -198,6 +230,8 @@ def _negations(text: str) -> list[str]:
         for word in _NEGATIONS:
             if scan.startswith(word, i):
                 governed = scan[i + len(word):i + len(word) + 2].strip("\u3000 ，,。？?！!")
+                if word == "不" and i > 0 and governed[:1] in _COMPLEMENTS:  # "去不了": it is 去 that is negated
+                    governed = scan[i - 1]
                 out.append(governed)
                 i += len(word) - 1
                 break
@@ -233,9 +267,13 @@ def analyze_zh(text: str) -> ZhFacts | None:
     persons = frozenset(_PERSONS[w] for w in _find_all(_masked(text, _NOT_PERSONS), _PERSON_WORDS))
     quoted = frozenset(next(g for g in m.groups() if g is not None).strip().lower() for m in _QUOTED.finditer(text))
     names = frozenset(m.group().rstrip("()").lower() for m in _ASCII.finditer(text) if len(m.group()) >= 2)
+    measures = {_MEASURE_WORDS[w] for w in _find_all(_masked(text, _DURATION), _MEASURE_KEYS)}
+    measures |= {_MEASURE_SINGLE[m.group(2)] for m in _MEASURE_AFTER.finditer(_masked(text, _TIME_WORDS + _MEASURE_KEYS))}
+    entities = frozenset(_ENTITIES[w] for w in _find_all(text, _ENTITY_KEYS))
     return ZhFacts(text=text, squashed="".join(text.lower().split()), numbers=tuple(sorted(numbers)),
                    units=frozenset(units), negations=tuple(_negations(text)), times=times, directions=directions,
-                   opposites=tuple(sorted(_find_all(text, _OPPOSITE_WORDS))), persons=persons, quoted=quoted, names=names)
+                   opposites=tuple(sorted(_find_all(text, _OPPOSITE_WORDS))), persons=persons, quoted=quoted, names=names,
+                   measures=frozenset(measures), entities=entities)
 
 
 def _minus(a, b) -> list:
@@ -286,7 +324,7 @@ def negation(a: ZhFacts, b: ZhFacts) -> str | None:
 
 def time(a: ZhFacts, b: ZhFacts) -> str | None:
     """Both texts name a time of one granularity and no such time agrees ("今天" vs "明天", "今年" vs "去年")."""
-    for grain in ("day", "week", "month", "year"):
+    for grain in ("day", "weekday", "week", "month", "year"):
         ta, tb = {o for g, o in a.times if g == grain}, {o for g, o in b.times if g == grain}
         if ta and tb and not ta & tb:
             return f"{grain} {sorted(ta)} != {sorted(tb)}"
@@ -335,6 +373,16 @@ def identifiers(a: ZhFacts, b: ZhFacts) -> str | None:
     return _swap([n for n in a.names if n not in b.squashed], [n for n in b.names if n not in a.squashed])
 
 
+def measures(a: ZhFacts, b: ZhFacts) -> str | None:
+    """Each text asks in a unit or dimension the other does not ("多少公里" vs "多少英里", "多长" vs "多宽")."""
+    return _swap(a.measures - b.measures, b.measures - a.measures)
+
+
+def entities(a: ZhFacts, b: ZhFacts) -> str | None:
+    """Each text names a language, country or city the other does not ("翻译成日文" vs "翻译成中文")."""
+    return _swap(a.entities - b.entities, b.entities - a.entities)
+
+
 # By the name of the check in ``checks.CHECKS`` each one stands in for when both texts are Chinese.
 ZH_CHECKS: dict[str, Callable[[ZhFacts, ZhFacts], str | None]] = {
     "numbers": numbers,
@@ -346,4 +394,6 @@ ZH_CHECKS: dict[str, Callable[[ZhFacts, ZhFacts], str | None]] = {
     "person": person,
     "quoted": quoted,
     "identifiers": identifiers,
+    "measures": measures,
+    "entities": entities,
 }

@@ -331,6 +331,69 @@ def plot_grid(grid: list[dict], chosen: dict | None) -> None:
     fig.savefig(RESULTS / "chinese.png", dpi=110)
 
 
+# -- latency ---------------------------------------------------------------------------------
+
+
+def latency_section(rounds: int = 3) -> dict:
+    """p50 of a semantic hit through ``SemanticCache.lookup``, English (MiniLM) vs Chinese (e5), one process.
+
+    The first phrasing of each group of the prompt benchmark is stored, the others looked up with
+    the embedding LRU off; only lookups that were semantic hits are timed, English and Chinese
+    interleaved (the machine's load moves both alike). English is also timed in a cache without
+    the Chinese route: routing must not slow it.
+    """
+    import tempfile
+
+    from semcache import SemanticCache
+    from semcache.embedding.multilingual import MultilingualEmbedder
+    from semcache.embedding.sentence import SentenceTransformerEmbedder
+    from semcache.engine.routing import Route, Routes, chinese_policy
+    from semcache.matching.policy import MatchPolicy
+
+    bench = prompt_rows(("train", "dev", "test"), lang=("en", "zh"))
+    groups = {lang: [g.texts for g in bench.groups if g.lang == lang and len(g.texts) > 1] for lang in ("en", "zh")}
+    english = SentenceTransformerEmbedder()
+    policy = MatchPolicy()
+    if policy.needs_pair:
+        from semcache.embedding.pair import PairClassifier
+
+        policy = policy.with_pair(PairClassifier())
+    routes = Routes((Route(english, policy), Route(MultilingualEmbedder(), chinese_policy())))
+    times: dict[str, list[float]] = {"en": [], "zh": [], "en_without_routes": []}
+    with tempfile.TemporaryDirectory() as root:
+        routed = SemanticCache(f"{root}/routed", routes=routes, embed_cache_size=0, flush_interval=None)
+        plain = SemanticCache(f"{root}/plain", embedder=english, policy=policy, embed_cache_size=0, flush_interval=None)
+        for texts in groups["en"] + groups["zh"]:
+            routed.insert(texts[0], "answer")
+        for texts in groups["en"]:
+            plain.insert(texts[0], "answer")
+        queries = [("en", t) for texts in groups["en"] for t in texts[1:]]
+        queries += [("zh", t) for texts in groups["zh"] for t in texts[1:]]
+        queries.sort(key=lambda q: hashlib.sha256(q[1].encode()).hexdigest())  # interleaved
+        for _ in range(rounds):
+            for lang, text in queries:
+                started = time.perf_counter()
+                hit = routed.lookup(text)
+                elapsed = time.perf_counter() - started
+                if hit is not None and hit.kind == "semantic":
+                    times[lang].append(elapsed)
+                if lang == "en":
+                    started = time.perf_counter()
+                    hit = plain.lookup(text)
+                    elapsed = time.perf_counter() - started
+                    if hit is not None and hit.kind == "semantic":
+                        times["en_without_routes"].append(elapsed)
+        routed.close()
+        plain.close()
+    from benchmarks.common import summarize
+
+    out = {name: summarize(values) for name, values in times.items()}
+    out["zh_over_en_p50"] = round(out["zh"]["p50_ms"] / out["en"]["p50_ms"], 2) if times["zh"] and times["en"] else None
+    out["policy_en"] = policy.to_dict()
+    print(json.dumps(out, indent=1), flush=True)
+    return out
+
+
 # -- output --------------------------------------------------------------------------------
 
 
@@ -349,12 +412,15 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", action="store_true", help="compare the two multilingual models")
     parser.add_argument("--choose", action="store_true", help="choose the Chinese operating point and report it")
+    parser.add_argument("--latency", action="store_true", help="time a semantic hit, English vs Chinese")
     parser.add_argument("--pairs", type=int, default=400, help="pairs per half of each dev set (default 400)")
     args = parser.parse_args(argv)
     command = "python -m benchmarks.chinese " + " ".join(argv if argv is not None else sys.argv[1:])
     doc: dict = {}
     if args.models:
         doc = write("models", models_section(args.pairs), command)
+    if args.latency:
+        doc = write("latency", latency_section(), command)
     if args.choose:
         doc = write("operating_point", choose_section(args.pairs), command)
     return doc

@@ -93,7 +93,7 @@ class SemanticCache(MissPath):
         timer: Callable[[], float] = time.time,
         routes: Routes | None = None,
     ) -> None:
-        policy = policy if policy is not None else MatchPolicy()
+        policy = policy if policy is not None else routes.routes[0].policy if routes is not None else MatchPolicy()
         if policy.needs_pair:  # the default cascade: its uncertain band goes to the shipped pair classifier
             policy = policy.with_pair(PairClassifier())
         if routes is None and embedder is None:

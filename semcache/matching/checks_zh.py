@@ -54,10 +54,15 @@ _NEGATIONS = ("没有", "不", "没", "无", "非", "别", "未", "勿", "莫", 
 _NOT_NEGATIONS = ("不错", "不过", "不少", "不同", "不断", "不管", "不仅", "不如", "不得不", "差不多", "了不起", "对不起",
                   "不好意思", "不然", "不但", "不论", "不久", "不一定", "非常", "非得", "无论", "无聊", "无线", "无人机",
                   "无锡", "并非", "别人", "别的", "特别", "区别", "分别", "告别", "类别", "级别", "性别", "识别", "辨别",
-                  "鉴别", "离别", "无数", "无限", "无比", "非法", "是非", "非洲", "没准", "不到", "莫名", "不用谢",
+                  "鉴别", "离别", "无数", "无限", "无比", "非法", "是非", "非洲", "没准", "莫名", "不用谢",
                   "要不", "要不然", "不禁", "不妨", "无所谓", "不知道", "不清楚", "不懂", "不明白", "是否", "可否",
                   "能否", "与否", "不可思议", "万不得已", "不可或缺", "不止", "不只")
 _COMPLEMENTS = set("了到起动上下出开完懂清住")
+# A negation before a modal negates the verb after it ("不能吃": 吃); these characters are skipped.
+_MODALS = "能可以会要该应是得敢愿肯想用"
+_NEGATION_CHARS = set("不没无非别未勿莫甭")
+_PARTICLES = set("吗呢吧啊呀的了么")
+NEGATION_OVERLAP = 0.7
 _A_NOT_A = re.compile(r"(.)[不没]\1|有没有|是不是|要不要|能不能|会不会|可不可以|好不好|对不对|行不行|用不用|该不该")
 # Times by (granularity, offset): only two times of one granularity can disagree ("今天" vs "明天";
 # "今天" vs "今年" do not); "现在" is offset 0 of every granularity.
@@ -229,7 +234,7 @@ def _negations(text: str) -> list[str]:
     while i < len(scan):
         for word in _NEGATIONS:
             if scan.startswith(word, i):
-                governed = scan[i + len(word):i + len(word) + 2].strip("\u3000 ，,。？?！!")
+                governed = scan[i + len(word):i + len(word) + 3].strip("\u3000 ，,。？?！!")
                 if word == "不" and i > 0 and governed[:1] in _COMPLEMENTS:  # "去不了": it is 去 that is negated
                     governed = scan[i - 1]
                 out.append(governed)
@@ -309,15 +314,20 @@ def _bigrams(text: str) -> set[str]:
     return {chars[i] + chars[i + 1] for i in range(len(chars) - 1)}
 
 
+def _content_chars(text: str) -> set[str]:
+    return {c for c in text if _HAN.match(c) or c.isalnum()} - _NEGATION_CHARS - _PARTICLES
+
+
 def negation(a: ZhFacts, b: ZhFacts) -> str | None:
-    """One text negates what the other asserts ("可以吃鸡蛋吗" vs "不可以吃鸡蛋吗"): the negated word is in the
-    other text and half of the character pairs are shared (else the texts differ in more than the negation)."""
+    """One text negates what the other asserts ("可以吃鸡蛋吗" vs "不可以吃鸡蛋吗", "孕妇能吃螃蟹吗" vs "孕妇为什么不能
+    吃螃蟹"): the negated word (past a modal: 不能吃 negates 吃) is in the other text, and half the characters of the
+    shorter text are in the longer one (else the texts differ in more than the negation)."""
     if bool(a.negations) == bool(b.negations):
         return None
     negated, other = (a, b) if a.negations else (b, a)
-    flipped = [w for w in negated.negations if w and w[0] in other.squashed]
-    ba, bb = _bigrams(a.text), _bigrams(b.text)
-    if not flipped or len(ba & bb) / max(len(ba | bb), 1) < 0.4:
+    flipped = [w for w in negated.negations if any(c in other.squashed for c in w.lstrip(_MODALS)[:1] or w[:1])]
+    ca, cb = _content_chars(a.text), _content_chars(b.text)
+    if not flipped or len(ca & cb) / max(min(len(ca), len(cb)), 1) < NEGATION_OVERLAP:
         return None
     return f"negated {flipped} in " + ("query" if negated is a else "candidate") + " only"
 
@@ -331,11 +341,19 @@ def time(a: ZhFacts, b: ZhFacts) -> str | None:
     return None
 
 
+def _same_end(x: str, y: str) -> bool:
+    """One end written with more words ("北京坐高铁" and "北京"): either starts with the other."""
+    return x == y or (min(len(x), len(y)) >= 2 and (x.startswith(y) or y.startswith(x)))
+
+
 def order(a: ZhFacts, b: ZhFacts) -> str | None:
-    """The two ends of a direction swapped ("从北京到上海" vs "从上海到北京", "中文翻译成英文" vs the reverse)."""
-    for x, y in a.directions - b.directions:
-        if (y, x) in b.directions and (y, x) not in a.directions:
-            return f"{x}->{y} vs {y}->{x}"
+    """The two ends of a direction swapped ("从北京到上海" vs "从上海到北京", "中文翻译成英文" vs the reverse,
+    "从北京坐高铁到上海" vs "从上海到北京")."""
+    for x, y in a.directions:
+        for u, v in b.directions:
+            reversed_ = _same_end(x, v) and _same_end(y, u) and not (_same_end(x, u) and _same_end(y, v))
+            if reversed_ and not any(_same_end(x, p) and _same_end(y, q) for p, q in b.directions):
+                return f"{x}->{y} vs {u}->{v}"
     return None
 
 

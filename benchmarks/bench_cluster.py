@@ -24,7 +24,7 @@ directory, no persistence, ``maxmemory-policy noeviction``) and the bundled mock
 3. **Per-replica hit throughput vs the disk store**, and **semantic hits vs the batched-embedding
    bound**: two sidecars in this process, one on the Redis store and one on a local directory
    (the single-process default), both with the real packaged model behind ``BatchingEmbedder``
-   and ``MatchPolicy.cosine(0.95)`` with every check (as ``bench_server``); the load comes from
+   and the default ``MatchPolicy()`` at threshold 0.95 (as ``bench_server``); the load comes from
    a separate process (``bench_server.run_phase``: raw HTTP/1.1, N keep-alive connections).
    Each phase runs disk, Redis, Redis, disk (the machine's other load falls on both alike) and
    each store's best of its two runs counts. Targets: Redis hit
@@ -300,28 +300,13 @@ def propagation(redis_url: str, directory: Path, n: int) -> dict:
 # -- 3. per-replica hit throughput (Redis vs disk) and the batched-embedding bound ---------------------
 
 
-def batched_bound(model, texts: list[str], batch: int = 32) -> dict:
-    """Texts per second of the model on batches of ``batch`` fresh texts (the most a sidecar's embedding could do)."""
-    for i in range(2):
-        model.embed([t + " warm" for t in texts[:batch]])
-    samples = []
-    for start in range(0, len(texts) - batch + 1, batch):
-        began = time.perf_counter()
-        model.embed(texts[start:start + batch])
-        samples.append(time.perf_counter() - began)
-    summary = summarize(samples)
-    return {"batch": batch, "batches": len(samples), "p50_ms_per_batch": summary["p50_ms"],
-            "bound_rps": round(batch * 1000.0 / summary["p50_ms"], 1)}
-
-
 def throughput(redis_url: str, directory: Path, smoke: bool) -> dict:
     import multiprocessing
 
-    from benchmarks.bench_server import paraphrase, questions, run_phase
+    from benchmarks.bench_server import batched_bound, paraphrase, questions, run_phase
     from semcache import MatchPolicy, SemanticCache
     from semcache.config import Settings
     from semcache.embedding.batching import BatchingEmbedder
-    from semcache.matching.checks import CHECKS
     from semcache.server import create_app
     from semcache.storage.redis import RedisStore
     from semcache.testing.mock import create_app as create_mock
@@ -338,7 +323,7 @@ def throughput(redis_url: str, directory: Path, smoke: bool) -> dict:
     probes = [paraphrase(q, 7) + " zz" for q in pool[-(64 if smoke else 192):]]
     bounds = [batched_bound(model, probes)]
     # smoke: the fake embedder's paraphrases score ~0.8, the model's >= 0.98 (bench_server)
-    policy = MatchPolicy.cosine(0.75 if smoke else 0.95, checks=tuple(CHECKS))
+    policy = MatchPolicy().with_threshold(0.75 if smoke else 0.95)  # the default's checks and languages, as bench_server
     exact_levels = (1, 8) if smoke else (1, 32)
     semantic_levels = (8,) if smoke else (16, 64)
     per_phase = 40 if smoke else 250  # semantic: 2 levels x 4 runs x 250 = 2,000 of the 3,000 paraphrases
@@ -375,7 +360,7 @@ def throughput(redis_url: str, directory: Path, smoke: bool) -> dict:
                 bounds.append(batched_bound(model, probes))
     best = max(bounds, key=lambda b: b["bound_rps"])
     return {"embedder": getattr(model, "model_id", "?"), "backend": getattr(model, "backend", "?"),
-            "policy": "cosine 0.95 + every check", "batched_bound": {**best, "measurements_rps": [b["bound_rps"] for b in bounds]},
+            "policy": policy.to_dict(), "batched_bound": {**best, "measurements_rps": [b["bound_rps"] for b in bounds]},
             "phases": phases}
 
 
@@ -508,7 +493,7 @@ def summarize_run(args, rpm: int, quota: list[dict], spread: dict, speed: dict, 
     semantic_rps = ratios["semantic"]["redis_rps"]
     bound = speed["batched_bound"]["bound_rps"]
     errors = sum(p["errors"] for p in speed["phases"])
-    # Answers of a hit phase that were not hits: paraphrases the policy (cosine 0.95 + every check)
+    # Answers of a hit phase that were not hits: paraphrases the policy (the default's checks at 0.95)
     # does not match, a property of the texts, not of the store; reported for both stores.
     not_hits = {store: sum(v for p in speed["phases"] if p["store"] == store and p["expect"] != "miss"
                            for k, v in p["statuses"].items() if k not in ("exact", "semantic")) for store in ("disk", "redis")}

@@ -11,12 +11,19 @@ cache), exact hits (the same questions again), semantic hits (paraphrases: new w
 each one is embedded; the embedding LRU never helps). Every answer's ``x-semcache`` header is
 checked: an answer of the wrong kind or any error is counted and reported.
 
-The reference bound is one query at a time through the model: 1 / p50 of ``embed([one text])``,
-measured for the backend the sidecar runs (ONNX Runtime by default) and, for comparison with
-earlier runs, for PyTorch. Target: semantic-hit throughput >= 2x the bound, with no errors.
-Under ONNX Runtime one query costs ~2.5 ms instead of ~7.5 ms: the per-call overhead that
-batching amortizes is mostly gone, so the ratio to *its* bound is far lower even though
-throughput is higher.
+The policy is the shipped default's (``MatchPolicy()``: every check, English queries) with its
+threshold raised to 0.95: each templated paraphrase below is still a hit (cosine to its question
+>= 0.98 for 90% of them), while at the default's 0.90 about one fresh question in seven (they are
+random noun triples in four templates) would match another and the miss phases would not be
+misses. The cost per lookup is the default's: every check runs on every candidate either way.
+
+The reference bound is the model's batched throughput: texts per second of ``embed`` on batches
+of 32 fresh texts (the most a sidecar's embedding could do, as ``bench_cluster``), measured in
+this run before the semantic phases and after each of them; the best of those counts, as the
+machine is shared and its load varies. Target (issue 17): semantic-hit throughput at the best
+concurrency >= 0.5x that bound, with no errors. The one-at-a-time bound (1 / p50 of
+``embed([one text])``, the backend the sidecar runs and, for comparison, PyTorch) is reported
+beside it.
 """
 
 from __future__ import annotations
@@ -152,6 +159,20 @@ def embedding_bound(embedder, texts: list[str]) -> dict:
     return {**summary, "bound_rps": round(1000.0 / summary["p50_ms"], 2)}
 
 
+def batched_bound(model, texts: list[str], batch: int = 32) -> dict:
+    """Texts per second of the model on batches of ``batch`` fresh texts (the most a sidecar's embedding could do)."""
+    for _ in range(2):
+        model.embed([t + " warm" for t in texts[:batch]])
+    samples = []
+    for start in range(0, len(texts) - batch + 1, batch):
+        began = time.perf_counter()
+        model.embed(texts[start:start + batch])
+        samples.append(time.perf_counter() - began)
+    summary = summarize(samples)
+    return {"batch": batch, "batches": len(samples), "p50_ms_per_batch": summary["p50_ms"],
+            "bound_rps": round(batch * 1000.0 / summary["p50_ms"], 1)}
+
+
 def main(argv: list[str] | None = None, *, embedder=None) -> dict:
     """Run the benchmark and write the results; ``embedder`` replaces the real model (tests only)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -163,7 +184,6 @@ def main(argv: list[str] | None = None, *, embedder=None) -> dict:
     from semcache.embedding.batching import BatchingEmbedder
     from semcache.config import Settings
     from semcache.embedding.sentence import SentenceTransformerEmbedder
-    from semcache.matching.checks import CHECKS
     from semcache.server import create_app
     from semcache.testing.serving import running_server
     from semcache.testing.mock import create_app as create_mock
@@ -174,15 +194,14 @@ def main(argv: list[str] | None = None, *, embedder=None) -> dict:
     pool = questions()
     probe = [paraphrase(q, 3) + " x" for q in pool[-(20 if args.smoke else 100):]]
     bound = embedding_bound(model, probe)
+    batch_probe = [paraphrase(q, 7) + " zz" for q in pool[-(64 if args.smoke else 192):]]
+    batched = [batched_bound(model, batch_probe)]
     torch_bound = None
     if embedder is None and getattr(model, "backend", "torch") != "torch":
         torch_bound = embedding_bound(SentenceTransformerEmbedder(backend="torch"), probe)
-    # Throughput of the engine, not of a policy: with cosine + every check at 0.95 each templated
-    # paraphrase below is a semantic hit (cosine to its question >= 0.98 for 90% of them) and no
-    # two distinct questions match (their nearest neighbours score 0.83 at the median, 0.89 at
-    # p90), where the strict default policy would turn many paraphrases into misses (upstream
-    # calls). What the default policy adds per lookup is measured by bench_lookup (policy_decide).
-    policy, policy_name = MatchPolicy.cosine(0.95, checks=tuple(CHECKS)), "cosine 0.95 + every check"
+    # The default's checks and languages at 0.95 (module docstring): its cost, on questions it keeps apart.
+    policy = MatchPolicy().with_threshold(0.95)
+    policy_name = "MatchPolicy() at threshold 0.95: every check, English"
     batching = BatchingEmbedder(model)
     phases: list[dict] = []
     context = multiprocessing.get_context("spawn")
@@ -208,9 +227,11 @@ def main(argv: list[str] | None = None, *, embedder=None) -> dict:
                 for c in levels:
                     texts = [paraphrase(seeds[i], i) for i in itertools.islice(unused, per_level(c))]
                     phases.append(loadgen.submit(run_phase, url, texts, c, "semantic").result())
+                    batched.append(batched_bound(model, batch_probe))
                 stats = cache.stats()["total"]
     semantic = {p["concurrency"]: p["throughput_rps"] for p in phases if p["expect"] == "semantic"}
     best = max(semantic.values())
+    batched_best = max(batched, key=lambda b: b["bound_rps"])
     result = {
         "benchmark": "sidecar throughput and latency (benchmarks/bench_server.py)",
         "smoke": args.smoke,
@@ -218,13 +239,15 @@ def main(argv: list[str] | None = None, *, embedder=None) -> dict:
                   "load": "separate process (spawn), raw asyncio HTTP/1.1 client, N keep-alive connections", "policy": policy_name,
                   "embedder": f"{getattr(model, 'model_id', '?')} ({getattr(model, 'backend', '?')}) behind BatchingEmbedder(window=0, max_batch=32)",
                   "levels": list(levels)},
+        "embedding_batched": {**batched_best, "measurements_rps": [b["bound_rps"] for b in batched]},
         "embedding_one_at_a_time": bound,
         "embedding_one_at_a_time_pytorch": torch_bound,
         "phases": phases,
         "model_batches": {"calls": batching.batches, "texts": batching.texts,
                           "mean_batch": round(batching.texts / max(batching.batches, 1), 2)},
-        "summary": {"semantic_hit_rps_best": best, "one_at_a_time_bound_rps": bound["bound_rps"],
-                    "ratio": round(best / bound["bound_rps"], 2), "target_ratio": 2.0,
+        "summary": {"semantic_hit_rps_best": best, "batched_bound_rps": batched_best["bound_rps"],
+                    "ratio_to_batched_bound": round(best / batched_best["bound_rps"], 3), "target_ratio_to_batched_bound": 0.5,
+                    "one_at_a_time_bound_rps": bound["bound_rps"], "ratio": round(best / bound["bound_rps"], 2),
                     "embedder_backend": getattr(model, "backend", "?"),
                     "pytorch_bound_rps": torch_bound and torch_bound["bound_rps"],
                     "ratio_to_pytorch_bound": torch_bound and round(best / torch_bound["bound_rps"], 2),
@@ -239,13 +262,15 @@ def main(argv: list[str] | None = None, *, embedder=None) -> dict:
         rows = [p for p in phases if p["expect"] == expect]
         series[f"{expect} (req/s)"] = ([p["concurrency"] for p in rows], [p["throughput_rps"] for p in rows])
     plot_lines(args.out / "server.png", series, title="semcache sidecar throughput (2 CPU cores)", xlabel="concurrent clients",
-               ylabel="requests per second", hlines={f"one-at-a-time embedding bound {bound['bound_rps']:.0f}/s": bound["bound_rps"]}
+               ylabel="requests per second", hlines={f"batched embedding bound {batched_best['bound_rps']:.0f}/s": batched_best["bound_rps"],
+                                                  f"one-at-a-time embedding bound {bound['bound_rps']:.0f}/s": bound["bound_rps"]}
                | ({f"same, PyTorch {torch_bound['bound_rps']:.0f}/s": torch_bound["bound_rps"]} if torch_bound else {}))
     print(f"wrote {out}")
     for p in phases:
         print(f"{p['expect']:>9} c={p['concurrency']:>3}: {p['throughput_rps']:>8.1f} req/s  p50 {p['latency']['p50_ms']:.1f} ms  "
               f"p99 {p['latency']['p99_ms']:.1f} ms  errors {p['errors']}  {p['statuses']}")
-    print(f"one-at-a-time bound {bound['bound_rps']} req/s; best semantic {best} req/s; ratio {result['summary']['ratio']}"
+    print(f"batched bound {batched_best['bound_rps']} texts/s; best semantic {best} req/s; ratio {result['summary']['ratio_to_batched_bound']} "
+          f"(target >= 0.5); one-at-a-time bound {bound['bound_rps']} req/s, ratio {result['summary']['ratio']}"
           + (f"; PyTorch bound {torch_bound['bound_rps']} req/s, ratio {result['summary']['ratio_to_pytorch_bound']}" if torch_bound else ""))
     return result
 

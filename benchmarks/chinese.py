@@ -354,10 +354,6 @@ def latency_section(rounds: int = 3) -> dict:
     groups = {lang: [g.texts for g in bench.groups if g.lang == lang and len(g.texts) > 1] for lang in ("en", "zh")}
     english = SentenceTransformerEmbedder()
     policy = MatchPolicy()
-    if policy.needs_pair:
-        from semcache.embedding.pair import PairClassifier
-
-        policy = policy.with_pair(PairClassifier())
     routes = Routes((Route(english, policy), Route(MultilingualEmbedder(), chinese_policy())))
     times: dict[str, list[float]] = {"en": [], "zh": [], "en_without_routes": []}
     with tempfile.TemporaryDirectory() as root:

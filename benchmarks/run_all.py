@@ -1,6 +1,6 @@
 """Run the whole benchmark suite (``make bench``), then write benchmarks/results/REPORT.md.
 
-    python -m benchmarks.run_all [--smoke] [--pairs PATH] [--paraphrases PATH] [--out DIR] [--only NAME,...]
+    python -m benchmarks.run_all [--smoke] [--pairs PATH] [--out DIR] [--only NAME,...]
 
 Each benchmark runs as its own subprocess (``python -m benchmarks.<script>``), in sequence, so
 one that fails or runs out of memory cannot take the others down and each gets a clean process
@@ -8,8 +8,9 @@ one that fails or runs out of memory cannot take the others down and each gets a
 driver writes ``run_all.json`` (what ran, exit codes, durations) and calls ``benchmarks.report``.
 
 QQP data is used when present: ``--pairs`` defaults to ``../shared/data/qqp_dev.jsonl`` from the
-project root when that file exists (read by path, never copied). The full suite is sized to end
-within ~30 minutes on a 2-core CPU; ``--smoke`` runs every script's smoke mode.
+project root when that file exists (read by path, never copied); ``benchmarks.quality`` reads the
+other shared sets (Banking77, GPTCache's paraphrases) from ``../shared/data`` itself. The full
+suite is sized to end within ~30 minutes on a 2-core CPU; ``--smoke`` runs every script's smoke mode.
 """
 
 from __future__ import annotations
@@ -39,25 +40,19 @@ def steps(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
     """Return (name, argv after ``python -m``) for every benchmark in the suite, in run order."""
     out = str(args.out)
     smoke = ["--smoke"] if args.smoke else []
-    quality = ["benchmarks.match_quality", "--out", str(args.out / "match_quality.json"),
-               "--plot", str(args.out / "match_quality.png"), *smoke]
-    if args.pairs and not args.smoke:
-        quality += ["--pairs", args.pairs]
-    if args.paraphrases and not args.smoke:
-        quality += ["--paraphrases", args.paraphrases]
+    quality = ["benchmarks.quality", "--out", str(args.out / "quality.json"), "--plot", str(args.out / "quality.png"),
+               *smoke, *(["--pairs", args.pairs] if args.pairs else [])]
     lookup = ["benchmarks.bench_lookup", "--out", out, *(["--smoke"] if args.smoke else LOOKUP_FULL)]
     peers = ["benchmarks.bench_peers", "--out", out, *smoke, *(["--pairs", args.pairs] if args.pairs else [])]
     if not args.smoke:
         peers += ["--model-requests", "600"]
-    prompts = ["benchmarks.prompt_quality", "--out", str(args.out / "prompt_quality.json"), *smoke]
     return [
-        ("prompts", prompts),
+        ("quality", quality),
         ("peers", peers),
         ("quota", ["benchmarks.bench_quota", "--out", out, *smoke]),
         ("sidecar", ["benchmarks.bench_server", "--out", out, *smoke]),
         ("cluster", ["benchmarks.bench_cluster", "--out", out, *smoke]),
         ("lookup", lookup),
-        ("quality", quality),
     ]
 
 
@@ -81,15 +76,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run_all", description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="every script's smoke mode (a minute or two in all)")
     parser.add_argument("--pairs", help="labelled QQP pairs (default ../shared/data/qqp_dev.jsonl when present)")
-    parser.add_argument("--paraphrases", help="all-positive pairs (default ../shared/data/paraphrases_999.jsonl when present)")
     parser.add_argument("--no-shared-data", action="store_true", help="ignore ../shared/data even when present")
-    parser.add_argument("--only", help="comma-separated step names to run (prompts,peers,quota,sidecar,cluster,lookup,quality)")
+    parser.add_argument("--only", help="comma-separated step names to run (quality,peers,quota,sidecar,cluster,lookup)")
     parser.add_argument("--out", type=Path, help="results directory (default benchmarks/results; smoke: a temporary one)")
     args = parser.parse_args(argv)
     if not args.no_shared_data:
-        for option, name in (("pairs", "qqp_dev.jsonl"), ("paraphrases", "paraphrases_999.jsonl")):
-            if getattr(args, option) is None and (SHARED / name).exists():
-                setattr(args, option, str(SHARED / name))
+        if args.pairs is None and (SHARED / "qqp_dev.jsonl").exists():
+            args.pairs = str(SHARED / "qqp_dev.jsonl")
     # A smoke run must never overwrite the real results.
     default = Path(tempfile.gettempdir()) / "semcache-bench-smoke" if args.smoke else RESULTS
     args.out = (args.out or default).resolve()
@@ -108,7 +101,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         "command": "python -m benchmarks.run_all " + " ".join(sys.argv[1:] if argv is None else argv),
         "smoke": args.smoke,
         "pairs": args.pairs,
-        "paraphrases": args.paraphrases,
         "machine": machine_info(),
         "steps": ran,
         "total_seconds": round(time.perf_counter() - started, 1),

@@ -3,10 +3,9 @@
     HF_HUB_OFFLINE=1 .venv/bin/python -m benchmarks.train_embedder --pairs ../shared/data/qqp_dev.jsonl
 
 The pairs are split three ways by question (connected components, so no question is on two
-sides): 20% held out for every reported number (the same split as ``train_verifier`` and
-``match_quality``: ``group_split`` seed 0), then 15% of the rest kept back for the verifier,
-which must learn how far to trust the tuned cosine on pairs the adapter never saw; the adapter
-trains on what is left. On 2 CPU cores one epoch takes about 15 minutes. Writes the adapter
+sides): 20% held out for every reported number (the same split as ``bench_peers``' QQP stream:
+``group_split`` seed 0), then 15% of the rest kept back ("verify": pairs the adapter never saw,
+for choosing a threshold on the tuned cosine); the adapter trains on what is left. On 2 CPU cores one epoch takes about 15 minutes. Writes the adapter
 and benchmarks/results/embedder_train.json (held-out cosine quality before and after).
 """
 
@@ -27,7 +26,7 @@ VERIFIER_SHARE = 0.15
 
 
 def splits(pairs: list[Pair], seed: int = 0) -> dict[str, list[int]]:
-    """Indices of the pairs for the adapter ("tune"), the verifier ("verify") and the report ("held")."""
+    """Indices of the pairs for the adapter ("tune"), choosing a threshold ("verify") and the report ("held")."""
     fit, held = group_split(pairs, 0.2, seed)
     tune_part, verify_part = group_split([pairs[i] for i in fit], VERIFIER_SHARE, seed + 1)
     return {"tune": [fit[i] for i in tune_part], "verify": [fit[i] for i in verify_part], "held": held}

@@ -229,20 +229,19 @@ def serve(config, log_level, open_, **flags) -> None:
 @click.option("--text-b", default="text_b", show_default=True)
 @click.option("--label", default="label", show_default=True)
 @click.option("--holdout", type=float, default=0.2, show_default=True, help="Share of pairs held out (grouped by text) to report on.")
-@click.option("--refit", is_flag=True, help="Also refit the learned verifier on these pairs (not only its threshold).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @policy_option
 @model_option
 @adapter_option
 @config_option
-def calibrate(pairs_path, target_precision, out, text_a, text_b, label, holdout, refit, seed, policy, model, adapter, config) -> None:
+def calibrate(pairs_path, target_precision, out, text_a, text_b, label, holdout, seed, policy, model, adapter, config) -> None:
     """Fit the match policy's operating point to your labelled pairs; write a policy file."""
     from .tools.calibrate import calibrate as fit
     from .tools.data import read_pairs
 
     pairs = read_pairs(pairs_path, text_a, text_b, label)
     base, embedder = _policy_and_embedder(config, policy, None, model, adapter)
-    fitted, report = fit(pairs, target_precision, embedder=embedder, holdout=holdout, seed=seed, base=base, refit=refit)
+    fitted, report = fit(pairs, target_precision, embedder=embedder, holdout=holdout, seed=seed, base=base)
     fitted.save(out)
     report["policy_file"] = out
     click.echo(json.dumps(report, indent=2, default=float))

@@ -19,9 +19,7 @@ from .engine import SemanticCache
 from .engine.routing import MULTILINGUAL_LANGUAGES, Routes, with_multilingual
 from .embedding.multilingual import multilingual_available
 from .errors import ConfigError
-from .embedding.batching import BatchingPairs
-from .embedding.pair import PairClassifier
-from .matching.policy import MatchPolicy, PairModel
+from .matching.policy import MatchPolicy
 from .upstream.budget import BudgetGuard
 from .upstream.pricing import Pricing
 
@@ -51,20 +49,15 @@ def embedder_from_settings(settings: Settings) -> SentenceTransformerEmbedder:
     return SentenceTransformerEmbedder(settings.model, adapter=adapter, backend=settings.embed_backend)
 
 
-def policy_from_settings(settings: Settings, *, batched: bool = False) -> MatchPolicy:
-    """Return the policy file's policy (or the default), with the threshold and language overrides
-    applied and, for a cascade, the shipped ``PairClassifier`` (``batched``: behind a ``BatchingPairs``,
-    so that concurrent lookups share its calls, as in the sidecar)."""
+def policy_from_settings(settings: Settings) -> MatchPolicy:
+    """Return the policy file's policy (or the default), with the threshold and language overrides applied."""
     policy = MatchPolicy.load(settings.policy) if settings.policy else MatchPolicy()
     if settings.semantic_languages is not None:
         languages = () if "all" in settings.semantic_languages else settings.semantic_languages
         policy = dataclasses.replace(policy, languages=tuple(languages))
     if settings.threshold is not None:
         policy = policy.with_threshold(settings.threshold)
-    if not policy.needs_pair:
-        return policy
-    pair: PairModel = PairClassifier()
-    return policy.with_pair(BatchingPairs(pair) if batched else pair)
+    return policy
 
 
 def routes_from_settings(settings: Settings, embedder: Embedder, policy: MatchPolicy) -> Routes | None:

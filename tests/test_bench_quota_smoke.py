@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.model, pytest.mark.server]
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     out = tmp_path_factory.mktemp("quota")
-    # cosine: the plumbing is under test here, not the shipped verifier.
+    # cosine: the plumbing is under test here, not the shipped default.
     assert main(["--smoke", "--policy", "cosine", "--out", str(out)]) == 0
     assert (out / "quota.png").stat().st_size > 0
     return json.loads((out / "quota.json").read_text())

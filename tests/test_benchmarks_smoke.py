@@ -1,4 +1,4 @@
-"""The lookup benchmark runs end to end at toy sizes and writes a complete report."""
+"""The lookup benchmark runs end to end at toy sizes (with the default policy) and writes a complete report."""
 
 from __future__ import annotations
 
@@ -45,7 +45,18 @@ def test_smoke_run_writes_json_and_plots(tmp_path):
             ivf = index["ivf"][str(nprobe)]
             assert 0.0 <= ivf["recall_at_5"] <= 1.0 and 0.0 <= ivf["recall_at_1"] <= 1.0
     assert report["recommendation"]["nprobe"] in report["parameters"]["nprobes"]
-    assert report["policy_decide"]["p50_ms"] > 0
+    # The caches and the decide timing run the shipped default, and every check runs on every candidate.
+    from semcache.matching.policy import MatchPolicy
+
+    assert report["parameters"]["policy"] == MatchPolicy().to_dict() == report["policy_decide"]["policy"]
+    for case in ("new_query", "same_query"):
+        assert report["policy_decide"][case]["reason"] == "below-threshold"
+        assert 0 < report["policy_decide"][case]["p50_ms"] <= report["policy_decide"][case]["p99_ms"]
+    assert report["policy_decide"]["p50_ms"] == report["policy_decide"]["new_query"]["p50_ms"]
+    beyond = report["beyond_embedding"]
+    assert beyond["embedding_batch_1_p50_ms"] is None  # no model in smoke mode: nothing to set it beside
+    assert {int(n) for n in beyond["sizes"]} == set(report["parameters"]["sizes"])
+    assert all(beyond["sizes"][str(c["entries"])]["semantic_lookup_p50_ms"] == c["semantic_lookup"]["p50_ms"] for c in report["cache"])
     assert (tmp_path / "lookup.png").stat().st_size > 0
     assert (tmp_path / "lookup_index.png").stat().st_size > 0
     assert results["cache"] == report["cache"]

@@ -18,7 +18,7 @@ from semcache.errors import ConfigError, EmbeddingError, QuotaExhausted, Upstrea
 FRANCE = "what is the capital city of france"
 FRANCE_PLEASE = "what is the capital city of france please"  # cosine 0.94 under WordEmbedder
 SPAIN = "what is the capital city of spain"  # cosine 0.79: below the threshold
-POLICY = MatchPolicy.cosine(0.9)  # plain cosine: independent of the shipped verifier
+POLICY = MatchPolicy.cosine(0.9)  # plain cosine: independent of the shipped default
 
 
 def ask(text: str, **params) -> dict:
@@ -261,6 +261,20 @@ def test_stale_if_error_serves_an_expired_entry(make_cache, clock):
         cache.complete(ask("how do I bake bread at home"), call=failing_upstream)
 
 
+def test_stale_if_error_never_serves_a_candidate_below_the_hit_rule(make_cache, clock):
+    """Issue 17: with upstream down, a fresh or expired entry that is not a hit for this query (here
+    under the threshold) is another question's answer: the upstream's error stands."""
+    strict = MatchPolicy.cosine(0.999)
+    cache = make_cache(policy=strict, ttl=10)
+    cache.insert(ask(FRANCE), answer("Paris"))
+    with pytest.raises(UpstreamStatusError):
+        cache.complete(ask(FRANCE_PLEASE), call=failing_upstream)  # fresh entry, under the threshold
+    clock.advance(20)
+    with pytest.raises(UpstreamStatusError):
+        cache.complete(ask(FRANCE_PLEASE), call=failing_upstream)  # expired entry, under the threshold
+    assert cache.complete(ask(FRANCE), call=failing_upstream).status == "stale"  # the same request's copy
+
+
 def test_stale_if_error_can_be_turned_off(make_cache, clock):
     cache = make_cache(policy=POLICY, ttl=10, stale_if_error=False)
     cache.insert(ask(FRANCE), answer("Paris"))
@@ -309,16 +323,6 @@ def test_an_environmental_failure_is_a_warning_not_a_bug(make_cache, caplog):
     result = cache.complete(ask(FRANCE), call=lambda request: answer("Paris"))
     assert result.lookup_error == "EmbeddingError" and not result.lookup_bug
     assert not [r for r in caplog.records if r.levelname == "ERROR"]
-
-
-def test_a_verifier_for_another_dimension_is_refused_when_the_cache_opens(make_cache):
-    import numpy as np
-    from semcache.matching.verifier import FEATURES, Verifier
-
-    n = len(FEATURES) + 2 * 384
-    verifier = Verifier(np.zeros(n, np.float32), np.ones(n, np.float32), np.zeros(n, np.float32), 0.0, embedding=True)
-    with pytest.raises(ConfigError, match="384-dimensional"):
-        make_cache(policy=MatchPolicy.learned().with_verifier(verifier))  # the fake embedder makes 32
 
 
 def test_ttl_zero_means_never_expire_as_in_settings(make_cache, clock):

@@ -132,13 +132,32 @@ def test_calibrate_meets_the_target_and_reports_held_out_numbers():
     assert report["held_out"]["pairs"] + report["fit"]["pairs"] == len(pairs)
 
 
-def test_calibrate_cosine_base_and_refit():
+def test_calibrate_keeps_the_base_policy_and_proposes_only_a_measured_threshold():
     pairs = synthetic_pairs()
     cosine, report = calibrate(pairs, 0.8, embedder=BagOfWordsEmbedder(), base=MatchPolicy.cosine())
-    assert cosine.kind == "cosine" and -1 <= cosine.threshold <= 1 and not report["refit"]
-    refit, report = calibrate(pairs, 0.8, embedder=BagOfWordsEmbedder(), refit=True)
-    assert report["refit"] and refit.verifier.name == "calibrated"
-    assert MatchPolicy.from_dict(refit.to_dict()).threshold == refit.threshold
+    assert cosine.checks == () and -1 <= cosine.threshold <= 1
+    embedder = BagOfWordsEmbedder()
+    texts = sorted({t for a, b, _ in pairs for t in (a, b)})
+    vectors = dict(zip(texts, embedder.embed(texts)))
+    measured = {round(float(vectors[a] @ vectors[b]), 4) for a, b, _ in pairs}
+    assert report["threshold"] in measured  # a cosine some pair really had
+    assert 0 <= report["fit"]["precision_lower_95"] <= report["fit"]["precision"]
+    assert MatchPolicy.from_dict(cosine.to_dict()) == cosine
+
+
+def test_calibrate_refuses_pairs_whose_negatives_the_checks_already_refuse():
+    """Hard negatives that differ in one number: the checks refuse every one, so no threshold is
+    measured by them (a calibration once proposed 0.0231 here and promised precision 0.97)."""
+    pairs = [(f"what is {i} plus {i}", f"what does {i} plus {i} equal", 1) for i in range(20)]
+    pairs += [(f"what is {i} plus {i}", f"what is {i} plus {i + 1}", 0) for i in range(20)]
+    with pytest.raises(ConfigError, match="cannot support a threshold"):
+        calibrate(pairs, 0.9, embedder=BagOfWordsEmbedder())
+
+
+def test_calibrate_says_when_no_threshold_reaches_the_target():
+    pairs = [(f"topic {i} question", f"topic {i} question again", i % 2) for i in range(60)]
+    with pytest.raises(ConfigError, match="no measured threshold reaches precision"):
+        calibrate(pairs, 0.99, embedder=BagOfWordsEmbedder())
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [({"target_precision": 1.0}, "target_precision"), ({"target_precision": 0.9, "holdout": 0}, "holdout")])

@@ -98,4 +98,5 @@ def test_the_chinese_policy_refuses_a_near_miss_and_serves_a_paraphrase():
     sims = [0.99, 0.99]
     scores = policy.score_pairs(["我想买三个苹果", "今天北京天气怎么样"], ["我想买五个苹果", "今天北京天气如何"], sims)
     assert scores.tolist() == [-1.0, 0.99]
+    assert policy.threshold < 0.99
     assert isinstance(policy, MatchPolicy) and "person" in policy.checks

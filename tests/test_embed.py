@@ -113,21 +113,3 @@ def test_only_mean_pooled_pipelines_are_exported():
     assert _mean_pooled([Transformer(), Pooling("mean")])
     assert not _mean_pooled([Transformer(), Pooling("cls"), Normalize()])
     assert not _mean_pooled([Transformer(), Pooling("mean"), Normalize(), Normalize()])
-
-
-@pytest.mark.model
-def test_pair_classifier_scores_a_pair_alike_alone_or_among_many_and_in_either_backend():
-    from semcache.embedding.pair import BATCH, PairClassifier
-
-    onnx = PairClassifier()
-    pairs = [(f"how do I sort a list of {n} items in python", f"python sort {n} items") for n in range(BATCH * 2 + 5)]
-    pairs[7] = ("What is the capital of France?", "Which city is the capital of France?")
-    many = onnx.score(pairs)
-    assert many.shape == (len(pairs),) and ((0 <= many) & (many <= 1)).all()
-    assert np.allclose(onnx.score([pairs[7]]), many[7], atol=1e-4)  # chunked by length, put back in order
-    assert np.allclose(onnx.score(pairs[-3:]), many[-3:], atol=1e-4)
-    if onnx.backend == "onnx":
-        torch = PairClassifier(backend="torch")
-        assert np.allclose(torch.score(pairs[:5]), many[:5], atol=1e-3)
-    with pytest.raises(ConfigError, match="pair classifier file"):
-        PairClassifier("/nonexistent/pair.npz")

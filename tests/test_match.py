@@ -1,8 +1,7 @@
-"""Tests for semcache.match, semcache.checks and semcache.verifier."""
+"""Tests for semcache.matching: the checks and the policy."""
 
 from __future__ import annotations
 
-import functools
 import json
 
 import numpy as np
@@ -13,7 +12,6 @@ from hypothesis import strategies as st
 from semcache.matching.checks import CHECKS, analyze, run_checks
 from semcache.errors import ConfigError
 from semcache.matching.policy import Candidate, Decision, MatchPolicy
-from semcache.matching.verifier import FEATURES, Verifier
 
 # (check that must fail on the near-miss, prompt, near-miss, paraphrase that must pass every check)
 CASES = [
@@ -108,25 +106,25 @@ def candidate(entry_id: int, text: str, similarity: float, rejected=()) -> Candi
 QUERY_VECTOR = unit(np.random.default_rng(99).normal(size=384))
 
 
-def test_learned_policy_needs_no_training_and_scores_in_unit_interval():
-    policy = MatchPolicy.learned()
-    assert policy.kind == "learned" and 0 < policy.threshold < 1
-    decision = policy.decide("How do I learn Python?", [candidate(1, "What is the best way to learn Python?", 0.9)], QUERY_VECTOR)
-    assert 0.0 <= decision.score <= 1.0
-    assert decision.hit == (decision.score >= decision.threshold and all(c.passed for c in decision.checks))
-
-
 def test_decide_without_candidates_is_a_miss():
     decision = MatchPolicy().decide("anything", [], QUERY_VECTOR)
     assert not decision.hit and decision.entry_id is None and decision.reason == "no-candidates"
 
 
+def test_the_default_is_cosine_with_every_check_reading_english():
+    policy = MatchPolicy()
+    assert policy.checks == tuple(CHECKS) and policy.languages == ("en",) and 0.5 < policy.threshold < 1
+    assert policy.to_dict()["kind"] == "cosine"
+
+
 def test_cosine_policy_scores_by_similarity():
     policy = MatchPolicy.cosine(0.9)
     hit = policy.decide("how to learn python", [candidate(1, "how to learn python?", 0.93), candidate(2, "learn python", 0.91)])
-    assert hit.hit and hit.entry_id == 1 and hit.score == pytest.approx(0.93)
+    assert hit.hit and hit.entry_id == 1 and hit.score == pytest.approx(0.93) and hit.score == hit.similarity
     miss = policy.decide("how to learn python", [candidate(1, "learn python", 0.85)])
     assert not miss.hit and miss.reason == "below-threshold"
+    edge = policy.decide("how to learn python", [candidate(1, "learn python", 0.9)])
+    assert edge.hit  # at the threshold is a hit
 
 
 def test_failed_check_blocks_a_hit_and_is_reported():
@@ -143,6 +141,14 @@ def test_a_verified_candidate_beats_a_closer_one_that_fails_a_check():
     assert decision.hit and decision.entry_id == 2
 
 
+def test_a_miss_reports_the_closest_candidate_that_passed_its_checks():
+    policy = MatchPolicy.cosine(0.95, checks=tuple(CHECKS))
+    decision = policy.decide("capital of France", [candidate(1, "capital of Spain", 0.97), candidate(2, "France's capital", 0.9)])
+    assert not decision.hit and decision.entry_id == 2 and decision.reason == "below-threshold"
+    vetoed = policy.decide("capital of France", [candidate(1, "capital of Spain", 0.97)])
+    assert vetoed.entry_id == 1 and vetoed.reason == "check-failed:entities"
+
+
 def test_feedback_rejects_a_query_the_entry_was_marked_wrong_for():
     policy = MatchPolicy.cosine(0.5)
     rejected = candidate(3, "how do I learn python", 0.97, rejected=("How do I learn Python?!",))
@@ -152,58 +158,36 @@ def test_feedback_rejects_a_query_the_entry_was_marked_wrong_for():
     assert other.hit
 
 
-def test_score_pairs_applies_checks_as_a_floor():
-    policy = MatchPolicy.learned()
-    rng = np.random.default_rng(1)
-    va = np.stack([unit(rng.normal(size=384)) for _ in range(2)])
-    texts_a, texts_b = ["what is 1+1", "what is 1+1"], ["what is 1+2", "what is one plus one"]
-    raw = policy.score_pairs(texts_a, texts_b, [0.95, 0.95], va, va, apply_checks=False)
-    checked = policy.score_pairs(texts_a, texts_b, [0.95, 0.95], va, va)
-    assert checked[0] == 0.0 and raw[0] > 0.0 and checked[1] == raw[1]
+def test_score_pairs_is_the_hit_rule():
+    policy = MatchPolicy.cosine(0.9, checks=tuple(CHECKS))
+    texts_a, texts_b = ["what is 1+1", "what is 1+1", "python 排序"], ["what is 1+2", "what is one plus one", "python 排序 降序"]
+    raw = policy.score_pairs(texts_a, texts_b, [0.95, 0.95, 0.99], apply_checks=False)
+    checked = policy.score_pairs(texts_a, texts_b, [0.95, 0.95, 0.99])
+    assert raw.tolist() == [0.95, 0.95, 0.99] and checked.tolist() == [-1.0, 0.95, 0.99]
+    assert MatchPolicy().score_pairs(texts_a[2:], texts_b[2:], [0.99]).tolist() == [-1.0]  # Chinese is not read
     with pytest.raises(ConfigError, match="one length"):
         policy.score_pairs(["a"], ["b", "c"], [0.5])
 
 
-def test_higher_similarity_never_lowers_the_learned_score():
-    policy = MatchPolicy.learned()
-    va = np.stack([QUERY_VECTOR] * 3)
-    scores = policy.score_pairs(["how to learn python"] * 3, ["learn python fast"] * 3, [0.6, 0.8, 0.95], va, va)
-    assert scores[0] <= scores[1] <= scores[2]
-
-
 def test_policy_round_trips_through_a_file(tmp_path):
-    for policy in (MatchPolicy(), MatchPolicy.learned(), MatchPolicy(threshold=0.7, margin=0.2, checks=("numbers",), reject_below=0.3,
-                   accept_above=0.99, max_pairs=3, nearest_only=True, languages=("en", "es")), MatchPolicy.cosine(0.88)):
+    for policy in (MatchPolicy(), MatchPolicy(threshold=0.7, checks=("numbers",), languages=("en", "es")), MatchPolicy.cosine(0.88)):
         path = tmp_path / "policy.json"
         policy.save(path)
         loaded = MatchPolicy.load(path)
         assert loaded == policy and loaded.to_dict() == policy.to_dict()
 
 
-def test_policy_with_inline_weights_round_trips(tmp_path):
-    policy = MatchPolicy.learned().with_verifier(MatchPolicy.learned().verifier).with_threshold(0.6)
-    path = tmp_path / "p.json"
-    policy.save(path)
-    loaded = MatchPolicy.load(path)
-    assert isinstance(json.loads(path.read_text())["verifier"], dict)
-    va = np.stack([QUERY_VECTOR])
-    args = (["how to learn python"], ["learn python"], [0.8], va, va)
-    assert loaded.score_pairs(*args) == pytest.approx(policy.score_pairs(*args))
-
-
 @pytest.mark.parametrize(
     ("data", "field"),
     [
         ({"threshold": 2.0, "kind": "cosine"}, "threshold"),
-        ({"threshold": -0.5, "kind": "learned"}, "threshold"),
         ({"threshold": "high"}, "threshold"),
+        ({"threshold": True}, "threshold"),
         ({"threshold": 0.9, "kind": "magic"}, "kind"),
         ({"threshold": 0.9, "checks": ["numbers", "vibes"]}, "checks"),
-        ({"threshold": 0.9, "margin": 3}, "margin"),
-        ({"threshold": 0.9, "kind": "learned", "verifier": {"features": ["x"]}}, "features"),
-        ({"threshold": 0.9, "kind": "cascade", "reject_below": 0.9, "accept_above": 0.5}, "reject_below"),
-        ({"threshold": 0.9, "kind": "cascade", "max_pairs": 0}, "max_pairs"),
-        ({"threshold": 0.9, "kind": "cascade", "reject_below": "low"}, "band"),
+        ({"threshold": 0.9, "checks": "numbers"}, "checks"),
+        ({"threshold": 0.998, "kind": "cascade"}, "cascade"),
+        ({"threshold": 0.85, "kind": "learned"}, "learned"),
     ],
 )
 def test_bad_policy_data_raises_config_error_naming_the_field(data, field):
@@ -219,81 +203,15 @@ def test_load_reports_missing_and_malformed_files(tmp_path):
         MatchPolicy.load(tmp_path / "bad.json")
 
 
-def test_legacy_cosine_file_without_kind_still_loads():
+def test_older_files_still_load():
     assert MatchPolicy.from_dict({"threshold": 0.9}) == MatchPolicy.cosine(0.9)
+    assert MatchPolicy.from_dict({"kind": "cosine", "threshold": 0.9, "margin": 0.03}) == MatchPolicy.cosine(0.9)
 
 
 def test_decision_as_dict_is_json_serialisable():
-    decision = MatchPolicy.learned().decide("How do I learn Python?", [candidate(1, "How can I learn Python?", 0.95)], QUERY_VECTOR)
+    decision = MatchPolicy().decide("How do I learn Python?", [candidate(1, "How can I learn Python?", 0.95)], QUERY_VECTOR)
     assert isinstance(decision, Decision)
     assert json.loads(json.dumps(decision.as_dict()))["entry_id"] == 1
-
-
-def test_verifier_logistic_and_mlp_forms_match_hand_computation():
-    n = len(FEATURES)
-    x = np.ones((1, n), dtype=np.float32)
-    lr = Verifier(np.zeros(n, np.float32), np.ones(n, np.float32), np.full(n, 0.1, np.float32), -1.0)
-    assert lr.logits(x)[0] == pytest.approx(0.1 * n - 1.0)
-    mlp = Verifier(np.zeros(n, np.float32), np.ones(n, np.float32), np.array([1.0, -1.0], np.float32), 0.5,
-                   hidden_w=np.ones((n, 2), np.float32), hidden_b=np.array([0.0, -1e3], np.float32))
-    assert mlp.logits(x)[0] == pytest.approx(n + 0.5)  # second unit is cut by the ReLU
-    assert Verifier.from_dict(mlp.to_dict()).logits(x)[0] == pytest.approx(n + 0.5)
-
-
-class ScriptedPairs:
-    """A pair model that scores from a table of (query, candidate) -> probability, and records what it was asked."""
-
-    model_id = "scripted"
-
-    def __init__(self, table: dict, default: float = 0.0) -> None:
-        self.table, self.default, self.asked = table, default, []
-
-    def score(self, pairs):
-        self.asked.append(list(pairs))
-        return np.array([self.table.get(p, self.default) for p in pairs], dtype=np.float64)
-
-
-def cascade(pairs, **options) -> MatchPolicy:
-    options = {"threshold": 0.5, "reject_below": 0.6, "accept_above": 0.99, "max_pairs": 2, **options}
-    return MatchPolicy(**options).with_pair(pairs)
-
-
-def test_the_default_policy_is_the_cascade_and_needs_its_pair_model():
-    policy = MatchPolicy()
-    assert policy.kind == "cascade" and policy.needs_pair and policy.languages == ("en",)
-    with pytest.raises(ConfigError, match="pair model"):
-        policy.decide("how to learn python", [candidate(1, "learn python", 0.8)])
-    assert not policy.with_pair(ScriptedPairs({})).needs_pair
-
-
-def test_cascade_band_boundaries():
-    """Under reject_below: rejected unasked; at or over accept_above with every check passed: a hit unasked;
-    in between: the pair model's probability decides."""
-    pairs = ScriptedPairs({("learn python", "how do i learn python"): 0.9})
-    policy = cascade(pairs)
-    low = policy.decide("learn python", [candidate(1, "how do i learn python", 0.5999)])
-    assert not low.hit and low.score == 0.0 and pairs.asked == []
-    high = policy.decide("learn python", [candidate(1, "how do i learn python", 0.99)])
-    assert high.hit and high.score == 1.0 and pairs.asked == []
-    band = policy.decide("learn python", [candidate(1, "how do i learn python", 0.6)])
-    assert band.hit and band.score == pytest.approx(0.9) and pairs.asked == [[("learn python", "how do i learn python")]]
-    refused = cascade(ScriptedPairs({}, default=0.49)).decide("learn python", [candidate(1, "python learning", 0.9)])
-    assert not refused.hit and refused.reason == "below-threshold"
-
-
-def test_a_confident_cosine_never_overrules_a_check():
-    policy = cascade(ScriptedPairs({}, default=1.0))
-    decision = policy.decide("what is 15% of 240", [candidate(1, "what is 15% of 340", 0.999)])
-    assert not decision.hit and decision.reason == "check-failed:numbers"
-
-
-def test_candidates_failing_a_check_never_reach_the_pair_model_and_at_most_max_pairs_do():
-    pairs = ScriptedPairs({}, default=0.2)
-    policy = cascade(pairs, max_pairs=2)
-    cands = [candidate(1, "capital of spain", 0.95), candidate(2, "which city is france's capital", 0.94),
-             candidate(3, "what is the capital city of france", 0.93), candidate(4, "france capital city", 0.92)]
-    policy.decide("capital of france", cands)
-    assert pairs.asked == [[("capital of france", "which city is france's capital"), ("capital of france", "what is the capital city of france")]]
 
 
 def test_operators_between_words_are_hyphens_not_arithmetic():
@@ -302,48 +220,44 @@ def test_operators_between_words_are_hyphens_not_arithmetic():
     assert failed("Solve x^2 + 5x + 6 = 0", "Solve x^2 + 5x + 6") == set()  # a dropped "= 0" is an omission
 
 
-def test_prompts_that_differ_only_in_form_are_hits_without_the_pair_model():
-    pairs = ScriptedPairs({}, default=0.0)
-    policy = cascade(pairs)
-    for stored in ("What is the capital of France?", "what is the capital of france", "Hey, what is the capital of France? Thanks"):
-        decision = policy.decide("What's the capital of France?", [candidate(1, stored, 0.97)])
-        assert decision.hit and decision.score == 1.0, stored
-    assert pairs.asked == []
-    near = policy.decide("What's the capital of Germany?", [candidate(1, "What is the capital of France?", 0.97)])
-    assert not near.hit  # the checks still run first
-    sign = cascade(ScriptedPairs({}, default=0.0), checks=()).decide("Solve x^2 - 5x + 6 = 0", [candidate(1, "Solve x^2 + 5x + 6 = 0", 0.97)])
-    assert not sign.hit  # operators are part of the form: same words, another equation
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("Tell me an unusual fact number dedff7f7eb about otters", "Tell me an unusual fact number d7eebb28de about otters"),
+        ("Where is my order ORD-12345?", "Where is my order ORD-12399?"),
+        ("status of ticket 4839201", "status of ticket 4839202"),
+        ("what did @alice post today", "what did @bob post today"),
+        ("commit 3f2a9c1 broke the build", "commit 9b8e7d6 broke the build"),
+        ("error code E1045 on login", "error code E2047 on login"),
+    ],
+)
+def test_ids_must_agree_as_numbers_do(a, b):
+    assert "identifiers" in failed(a, b) and "identifiers" in failed(b, a)
 
 
-def test_nearest_only_never_serves_a_farther_candidate_in_place_of_the_nearest():
-    table = {("how tall is the eiffel tower", "eiffel tower height in meters"): 0.95}
-    cands = [candidate(1, "how old is the eiffel tower", 0.97), candidate(2, "eiffel tower height in meters", 0.9)]
-    anywhere = cascade(ScriptedPairs(table)).decide("how tall is the eiffel tower", cands)
-    assert anywhere.hit and anywhere.entry_id == 2  # the farther one is served
-    nearest = cascade(ScriptedPairs(table), nearest_only=True).decide("how tall is the eiffel tower", cands)
-    assert not nearest.hit and nearest.entry_id == 1  # the nearest one decides
-    vetoed = [candidate(1, "how tall is the eiffel tower in 1889", 0.97), candidate(2, "eiffel tower height in meters", 0.9)]
-    skipped = cascade(ScriptedPairs(table), nearest_only=True).decide("how tall is the eiffel tower in 2024", vetoed)
-    assert skipped.entry_id != 1 or not skipped.hit  # a vetoed nearest candidate does not block the next one
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("What is COVID-19?", "what is covid19"),
+        ("run 10km in 50 minutes", "run 10 km in 50 minutes"),
+        ("meeting at 3pm", "meeting at 3 pm"),
+        ("convert mp3 to wav", "mp3 to wav converter"),
+        ("Where is my order ORD-12345?", "order ORD-12345: where is it"),
+        ("Is gpt4 good at math", "is GPT-4 good at math"),
+    ],
+)
+def test_the_same_id_written_another_way_passes(a, b):
+    assert "identifiers" not in failed(a, b)
 
 
 def test_a_language_the_policy_does_not_read_is_never_a_semantic_hit():
-    pairs = ScriptedPairs({}, default=1.0)
-    policy = cascade(pairs)
+    policy = MatchPolicy()
     chinese = policy.decide("python 怎么给列表排序", [candidate(1, "python 怎么给字典排序", 0.999)])
-    assert not chinese.hit and chinese.reason == "language-not-read" and pairs.asked == []
+    assert not chinese.hit and chinese.reason == "language-not-read"
     spanish = policy.decide("como ordeno una lista en python", [candidate(1, "como ordeno un diccionario en python", 0.97)])
     assert not spanish.hit and spanish.reason == "language-not-read"
-    everyone = cascade(pairs, languages=())
+    everyone = MatchPolicy(languages=())
     assert everyone.decide("como ordeno una lista en python", [candidate(1, "como ordenar una lista en python", 0.97)]).hit
-
-
-def test_score_pairs_follows_the_cascade_rule():
-    pairs = ScriptedPairs({("learn python", "how do i learn python"): 0.7})  # (query, stored)
-    policy = cascade(pairs)
-    scores = policy.score_pairs(["how do i learn python", "learn python", "what is 1+1", "python 排序"],
-                                ["learn python", "learn python", "what is 1+2", "python 排序 降序"], [0.8, 0.995, 0.99, 0.99])
-    assert scores.tolist() == [0.7, 1.0, 0.0, 0.0]
 
 
 @pytest.fixture(scope="module")
@@ -353,26 +267,22 @@ def model():
     return SentenceTransformerEmbedder()
 
 
-@functools.lru_cache(maxsize=1)
-def shipped_policy() -> MatchPolicy:
-    from semcache.embedding.pair import PairClassifier
-
-    return MatchPolicy().with_pair(PairClassifier())
-
-
 @pytest.mark.model
 @pytest.mark.parametrize(
     ("query", "stored", "expect_hit"),
     [
         ("What's the capital of France?", "What is the capital of France?", True),
+        ("Which city is France's capital?", "What is the capital of France?", True),
         ("hey, how do i learn python quickly? thanks", "How do I learn Python quickly?", True),
         ("Solve x^2 - 5x + 6 = 0", "Solve x^2 + 5x + 6 = 0", False),
         ("What is 15% of 240?", "What is 15% of 340?", False),
         ("What's new in Python 3.11?", "What's new in Python 3.12?", False),
         ("What is the capital of Australia?", "What is the capital of Austria?", False),
+        ("Tell me an unusual fact number d7eebb28de about otters", "Tell me an unusual fact number dedff7f7eb about otters", False),
+        ("what's the capital of Brazil", "what's the population of Brazil?", False),
     ],
 )
 def test_default_policy_on_the_real_model(model, query, stored, expect_hit):
     q, s = model.embed([query, stored])
-    decision = shipped_policy().decide(query, [Candidate(1, stored, float(q @ s), s)], q)
+    decision = MatchPolicy().decide(query, [Candidate(1, stored, float(q @ s), s)], q)
     assert decision.hit is expect_hit, decision.as_dict()

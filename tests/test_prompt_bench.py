@@ -115,21 +115,41 @@ def test_the_audit_joins_intents_that_two_writers_wrote_twice(bench):
 
 
 @pytest.mark.model
-def test_prompt_quality_smoke_reports_every_split_and_language_and_chooses_by_the_rule(tmp_path):
-    from benchmarks import prompt_quality
+def test_quality_smoke_reports_the_default_beside_plain_cosine_on_every_set(tmp_path):
+    from benchmarks import quality
+    from semcache.matching.policy import MatchPolicy
 
-    report = prompt_quality.main(["--smoke", "--out", str(tmp_path / "prompt_quality.json")])
-    assert set(report["results"]) >= {"dev-en", "test-en"}
-    for result in report["results"].values():
-        stream = result["stream"]
-        assert stream["seeds"] == [0, 1] and 0 <= stream["mean"]["wrong_rate"] <= stream["worst"]["wrong_rate"] <= 1
-        assert result["pairs"]["paraphrase_pairs"] > 0
-    assert (tmp_path / "logs" / "prompt_quality_wrong_hits.json").is_file()
-    assert 0 <= report["pair_classifier_auc"]["en"] <= 1
-    chosen = prompt_quality.main(["--smoke", "--choose", "--out", str(tmp_path / "prompt_quality.json")])["chosen"]
-    candidates = json.loads((tmp_path / "prompt_quality_choice.json").read_text())["dev_candidates"]
-    within = [c for c in candidates if c["stream"]["wrong_rate"] <= prompt_quality.MAX_WRONG
-              and (c["pairs"].get("near_miss_fpr") or 0) <= prompt_quality.MAX_FPR]
-    assert chosen["within_bounds"] == bool(within)
-    if within:
-        assert chosen["stream"]["recall_of_possible"] == max(c["stream"]["recall_of_possible"] or 0 for c in within)
+    out, plot = tmp_path / "quality.json", tmp_path / "quality.png"
+    assert quality.main(["--smoke", "--out", str(out), "--plot", str(plot)]) == 0
+    report = json.loads(out.read_text())
+
+    assert report["default"] == MatchPolicy().to_dict()
+    assert plot.stat().st_size > 0
+    sets, curves = report["sets"], report["curves"]
+    # The sets the repository carries are always there; the shared ones when ../shared/data has them.
+    expected = {"prompts:tune", "prompts:report", "near_misses:tune", "near_misses:report", "hard_negatives:report"}
+    for name, file in (("banking77", "banking77_train.jsonl"), ("qqp", "qqp_dev.jsonl")):
+        if (quality.SHARED / file).is_file():
+            expected |= {f"{name}:tune", f"{name}:report"}
+    if (quality.SHARED / "paraphrases_999.jsonl").is_file():
+        expected.add("paraphrases:report")
+    assert set(sets) == set(curves) == expected
+    for name, row in sets.items():
+        assert set(row) == {"cosine", "checks"}, name  # the anchor and the default, on every set
+        assert all(len(curves[name]["curves"][p]) == len(quality.THRESHOLDS) for p in row)
+        assert {p["threshold"] for p in row.values()} == {MatchPolicy().threshold}
+        if curves[name]["type"] == "stream":
+            for point in row.values():
+                assert 0 <= point["wrong_rate"] <= point["hit_rate"] <= 1, name
+                assert point["worst"]["wrong_rate"] >= point["wrong_rate"], name  # the worst seed is the worst
+                assert point["anchor_wrong_at_same_hits"] >= 0
+        else:
+            # On pairs a check only ever vetoes: the default never finds more than plain cosine at its threshold.
+            ours, anchor = row["checks"], row["cosine"]
+            if ours["recall"] is not None:
+                assert ours["recall"] <= anchor["recall"], name
+            if ours["fpr"] is not None:
+                assert ours["fpr"] <= anchor["fpr"], name
+    assert sets["near_misses:report"]["checks"]["fpr"] is not None
+    if "paraphrases:report" in sets:  # all positive: a recall, no false-positive rate
+        assert sets["paraphrases:report"]["checks"]["fpr"] is None

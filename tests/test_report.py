@@ -40,6 +40,25 @@ def results_dir(tmp_path):
                                    "gptcache-default": {"hit_rate": 0.85, "wrong_hit_rate": 0.1, "threshold": 0.8}}}},
                                "targets": {"hit_rate_at_equal_wrong_rate (workload)": {
                                    "measured": {"semcache": 0.8}, "required": "higher", "passed": True}}})
+    _write(tmp_path, "server", {"summary": {"semantic_hit_rps_best": 180.0, "batched_bound_rps": 300.0,
+                                            "ratio_to_batched_bound": 0.6, "target_ratio_to_batched_bound": 0.5,
+                                            "one_at_a_time_bound_rps": 250.0, "ratio": 0.72, "errors": 0}})
+    anchor = [{"threshold": 0.88, "hit_rate": 0.30, "wrong_rate": 0.012}, {"threshold": 0.90, "hit_rate": 0.20, "wrong_rate": 0.006},
+              {"threshold": 0.92, "hit_rate": 0.10, "wrong_rate": 0.002}]
+    _write(tmp_path, "quality", {
+        "default": {"kind": "cosine", "threshold": 0.9, "checks": ["numbers"], "languages": ["en"]},
+        "sets": {"banking77:tune": {"cosine": {"hit_rate": 0.5, "wrong_rate": 0.5, "worst": {"wrong_rate": 0.5}},
+                                    "checks": {"hit_rate": 0.5, "wrong_rate": 0.5, "worst": {"wrong_rate": 0.5}}},
+                 "banking77:report": {"cosine": {"hit_rate": 0.20, "wrong_rate": 0.006, "worst": {"wrong_rate": 0.008}},
+                                      "checks": {"hit_rate": 0.19, "wrong_rate": 0.004, "worst": {"wrong_rate": 0.005},
+                                                 "anchor_wrong_at_same_hits": 0.0056}},
+                 "qqp:report": {"cosine": {"hit_rate": 0.20, "wrong_rate": 0.006, "worst": {"wrong_rate": 0.008}},
+                                "checks": {"hit_rate": 0.15, "wrong_rate": 0.02, "worst": {"wrong_rate": 0.03},
+                                           "anchor_wrong_at_same_hits": 0.004}},
+                 "near_misses:report": {"cosine": {"recall": 0.9, "fpr": 0.3, "precision": 0.7},
+                                        "checks": {"recall": 0.8, "fpr": 0.08, "precision": 0.9}}},
+        "curves": {"banking77:report": {"type": "stream", "curves": {"cosine": anchor}},
+                   "qqp:report": {"type": "stream", "curves": {"cosine": anchor}}}})
     (tmp_path / "quota.png").write_bytes(b"\x89PNG")
     return tmp_path
 
@@ -56,7 +75,28 @@ def test_report_has_machine_command_headline_targets_and_plots(results_dir):
     assert "| quota: semcache_no_429_to_caller | 0 | == 0 | PASS |" in text
     assert "| lookup: index rebuild at 100k | 14 | <= 10.0 s | **FAIL** |" in text
     assert "![quota](quota.png)" in text  # relative link, next to REPORT.md
-    assert "Not run (no JSON found): prompt_quality, match_quality, server, cluster." in text
+    assert "Not run (no JSON found): cluster." in text
+    # quality.json: the default beside plain cosine on the parts it was not chosen on.
+    assert "banking77:report stream, default at 0.9" in text
+    assert "19.0% / 0.4% (0.5%); plain cosine at 0.9: 20.0% / 0.6%; plain cosine's wrong at as many hits: 0.6%" in text
+    assert "banking77:tune" not in text
+    assert "near_misses:report pairs, default at 0.9" in text and "80.0% / 8.0%; plain cosine at 0.9: 90.0% / 30.0%" in text
+    assert "180 req/s vs 300 texts/s (0.6x)" in text
+
+
+def test_quality_and_sidecar_targets_follow_issue_17(results_dir):
+    targets = {t["name"]: t for t in report.collect_targets(report.load_results(results_dir))}
+
+    on_curve = "quality, {}:report: default's hits >= plain cosine's at equal or lower wrong rate"
+    wrong = "quality, {}:report: default's wrong hits per request (mean of seeds)"
+    assert targets[on_curve.format("banking77")]["passed"] is True  # 0.4% wrong where plain cosine has 0.56% at 19% hits
+    assert targets[wrong.format("banking77")]["passed"] is True
+    assert targets[on_curve.format("qqp")]["passed"] is False  # 2% wrong at 15% hits: under plain cosine's curve
+    assert targets[wrong.format("qqp")]["passed"] is False  # and over the 1% bound
+    assert targets["quality, near_misses:report: default's false-positive rate on the near-miss pairs"]["passed"] is True
+    assert not [name for name in targets if "tune" in name]  # the tune parts chose the default; they are not its report
+    sidecar = targets["sidecar: semantic-hit throughput vs the batched-embedding bound (same run), no errors"]
+    assert sidecar["measured"] == 0.6 and sidecar["passed"] is True
 
 
 def test_lookup_at_1m_swaps_the_index_part_of_the_engine_latency(results_dir):

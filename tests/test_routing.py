@@ -125,4 +125,4 @@ def test_settings_choose_the_routing():
 
 def test_with_multilingual_takes_a_given_model():
     r = with_multilingual(WordEmbedder(), ENGLISH, multilingual=CharEmbedder())
-    assert r is not None and r.routes[1].languages == ("zh",) and r.routes[1].policy.kind == "cosine"
+    assert r is not None and r.routes[1].languages == ("zh",) and r.routes[1].policy.threshold == chinese_policy().threshold

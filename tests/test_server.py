@@ -38,7 +38,7 @@ pytestmark = pytest.mark.server
 ADMIN = "admin-secret"
 JSON = {"content-type": "application/json"}
 MODEL = "gpt-4o-mini"
-POLICY = MatchPolicy.cosine(0.9)  # plain cosine: independent of the shipped verifier
+POLICY = MatchPolicy.cosine(0.9)  # plain cosine: independent of the shipped default
 
 
 def ask(text: str) -> list[dict]:
@@ -439,7 +439,7 @@ def test_concurrent_identical_requests_make_one_upstream_call_each(sidecar, mock
 
 @pytest.mark.model
 def test_the_shipped_default_answers_a_paraphrase_and_refuses_a_one_detail_near_miss(tmp_path, mock):
-    """The sidecar as `semcache serve` builds it: the packaged model, the cascade and its pair classifier."""
+    """The sidecar as `semcache serve` builds it: the packaged model and the default policy."""
     settings = Settings(cache_dir=str(tmp_path / "default"), upstream_base_url=mock + "/v1")
     with running_server(create_app(settings, environ={})) as url:
         c = client(url)

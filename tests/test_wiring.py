@@ -19,8 +19,8 @@ def test_semantic_languages_override_the_policys():
 
 def test_threshold_override_and_policy_file(tmp_path):
     path = tmp_path / "p.json"
-    MatchPolicy(threshold=0.7, reject_below=0.4).save(path)
+    MatchPolicy(threshold=0.7, checks=("numbers",)).save(path)
     policy = policy_from_settings(Settings(policy=str(path), threshold=0.9))
-    assert (policy.kind, policy.threshold, policy.reject_below) == ("cascade", 0.9, 0.4)
+    assert (policy.threshold, policy.checks) == (0.9, ("numbers",))
     with pytest.raises(ConfigError, match="threshold"):
-        policy_from_settings(Settings(threshold=-0.5))  # a cascade's score is a probability
+        policy_from_settings(Settings(threshold=1.5))  # a cosine is at most 1

@@ -23,7 +23,7 @@ import numpy as np
 from ..errors import EmbeddingError
 from .base import Embedder
 
-__all__ = ["BatchingEmbedder", "BatchingPairs"]
+__all__ = ["BatchingEmbedder"]
 
 
 class _Waiter:
@@ -129,35 +129,3 @@ class BatchingEmbedder:
         finally:
             for waiter in batch:
                 waiter.done.set()
-
-
-class BatchingPairs(BatchingEmbedder):
-    """Wrap a pair model (``score(pairs)``) the same way: concurrent lookups in the uncertain band
-    share one cross-encoder call."""
-
-    def __init__(self, inner, *, window: float = 0.0, max_batch: int = 16) -> None:
-        super().__init__(_Scored(inner), window=window, max_batch=max_batch)
-        self.inner = inner
-
-    def __repr__(self) -> str:
-        return f"BatchingPairs({self.inner!r}, window={self.window}, max_batch={self.max_batch})"
-
-    def score(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
-        """Return the probability of each pair, scored together with other threads' concurrent calls."""
-        return self._together(list(pairs))
-
-    def _empty(self) -> np.ndarray:
-        return np.zeros(0, dtype=np.float64)
-
-    def _call(self, items: list) -> np.ndarray:
-        scores = np.asarray(self.inner.score(items), dtype=np.float64)
-        if scores.shape != (len(items),):
-            raise EmbeddingError(f"pair model returned shape {scores.shape}, expected {(len(items),)}")
-        return scores
-
-
-class _Scored:
-    """What BatchingEmbedder's constructor reads of its inner model, for a pair model."""
-
-    def __init__(self, pair) -> None:
-        self.model_id, self.dim = pair.model_id, 1

@@ -24,7 +24,6 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from ..embedding.base import CachingEmbedder, Embedder
-from ..embedding.pair import PairClassifier
 from ..embedding.sentence import SentenceTransformerEmbedder
 from ..errors import ConfigError, RequestError, StoreError
 from ..keys import RequestKey, normalize
@@ -94,18 +93,12 @@ class SemanticCache(MissPath):
         routes: Routes | None = None,
     ) -> None:
         policy = policy if policy is not None else routes.routes[0].policy if routes is not None else MatchPolicy()
-        if policy.needs_pair:  # the default cascade: its uncertain band goes to the shipped pair classifier
-            policy = policy.with_pair(PairClassifier())
         if routes is None and embedder is None:
             embedder = SentenceTransformerEmbedder()
             routes = with_multilingual(embedder, policy)
         self.routes = routes
         inner = routes if routes is not None else embedder
         self.embedder = CachingEmbedder(inner, embed_cache_size) if embed_cache_size else inner
-        for route in routes.routes if routes is not None else ():
-            route.policy.check_dimension(route.embedder.dim)
-        if routes is None:
-            policy.check_dimension(self.embedder.dim)
         self.policy = routes.routes[0].policy if routes is not None else policy
         self.store = store if store is not None else DiskStore(directory)
         try:
@@ -266,16 +259,13 @@ class SemanticCache(MissPath):
 
     def _stale_candidate(self, query_text: str, vector: np.ndarray, decision: Decision, expired: dict,
                          policy: MatchPolicy) -> Hit | None:
-        """Pick an answer to serve only if upstream fails: an expired match, or a near miss."""
+        """Pick an answer to serve only if upstream fails: an expired entry that passes the hit rule
+        itself. Never a candidate below it: an answer to another question is worse than an error."""
         if expired:
             old = policy.decide(query_text, list(expired.values()), vector)
             if old.hit:
                 entry = self._readable(old.entry_id)
                 return None if entry is None else Hit(entry, "stale", old)
-        near = decision.entry_id is not None and decision.score >= policy.threshold - policy.margin
-        if near and all(c.passed for c in decision.checks):
-            entry = self._readable(decision.entry_id)
-            return None if entry is None else Hit(entry, "stale", decision)
         return None
 
     def _readable(self, entry_id: int) -> Entry | None:

@@ -1,6 +1,6 @@
-"""Decide whether a stored entry answers a new query: checks, scores, the policy cascade, metrics.
+"""Decide whether a stored entry answers a new query: the checks, the policy, language detection.
 
-Pure logic apart from the pair classifier's model file; nothing here touches a store or a network.
+Pure logic: nothing here touches a store, a network or a model.
 """
 
 from .policy import Candidate, Decision, MatchPolicy

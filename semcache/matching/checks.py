@@ -5,8 +5,7 @@ query's facts are reused for every candidate); each ``check_*`` compares two ``F
 returns a ``Check``. A check fails only on a *conflict* -- both sides state the thing and
 they disagree, or one side names a literal (quoted string, code identifier) that the other
 text lacks -- so a paraphrase that merely drops a detail passes. One-sided differences are
-reported by ``soft_flags`` and left to the learned score, because on QQP they separate
-duplicates from non-duplicates only weakly (see benchmarks/results/match_train.json).
+left to the cosine, because on QQP they separate duplicates from non-duplicates only weakly.
 """
 
 from __future__ import annotations
@@ -40,7 +39,6 @@ __all__ = [
     "check_versions",
     "normalize_text",
     "run_checks",
-    "soft_flags",
 ]
 
 _WORD = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)*|\d+(?:[.,]\d+)*")
@@ -143,6 +141,30 @@ _QUOTED = re.compile(r"\"([^\"]{1,200})\"|“([^”]{1,200})”|‘([^’]{1,200
 _IDENTIFIER = re.compile(
     r"(?<![\w.])(?:[A-Za-z_][\w]*_[\w]*|[a-z]{2,}[A-Z][A-Za-z0-9]*|[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+|[A-Za-z_]\w*\(\))(?![\w])"
 )
+# Ids that must agree as numbers do (issue 17): hex and mixed letter-digit codes ("dedff7f7eb",
+# "ORD-12345", "A1B2C3", "gpt4"), long digit runs and @usernames. A number with a unit or an
+# ordinal suffix ("10km", "15k", "3pm", "2nd") is a number, checked as one.
+_CODE = re.compile(r"(?<![\w@#])(?:@\w{2,}|[A-Za-z0-9][A-Za-z0-9_-]*[A-Za-z0-9])(?![\w@])")
+_NUMBER_WITH_SUFFIX = re.compile(r"\d+(?:[.,]\d+)*(?:st|nd|rd|th|[a-z]{1,3})|[a-z]{1,2}\d{1,2}")
+
+
+def _codes(text: str) -> frozenset[str]:
+    """Return the id-like tokens of ``text``, letters and digits only, lowercased."""
+    out = set()
+    for m in _CODE.finditer(text):
+        token = m.group()
+        low = token.lower()
+        squashed = re.sub(r"[^0-9a-z]", "", low)
+        if token.startswith("@"):
+            out.add(squashed)
+        elif any(c.isdigit() for c in token) and any(c.isalpha() for c in token):
+            if not _NUMBER_WITH_SUFFIX.fullmatch(low):
+                out.add(squashed)
+        elif token.isdigit() and len(token) >= 6:  # an order or account number, not a quantity
+            out.add(token)
+    return frozenset(out)
+
+
 _DIRECTIONAL = frozenset({"to", "into", "from", "than", "over", "before", "after", "beat", "beats", "vs", "versus"})
 # Words with an opposite: a text stating one and the other stating its opposite ask different things.
 _OPPOSITES = [
@@ -158,6 +180,9 @@ _OPPOSITES = [
     ("positive", "negative"), ("left", "right"), ("wet", "dry"), ("rich", "poor"), ("install", "uninstall"),
     ("sunrise", "sunset"), ("plural", "singular"), ("early", "late"), ("plus", "minus"), ("add", "subtract"),
     ("multiply", "divide"), ("sum", "difference"), ("profit", "loss"), ("deposit", "withdraw"),
+    ("start", "end"), ("begin", "end"), ("starts", "ends"), ("begins", "ends"), ("started", "ended"), ("began", "ended"),
+    ("safe", "unsafe"), ("legal", "illegal"), ("possible", "impossible"), ("healthy", "unhealthy"),
+    ("valid", "invalid"), ("correct", "incorrect"), ("likely", "unlikely"),
 ]
 _OPPOSITE: dict[str, set[str]] = {}
 for _x, _y in _OPPOSITES:
@@ -246,6 +271,7 @@ class Facts:
     times: frozenset[str]             # the times named, by meaning ("now", "tomorrow", "next year")
     operators: tuple[str, ...] = ()   # arithmetic operators between operands, in order ("x^2+5x-6": ^ + -)
     measures: frozenset[str] = frozenset()  # what is measured in ("seconds", "radius"), by unit
+    codes: frozenset[str] = frozenset()   # id-like tokens ("dedff7f7eb", "ord12345"), letters and digits only
     zh: ZhFacts | None = None         # the Chinese facts of a text with Chinese characters (``checks_zh``)
 
 
@@ -342,6 +368,7 @@ def analyze(text: str) -> Facts:
         wh_words=wh, directions=_directions(words), language=language_of(text),
         opposites=tuple(sorted(w for w in words if w in _OPPOSITE)), times=_times(words),
         operators=operators_of(text), measures=frozenset(_MEASURES[w] for w in words if w in _MEASURES),
+        codes=_codes(text),
         zh=analyze_zh(text),
     )
 
@@ -460,8 +487,12 @@ def check_quoted(a: Facts, b: Facts) -> Check:
 
 
 def check_identifiers(a: Facts, b: Facts) -> Check:
-    """Fail when each text names a code identifier (snake_case, camelCase, dotted.name, call()) the other lacks."""
-    return _swap("identifiers", [i for i in a.identifiers if i not in b.lower], [i for i in b.identifiers if i not in a.lower])
+    """Fail when each text names an identifier the other lacks: code (snake_case, camelCase,
+    dotted.name, call()) or an id (hex, a letter-digit code, a long digit run, an @username)."""
+    sa, sb = re.sub(r"[^0-9a-z]", "", a.lower), re.sub(r"[^0-9a-z]", "", b.lower)
+    only_a = [i for i in a.identifiers if i not in b.lower] + [c for c in a.codes if c not in sb]
+    only_b = [i for i in b.identifiers if i not in a.lower] + [c for c in b.codes if c not in sa]
+    return _swap("identifiers", only_a, only_b)
 
 
 def check_question_word(a: Facts, b: Facts) -> Check:
@@ -580,14 +611,3 @@ CHECKS.update({name: _reading_chinese(name, CHECKS[name]) for name in ZH_CHECKS}
 def run_checks(a: Facts, b: Facts, names=tuple(CHECKS)) -> tuple[Check, ...]:
     """Run the named checks on two analysed texts, in order."""
     return tuple(CHECKS[name](a, b) for name in names)
-
-
-def soft_flags(a: Facts, b: Facts) -> tuple[float, float, float]:
-    """Return one-sided differences (numbers, names, negation words) as 0/1 features.
-
-    These are not contradictions -- "lose 10 kg" vs "lose weight" -- so they inform the
-    learned score rather than veto.
-    """
-    numbers = float(bool(a.numbers or a.years or a.versions) != bool(b.numbers or b.years or b.versions))
-    names = float(any(not _present(e, b) for e in a.entities) or any(not _present(e, a) for e in b.entities))
-    return numbers, names, float(len(set(a.entities) ^ set(b.entities)) > 0)

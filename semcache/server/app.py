@@ -44,7 +44,7 @@ from ..errors import RequestError, UpstreamStatusError
 from ..keys import tenant_from_api_key
 from ..upstream.client import translate_error
 from ..upstream.tokens import encoding_for, usage_of
-from ..wiring import cache_from_settings, embedder_from_settings, limiter_from_settings, policy_from_settings
+from ..wiring import cache_from_settings, embedder_from_settings, limiter_from_settings
 from . import admin
 from .auth import ClientKeys, TenantQuota, check_exposure, load_client_keys
 from .engine_loop import EngineLoop
@@ -457,10 +457,9 @@ def create_app(settings: Settings, *, cache: SemanticCache | None = None, upstre
     check_exposure(settings, own_key=own_key, client_keys=client_keys, fixed_upstream=upstream is not None)
     owns_cache = cache is None
     if cache is None:
-        # Concurrent lookups share model calls: the embedding, and the pair classifier's uncertain band.
+        # Concurrent lookups share embedding calls.
         embedder = BatchingEmbedder(embedder if embedder is not None else embedder_from_settings(settings))
-        policy = policy_from_settings(settings, batched=True)
-        cache = cache_from_settings(settings, embedder=embedder, policy=policy, environ=environ)
+        cache = cache_from_settings(settings, embedder=embedder, environ=environ)
     upstreams = UpstreamPool(settings, own_key=own_key, fixed=upstream, stats=cache.stats_recorder, pricing=cache.pricing,
                              ledger=cache.store, store=cache.store)
     sidecar = Sidecar(settings, cache, upstreams, admin_token=environ.get(settings.admin_token_env), owns_cache=owns_cache,

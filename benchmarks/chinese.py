@@ -345,13 +345,15 @@ def plot_grid(grid: list[dict], chosen: dict | None) -> None:
 # -- latency ---------------------------------------------------------------------------------
 
 
-def latency_section(rounds: int = 3) -> dict:
+def latency_section(per_language: int = 60) -> dict:
     """p50 of a semantic hit through ``SemanticCache.lookup``, English (MiniLM) vs Chinese (e5), one process.
 
-    The first phrasing of each group of the prompt benchmark is stored, the others looked up with
-    the embedding LRU off; only lookups that were semantic hits are timed, English and Chinese
-    interleaved (the machine's load moves both alike). English is also timed in a cache without
-    the Chinese route: routing must not slow it.
+    The first phrasing of ``per_language`` groups of the prompt benchmark is stored, the others
+    looked up with the embedding LRU off; only lookups that were semantic hits are timed. Two
+    orders: ``blocked`` (each language's lookups in a run of their own, alternating English,
+    Chinese, English, Chinese so load drift falls on both) and ``interleaved`` (mixed traffic:
+    a Chinese lookup right after an English one finds ONNX Runtime's threads still spinning).
+    English is also timed in a cache without the Chinese route: the route must not slow it.
     """
     import tempfile
 
@@ -362,11 +364,25 @@ def latency_section(rounds: int = 3) -> dict:
     from semcache.matching.policy import MatchPolicy
 
     bench = prompt_rows(("train", "dev", "test"), lang=("en", "zh"))
-    groups = {lang: [g.texts for g in bench.groups if g.lang == lang and len(g.texts) > 1] for lang in ("en", "zh")}
-    english = SentenceTransformerEmbedder()
-    policy = MatchPolicy()
+    groups = {lang: sorted((g.texts for g in bench.groups if g.lang == lang and len(g.texts) > 1),
+                           key=lambda texts: hashlib.sha256(texts[0].encode()).hexdigest())[:per_language]
+              for lang in ("en", "zh")}
+    english, policy = SentenceTransformerEmbedder(), MatchPolicy()
     routes = Routes((Route(english, policy), Route(MultilingualEmbedder(), chinese_policy())))
-    times: dict[str, list[float]] = {"en": [], "zh": [], "en_without_routes": []}
+    times: dict[str, list[float]] = {}
+
+    def timed(cache, name: str, queries: list[str]) -> None:
+        for text in queries:
+            started = time.perf_counter()
+            hit = cache.lookup(text)
+            elapsed = time.perf_counter() - started
+            if hit is not None and hit.kind == "semantic":
+                times.setdefault(name, []).append(elapsed)
+
+    queries = {lang: [t for texts in groups[lang] for t in texts[1:]] for lang in ("en", "zh")}
+    half = {lang: (q[: len(q) // 2], q[len(q) // 2:]) for lang, q in queries.items()}
+    mixed = sorted([("en", t) for t in queries["en"]] + [("zh", t) for t in queries["zh"]],
+                   key=lambda q: hashlib.sha256(q[1].encode()).hexdigest())
     with tempfile.TemporaryDirectory() as root:
         routed = SemanticCache(f"{root}/routed", routes=routes, embed_cache_size=0, flush_interval=None)
         plain = SemanticCache(f"{root}/plain", embedder=english, policy=policy, embed_cache_size=0, flush_interval=None)
@@ -374,30 +390,25 @@ def latency_section(rounds: int = 3) -> dict:
             routed.insert(texts[0], "answer")
         for texts in groups["en"]:
             plain.insert(texts[0], "answer")
-        queries = [("en", t) for texts in groups["en"] for t in texts[1:]]
-        queries += [("zh", t) for texts in groups["zh"] for t in texts[1:]]
-        queries.sort(key=lambda q: hashlib.sha256(q[1].encode()).hexdigest())  # interleaved
-        for _ in range(rounds):
-            for lang, text in queries:
-                started = time.perf_counter()
-                hit = routed.lookup(text)
-                elapsed = time.perf_counter() - started
-                if hit is not None and hit.kind == "semantic":
-                    times[lang].append(elapsed)
-                if lang == "en":
-                    started = time.perf_counter()
-                    hit = plain.lookup(text)
-                    elapsed = time.perf_counter() - started
-                    if hit is not None and hit.kind == "semantic":
-                        times["en_without_routes"].append(elapsed)
+        for part in (0, 1):  # blocked: en, zh, en without routes, then again
+            timed(routed, "blocked_en", half["en"][part])
+            timed(routed, "blocked_zh", half["zh"][part])
+            timed(plain, "blocked_en_without_routes", half["en"][part])
+        for lang, text in mixed:
+            timed(routed, f"interleaved_{lang}", [text])
         routed.close()
         plain.close()
     from benchmarks.common import summarize
 
-    out = {name: summarize(values) for name, values in times.items()}
-    out["zh_over_en_p50"] = round(out["zh"]["p50_ms"] / out["en"]["p50_ms"], 2) if times["zh"] and times["en"] else None
+    out: dict = {name: summarize(values) for name, values in sorted(times.items())}
+    for mode in ("blocked", "interleaved"):
+        en, zh = out.get(f"{mode}_en", {}), out.get(f"{mode}_zh", {})
+        out[f"{mode}_zh_over_en_p50"] = round(zh["p50_ms"] / en["p50_ms"], 2) if en.get("n") and zh.get("n") else None
+    en, plain_en = out.get("blocked_en", {}), out.get("blocked_en_without_routes", {})
+    out["blocked_en_routed_over_plain_p50"] = round(en["p50_ms"] / plain_en["p50_ms"], 3) if en.get("n") and plain_en.get("n") else None
     out["policy_en"] = policy.to_dict()
-    print(json.dumps(out, indent=1), flush=True)
+    out["load_average"] = os.getloadavg()
+    print(json.dumps({k: v for k, v in out.items() if k != "policy_en"}, indent=1), flush=True)
     return out
 
 

@@ -309,11 +309,6 @@ def units(a: ZhFacts, b: ZhFacts) -> str | None:
     return "; ".join(clashes) or None
 
 
-def _bigrams(text: str) -> set[str]:
-    chars = [c for c in text if _HAN.match(c) or c.isalnum()]
-    return {chars[i] + chars[i + 1] for i in range(len(chars) - 1)}
-
-
 def _content_chars(text: str) -> set[str]:
     return {c for c in text if _HAN.match(c) or c.isalnum()} - _NEGATION_CHARS - _PARTICLES
 

@@ -308,6 +308,13 @@ def build_report(results: dict, plots: list[str]) -> str:
                         [(s["name"], f"`{s['command']}`", s["exit_code"], s["seconds"]) for s in run["steps"]])
         lines += ["", f"Total: {run.get('total_seconds')} s. Data: QQP pairs `{run.get('pairs') or 'not used'}` "
                       f"(read by path), generated workload, hard negatives (benchmarks/data).", ""]
+    sources = [(f"{name}.json", f"`{data['command']}`" if data.get("command") else "n/a",
+                _fmt(_get(data, "machine", "loadavg_1_5_15"))) for name, data in results.items()
+               if name != "run_all" and isinstance(data, dict) and "_error" not in data]
+    if sources:  # a directory may mix runs: each file says which command made it, on how busy a machine
+        lines += ["## Sources", ""]
+        lines += _table(("file", "command", "load average at its start (1, 5, 15 min)"), sources)
+        lines += [""]
     missing = [name for name in FILES[1:] if name not in results]
     if missing:
         lines += [f"Not run (no JSON found): {', '.join(missing)}.", ""]

@@ -1,4 +1,4 @@
-"""The ``semcache`` command: serve | stats | eval | calibrate | tune | bench | clear | mock-upstream.
+"""The ``semcache`` command: serve | stats | eval | calibrate | tune | bench | demo | clear | doctor | mock-upstream.
 
 Each command builds one ``Settings`` from its flags > environment (SEMCACHE_*) > ``--config``
 file > defaults, then calls the library; the logic lives in the modules, not here.
@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
+from . import __version__
 from .config import Settings
 from .errors import SemcacheError
 
@@ -45,10 +47,23 @@ class _Group(click.Group):
 
 
 @click.group(cls=_Group)
-@click.version_option(package_name="semcache")
+@click.version_option(version=__version__, prog_name="semcache")  # the distribution is semcache-llm
 def main() -> None:
     """semcache: a semantic cache for LLM APIs."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # models come from packages or local paths only
+    # Loading the model says nothing of its own: no "Loading weights" bars or advisory warnings
+    # from transformers / huggingface_hub (read when they are first imported, below in a command).
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+
+def _quiet_model_loading() -> None:
+    """Silence transformers' progress bars and warnings if it was imported before ``main`` set the environment."""
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.set_verbosity_error()
+        transformers_logging.disable_progress_bar()
 
 
 @main.command()
@@ -74,7 +89,7 @@ def stats(cache_dir: str | None, config: str | None, as_json: bool) -> None:
         _dump(snapshot)
         return
     click.echo(f"cache {settings.cache_dir}: {snapshot['cache']['entries']:,} entries, {snapshot['cache']['bytes_on_disk']:,} bytes")
-    click.echo(format_table(snapshot))
+    click.echo(format_table(snapshot, width=max(shutil.get_terminal_size((120, 24)).columns, 80)))
 
 
 @main.command()
@@ -85,6 +100,7 @@ def stats(cache_dir: str | None, config: str | None, as_json: bool) -> None:
 def clear(cache_dir: str | None, config: str | None, with_stats: bool) -> None:
     """Delete every cached entry (and, with --stats, the counters)."""
     from .storage.disk import DiskStore
+    from .tools.progress import working
 
     settings = _settings(config, cache_dir=cache_dir)
     if not os.path.isdir(settings.cache_dir):  # a mistyped path must not create an empty cache
@@ -92,7 +108,8 @@ def clear(cache_dir: str | None, config: str | None, with_stats: bool) -> None:
     store = DiskStore(settings.cache_dir)
     try:
         n = len(store)
-        store.clear()
+        with working(f"deleting {n:,} entries"):
+            store.clear()
         if with_stats:
             store.reset_counters()
     finally:
@@ -106,17 +123,20 @@ def eval_group() -> None:
 
 
 def _policy_and_embedder(config, policy, threshold, model, adapter):
+    from .tools.progress import working
     from .wiring import embedder_from_settings, policy_from_settings
 
     settings = _settings(config, policy=policy, threshold=threshold, model=model, adapter=adapter)
-    return policy_from_settings(settings), embedder_from_settings(settings)
+    _quiet_model_loading()
+    with working("loading the embedding model"):
+        return policy_from_settings(settings), embedder_from_settings(settings)
 
 
 policy_option = click.option("--policy", default=None, type=click.Path(dir_okay=False), help="Policy file from `semcache calibrate`.")
 threshold_option = click.option("--threshold", type=float, default=None, help="Override the policy's threshold.")
 model_option = click.option("--model", default=None, help="Embedding model name or path (default: packaged all-MiniLM-L6-v2).")
 adapter_option = click.option("--adapter", default=None,
-                              help="Embedding adapter: 'default' (the cache directory's tuned one, else the shipped one), 'none', or a file from `semcache tune`.")
+                              help="Embedding adapter: 'default' (the cache directory's tuned one from `semcache tune`, else none), 'none', or a file from `semcache tune`.")
 
 
 @eval_group.command(name="pairs")
@@ -125,22 +145,35 @@ adapter_option = click.option("--adapter", default=None,
 @click.option("--text-b", default="text_b", show_default=True)
 @click.option("--label", default="label", show_default=True, help="Label column (1 = same request); optional in the file.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write one JSON line per pair: score, hit, evidence.")
+@click.option("--plot", type=click.Path(dir_okay=False), default=None,
+              help="Write a PNG of precision and recall against the threshold, the policy's threshold marked (needs labels).")
 @policy_option
 @threshold_option
 @model_option
 @adapter_option
 @config_option
-def eval_pairs_command(path, text_a, text_b, label, out, policy, threshold, model, adapter, config) -> None:
+def eval_pairs_command(path, text_a, text_b, label, out, plot, policy, threshold, model, adapter, config) -> None:
     """Would text_b hit an entry stored for text_a? Print precision/recall/F1 as JSON."""
-    from .tools.data import read_rows
-    from .tools.evaluate import eval_pairs, iter_jsonl
+    from .tools.data import parse_label, read_rows
+    from .tools.evaluate import eval_pairs, iter_jsonl, threshold_scores
 
     rows = read_rows(path, [text_a, text_b])
+    if plot and not all(r.get(label) not in (None, "") for r in rows):
+        raise SemcacheError(f"--plot needs a label on every pair (column {label!r}): precision and recall are measured against it")
     match_policy, embedder = _policy_and_embedder(config, policy, threshold, model, adapter)
     summary, decisions = eval_pairs(rows, embedder=embedder, policy=match_policy, text_a=text_a, text_b=text_b, label=label)
     if out:
         with open(out, "w") as f:
             f.writelines(iter_jsonl(decisions))
+    if plot:
+        import numpy as np
+
+        from .tools.plots import plot_pairs
+
+        labels = np.array([parse_label(r[label], f"{path}:{n}") for n, r in enumerate(rows, start=1)])
+        plot_pairs(threshold_scores(decisions), labels, plot, chosen=match_policy.threshold,
+                   title=f"semcache eval pairs: {Path(path).name}, threshold {match_policy.threshold:g}")
+        click.echo(f"wrote {plot}", err=True)
     click.echo(json.dumps(summary))
 
 
@@ -213,12 +246,17 @@ def eval_stream_command(path, text_col, group_col, shuffle_seed, seeds, examples
 @click.option("--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"]))
 def serve(config, log_level, open_, **flags) -> None:
     """Run the OpenAI-compatible caching sidecar: point any client's base_url at it."""
-    from .server import serve as run
+    from .server import create_app, serve as run
+    from .tools.progress import working
 
     flags["open"] = open_
     for name in ("allowed_hosts", "allowed_origins"):  # a repeatable flag not given is unset, not empty
         flags[name] = flags[name] or None
-    run(_settings(config, **flags), environ=os.environ, log_level=log_level)
+    settings = _settings(config, **flags)
+    _quiet_model_loading()
+    with working("loading the model and opening the store"):
+        app = create_app(settings, environ=os.environ)
+    run(settings, app=app, log_level=log_level, announce=lambda line: click.echo(line, err=True))
 
 
 @main.command()
@@ -230,24 +268,41 @@ def serve(config, log_level, open_, **flags) -> None:
 @click.option("--label", default="label", show_default=True)
 @click.option("--holdout", type=float, default=0.2, show_default=True, help="Share of pairs held out (grouped by text) to report on.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--plot", type=click.Path(dir_okay=False), default=None,
+              help="Write a PNG of precision and recall against the threshold on the fit pairs, the chosen point marked.")
 @policy_option
 @model_option
 @adapter_option
 @config_option
-def calibrate(pairs_path, target_precision, out, text_a, text_b, label, holdout, seed, policy, model, adapter, config) -> None:
-    """Fit the match policy's operating point to your labelled pairs; write a policy file."""
+def calibrate(pairs_path, target_precision, out, text_a, text_b, label, holdout, seed, plot, policy, model, adapter, config) -> None:
+    """Fit the match policy's operating point to your labelled pairs; write a policy file.
+
+    Refuses (exit 2, nothing written) when the pairs cannot support a point: no threshold reaches
+    the target, or too few negatives reach the score for its precision to be measured.
+    """
     from .tools.calibrate import calibrate as fit
     from .tools.data import read_pairs
 
     pairs = read_pairs(pairs_path, text_a, text_b, label)
     base, embedder = _policy_and_embedder(config, policy, None, model, adapter)
-    fitted, report = fit(pairs, target_precision, embedder=embedder, holdout=holdout, seed=seed, base=base)
+    try:
+        fitted, report = fit(pairs, target_precision, embedder=embedder, holdout=holdout, seed=seed, base=base, plot=plot)
+    finally:
+        if plot and os.path.exists(plot):
+            click.echo(f"wrote {plot}", err=True)
     fitted.save(out)
     report["policy_file"] = out
     click.echo(json.dumps(report, indent=2, default=float))
     held = report["held_out"]
-    click.echo(f"wrote {out}: threshold {report['threshold']:.4f}; expect precision {held.get('precision')} and recall "
-               f"{held.get('recall')} on data like the held-out part (use it with --policy {out})", err=True)
+    click.echo(f"wrote {out}: threshold {report['threshold']:.4f}; expect precision {held.get('precision')} (95% lower bound "
+               f"{held.get('precision_lower_95')}) and recall {held.get('recall')} on data like the held-out part "
+               f"({held['pairs']} pairs; use it with --policy {out})", err=True)
+    if held.get("precision") is None:
+        click.echo("warning: the threshold accepts none of the held-out pairs, so its precision there is not measured; "
+                   "add pairs", err=True)
+    elif held["precision"] < target_precision:
+        click.echo(f"warning: on the held-out pairs precision is {held['precision']:.3f}, below the target {target_precision}: "
+                   "the fit part's point does not carry over; add pairs or aim higher", err=True)
 
 
 @main.command()
@@ -276,12 +331,11 @@ def tune(pairs_path, cache_dir, out, epochs, rank, lr, holdout, force, text_a, t
     it is no worse. The directory must hold no entries: they were embedded by the old model.
     Run `semcache calibrate` afterwards to fit the policy's threshold to the new embedder.
     """
-    from tqdm import tqdm
-
     from .embedding.adapter import TUNED_ADAPTER
     from .embedding.sentence import SentenceTransformerEmbedder
     from .storage.disk import DiskStore
     from .tools.data import read_pairs
+    from .tools.progress import progress
     from .tools.tune import tune_on_pairs
     from .wiring import embedder_from_settings
 
@@ -296,12 +350,13 @@ def tune(pairs_path, cache_dir, out, epochs, rank, lr, holdout, force, text_a, t
                                     "current model; clear it first (`semcache clear`) or write the adapter elsewhere with --out")
         finally:
             store.close()
+    _quiet_model_loading()
     current = embedder_from_settings(settings)  # the embedder to beat
     base = SentenceTransformerEmbedder(settings.model, adapter=None, backend="torch")  # trained in place
-    with tqdm(desc="tuning", unit="step", file=sys.stderr) as bar:
+    with progress(None, "tuning", unit="steps") as bar:
         def step(done: int, total: int, loss: float) -> None:
-            bar.total = total
-            bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+            bar.set_total(total)
+            bar.set_description(f"tuning (loss {loss:.3f})")
             bar.update(1)
 
         result, report = tune_on_pairs(pairs, current=current, base=base, holdout=holdout, seed=seed, rank=rank, lr=lr,
@@ -384,6 +439,28 @@ def bench(workload, upstream_kind, rpm, tpm, policy, threshold, model, adapter, 
 
 
 @main.command()
+@click.option("--via", type=click.Choice(["sidecar", "decorator"]), default="sidecar", show_default=True,
+              help="How the workload reaches semcache: the openai SDK through the sidecar, or @semcache.cached.")
+@click.option("--requests", type=click.IntRange(min=1), default=150, show_default=True, help="Requests to replay.")
+@click.option("--rpm", type=click.IntRange(min=1), default=40, show_default=True, help="The mock upstream's requests-per-minute limit.")
+@click.option("--latency-ms", type=click.FloatRange(min=0), default=150, show_default=True, help="The mock upstream's latency per answer.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--show", type=click.IntRange(min=0), default=25, show_default=True, help="Print this many requests one by one.")
+def demo(via, requests, rpm, latency_ms, seed, show) -> None:
+    """Replay a generated workload through semcache against the bundled mock upstream (what `make demo` runs).
+
+    No API key, no network: the mock OpenAI upstream runs on loopback with a tight RPM limit.
+    """
+    from .tools.demo import main as run
+
+    _quiet_model_loading()
+    code = run(["--via", via, "--requests", str(requests), "--rpm", str(rpm), "--latency-ms", str(latency_ms),
+                "--seed", str(seed), "--show", str(show)])
+    if code:
+        sys.exit(code)
+
+
+@main.command()
 @cache_dir_option
 @config_option
 @click.option("--repair", is_flag=True, help="Fix what is found (corrupt entries, dangling pointers, bad vectors).")
@@ -392,13 +469,15 @@ def doctor(cache_dir: str | None, config: str | None, repair: bool, as_json: boo
     """Check the cache directory for corrupt records and disagreement between entries, pointers and log."""
     from .storage.disk import DiskStore
     from .tools.doctor import diagnose, repair as fix
+    from .tools.progress import working
 
     settings = _settings(config, cache_dir=cache_dir)
     if not os.path.isdir(settings.cache_dir):
         raise SemcacheError(f"no cache directory at {settings.cache_dir!r}")
     store = DiskStore(settings.cache_dir)  # no model load: everything needed is in the store
     try:
-        report = diagnose(store)
+        with working(f"checking {settings.cache_dir}"):
+            report = diagnose(store)
         out = report.as_dict()
         if repair and not report.healthy:
             out["repaired"] = fix(store, report)

@@ -45,7 +45,7 @@ class Settings:
     # matching
     model: str | None = None  # None = the packaged all-MiniLM-L6-v2
     embed_backend: str = "auto"  # "auto" (ONNX Runtime when it works, else PyTorch), "onnx" or "torch"
-    adapter: str = "default"  # "default": the cache directory's tuned adapter, else the shipped one; "none"; or a path
+    adapter: str = "default"  # "default": the cache directory's tuned adapter (semcache tune), else none; "none"; or a path
     policy: str | None = None  # a policy file written by `semcache calibrate`
     threshold: float | None = None  # overrides the policy's threshold
     top_k: int = 5
@@ -57,8 +57,11 @@ class Settings:
     # upstream
     upstream_base_url: str = "https://api.openai.com/v1"
     upstream_api_key_env: str = "OPENAI_API_KEY"
+    upstream_api: str = "openai"  # the default route's API: "openai", or "anthropic" (Messages API at upstream_base_url)
     rpm: int | None = None
     tpm: int | None = None
+    rpd: int | None = None  # requests per day (the default route's; each route has its own), see upstream/daily.py
+    tpd: int | None = None  # tokens per day
     max_attempts: int = 5
     upstream_timeout: float = 60.0
     deadline: float = 120.0
@@ -70,6 +73,9 @@ class Settings:
     budget_usd_per_month: float | None = None
     budget_alert_fraction: float = 0.8
     pricing: str | None = None  # a JSON file overriding the pricing table
+    # [[routes]] tables: model patterns -> a provider (base_url, api, key_env, limits, prices, fallbacks); requests
+    # no route matches go to upstream_base_url (the "default" route). See docs/providers.md.
+    routes: tuple = ()
     # sidecar
     host: str = "127.0.0.1"
     port: int = 8080
@@ -83,6 +89,12 @@ class Settings:
     open: bool = False  # allow serving the sidecar's own upstream key on a non-loopback address without client keys
     allowed_hosts: tuple[str, ...] = ()  # Host names served besides 127.0.0.1, localhost, [::1] and `host`; "*" = any
     allowed_origins: tuple[str, ...] = ()  # browser origins allowed to call (and CORS enabled for); "*" = any
+    # alerts (server/alerts.py): budget alert and stop, insufficient_quota, a run of upstream 429s
+    alert_webhook_url: str | None = dataclasses.field(default=None, repr=False)  # a secret: Slack's URL holds its token
+    alert_format: str = "slack"  # the webhook's JSON: slack, dingtalk, wecom or feishu
+    alert_429_count: int = 20  # this many upstream 429s within alert_429_window seconds, all replicas together, alert
+    alert_429_window: float = 60.0
+    alert_repeat: float = 3600.0  # seconds before the same quota (or 429) alert is sent again
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -126,6 +138,14 @@ class Settings:
             if getattr(self, name) < 0:
                 raise ConfigError(f"setting {name!r} must be >= 0, got {getattr(self, name)!r}")
         for name in ("upstream_timeout", "deadline", "max_body_bytes"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"setting {name!r} must be positive, got {getattr(self, name)!r}")
+
+        if self.alert_webhook_url is not None and not self.alert_webhook_url.startswith(("http://", "https://")):
+            raise ConfigError("setting 'alert_webhook_url' must be an http:// or https:// URL")  # never echoed: a secret
+        if self.alert_format not in ("slack", "dingtalk", "wecom", "feishu"):
+            raise ConfigError(f"setting 'alert_format' must be slack, dingtalk, wecom or feishu, got {self.alert_format!r}")
+        for name in ("alert_429_count", "alert_429_window", "alert_repeat"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"setting {name!r} must be positive, got {getattr(self, name)!r}")
 
@@ -187,10 +207,10 @@ def _read_file(path: str | Path) -> Mapping[str, Any]:
         if path.suffix == ".json":
             data = json.loads(text)
         else:
-            import tomllib
+            from .toml import tomllib
 
             data = tomllib.loads(text)
-    except (ValueError, ImportError) as exc:
+    except ValueError as exc:
         raise ConfigError(f"config file {str(path)!r} cannot be parsed: {exc}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"config file {str(path)!r} must hold a table of settings")

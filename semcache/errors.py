@@ -11,6 +11,7 @@ with ``raise ... from exc``.
     ├── StoreError             the store cannot be read or written
     └── UpstreamError          the provider did not answer usefully
         ├── RateLimited            over the RPM/TPM limit; ``retry_after`` seconds
+        │   └── DailyLimitReached      over a per-day limit (RPD/TPD): never retried in a loop
         ├── QuotaExhausted         insufficient_quota / billing: never retried
         ├── BudgetExceeded         semcache's own budget guard stopped the call
         ├── AuthenticationFailed   401/403 from the provider
@@ -27,6 +28,7 @@ __all__ = [
     "AuthenticationFailed",
     "BudgetExceeded",
     "ConfigError",
+    "DailyLimitReached",
     "EmbeddingError",
     "QuotaExhausted",
     "RateLimited",
@@ -79,6 +81,13 @@ class RateLimited(UpstreamError):
     def __init__(self, message: str, *, retry_after: float, status_code: int | None = 429, code: str | None = "rate_limit_exceeded") -> None:
         super().__init__(message, status_code=status_code, code=code)
         self.retry_after = retry_after
+
+
+class DailyLimitReached(RateLimited):
+    """Over a requests- or tokens-per-day limit (RPD/TPD); ``retry_after`` is the wait the provider named.
+
+    Retrying within a call cannot help (the wait is minutes to hours): it goes to a fallback
+    route, or to a stale answer, or back to the caller with ``retry-after``."""
 
 
 class QuotaExhausted(UpstreamError):

@@ -26,7 +26,8 @@ _IGNORED = frozenset({
     "safety_identifier", "timeout", "extra_headers", "extra_query", "parallel_tool_calls_hint",
 })
 _MAX_TOKENS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
-_KINDS = ("chat", "completions", "responses", "embeddings")
+# "messages": Anthropic's Messages API, keyed as chat is (its "system" and tools are parameters: partition)
+_KINDS = ("chat", "completions", "responses", "embeddings", "messages")
 
 
 @dataclass(frozen=True, slots=True)

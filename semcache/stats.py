@@ -17,7 +17,7 @@ import threading
 from collections import defaultdict
 from typing import Callable, Mapping, Protocol
 
-__all__ = ["COUNTERS", "CounterSink", "Flusher", "Stats", "format_table"]
+__all__ = ["COUNTERS", "CounterSink", "Flusher", "Stats", "format_table", "stats_tables"]
 
 # Every counter, in report order. Counters named "errors.<Class>" are added as they occur.
 COUNTERS = (
@@ -48,6 +48,8 @@ COUNTERS = (
 )
 
 Key = tuple[str, str, str]  # (tenant, model, counter)
+# Told of every count as it happens: (counter, amount, tenant, model, detail); see ``Stats.listen``.
+Listener = Callable[[str, float, str, str, "Mapping[str, object] | None"], None]
 
 log = logging.getLogger("semcache")
 
@@ -99,38 +101,67 @@ class Stats:
     def __init__(self, sink: CounterSink | None = None) -> None:
         self._sink = sink
         self._pending: dict[Key, float] = defaultdict(float)
+        self._process: dict[Key, float] = defaultdict(float)  # this process's own counts, never flushed away
+        self._listeners: list[Listener] = []
         self._lock = threading.Lock()
+        # Held from taking the pending deltas until the sink has them: a snapshot taken meanwhile
+        # would otherwise see them in neither place (a flusher thread racing ``stats()`` lost counts).
+        self._flushing = threading.Lock()
 
-    def incr(self, counter: str, amount: float = 1, *, tenant: str = "", model: str = "") -> None:
-        """Add ``amount`` to ``counter`` for (tenant, model); persisted at the next flush."""
+    def incr(self, counter: str, amount: float = 1, *, tenant: str = "", model: str = "",
+             detail: Mapping[str, object] | None = None) -> None:
+        """Add ``amount`` to ``counter`` for (tenant, model); persisted at the next flush.
+
+        ``detail`` (what the event was, e.g. which budget) is only handed to the listeners.
+        """
         if not amount:
             return
+        key = (tenant, model or "", counter)
         with self._lock:
-            self._pending[(tenant, model or "", counter)] += amount
+            self._pending[key] += amount
+            self._process[key] += amount
+        for listener in self._listeners:
+            try:
+                listener(counter, amount, tenant, model or "", detail)
+            except Exception as exc:  # a listener (metrics, alerts) must never fail what it watches
+                log.warning("semcache stats listener failed: %s: %s", type(exc).__name__, exc)
+
+    def listen(self, listener: Listener) -> None:
+        """Call ``listener(counter, amount, tenant, model, detail)`` after every count, in the counting thread
+        (keep it quick: the sidecar's alerts only queue what they will send)."""
+        self._listeners.append(listener)
+
+    def process_counts(self) -> dict[Key, float]:
+        """Return what this process counted since it started (not the store's totals, which every
+        process sharing the store adds to): what a Prometheus scrape of one replica must show."""
+        with self._lock:
+            return dict(self._process)
 
     def flush(self) -> None:
         """Write pending deltas to the sink (kept for the next flush when the write fails)."""
         if self._sink is None:
             return  # nowhere to write: the counts stay in memory
-        with self._lock:
-            pending, self._pending = self._pending, defaultdict(float)
-        if pending:
-            try:
-                self._sink.add_counters(pending)
-            except Exception:
-                with self._lock:  # keep them for the next flush rather than lose them
-                    for key, value in pending.items():
-                        self._pending[key] += value
-                raise
+        with self._flushing:
+            with self._lock:
+                pending, self._pending = self._pending, defaultdict(float)
+            if pending:
+                try:
+                    self._sink.add_counters(pending)
+                except Exception:
+                    with self._lock:  # keep them for the next flush rather than lose them
+                        for key, value in pending.items():
+                            self._pending[key] += value
+                    raise
 
     def _all(self) -> dict[Key, float]:
         merged: dict[Key, float] = defaultdict(float)
-        if self._sink is not None:
-            for key, value in self._sink.counters().items():
-                merged[key] += value
-        with self._lock:
-            for key, value in self._pending.items():
-                merged[key] += value
+        with self._flushing:
+            if self._sink is not None:
+                for key, value in self._sink.counters().items():
+                    merged[key] += value
+            with self._lock:
+                for key, value in self._pending.items():
+                    merged[key] += value
         return merged
 
     def snapshot(self) -> dict:
@@ -146,8 +177,21 @@ class Stats:
         return {
             "total": _report(total),
             "by_tenant": {t: _report(c) for t, c in sorted(by_tenant.items())},
-            "by_model": {m: _report(c) for m, c in sorted(by_model.items())},
+            "by_model": {m: _unpriced(_report(c)) for m, c in sorted(by_model.items())},
         }
+
+
+# cost counter -> (the counter of what it counts, the counter of the unpriced part of that)
+_UNPRICED = {"cost_saved_usd": ("requests_saved", "unpriced_requests_saved"),
+             "cost_spent_usd": ("upstream_calls", "unpriced_upstream_calls")}
+
+
+def _unpriced(report: dict) -> dict:
+    """A model's costs as None ("unpriced") where every call or hit it counts had no price: never $0."""
+    for cost, (counted, unpriced) in _UNPRICED.items():
+        if report.get(unpriced) and report[unpriced] >= report.get(counted, 0) and not report.get(cost):
+            report[cost] = None
+    return report
 
 
 def _report(counts: Mapping[str, float]) -> dict:
@@ -164,19 +208,57 @@ def _report(counts: Mapping[str, float]) -> dict:
     return out
 
 
-def format_table(snapshot: dict) -> str:
-    """Render a snapshot as a plain-text table (totals, then one column per tenant)."""
-    columns = [("total", snapshot["total"])] + [(f"tenant {t}", c) for t, c in snapshot["by_tenant"].items()]
-    if len(columns) == 2:  # one tenant: its column repeats the total
-        columns = columns[:1]
-    names = [n for n in snapshot["total"] if any(c.get(n) for _, c in columns)] or ["requests"]
-    width = max(len(n) for n in names) + 2
-    header = "".join(f"{title:>18}" for title, _ in columns)
-    lines = [" " * width + header]
-    for name in names:
-        cells = ""
-        for _, counts in columns:
-            value = counts.get(name, 0)
-            cells += f"{value:>18.4f}" if isinstance(value, float) else f"{value:>18,}"
-        lines.append(f"{name:<{width}}{cells}")
-    return "\n".join(lines)
+def stats_tables(snapshot: dict) -> list:
+    """Return rich ``Table``s of a snapshot: totals and one column per tenant, then one column per model.
+
+    Rows whose every cell is zero are left out; a single tenant's or model's column, which would
+    repeat the total, is too.
+    """
+    from rich.table import Table
+
+    def table(title: str, columns: list[tuple[str, Mapping[str, float]]]) -> Table:
+        names = [n for n in snapshot["total"] if any(c.get(n) for _, c in columns)] or ["requests"]
+        out = Table(title=title, title_justify="left", header_style="bold")
+        out.add_column("counter", no_wrap=True)
+        for heading, _ in columns:
+            out.add_column(heading, justify="right", overflow="fold")
+        for name in names:
+            out.add_row(name, *(_cell(name, counts.get(name, 0)) for _, counts in columns))
+        return out
+
+    tenants = [(t, c) for t, c in snapshot.get("by_tenant", {}).items()]
+    models = [(m, c) for m, c in snapshot.get("by_model", {}).items()]
+    tables = [table("by tenant" if len(tenants) > 1 else "totals", [("total", snapshot["total"])] + (tenants if len(tenants) > 1 else []))]
+    if len(models) > 1:
+        tables.append(table("by model", [("total", snapshot["total"])] + models))
+    elif models:  # one model: say which, without a column that repeats the total
+        tables[0].caption = f"model: {models[0][0]}"
+    return tables
+
+
+def _cell(name: str, value: float | None) -> str:
+    if value is None:  # a cost the price table cannot give (an unpriced model), never $0
+        return "unpriced"
+    if name == "hit_rate":
+        return f"{value:.1%}"
+    return f"{value:,.4f}" if isinstance(value, float) else f"{value:,}"
+
+
+def format_table(snapshot: dict, *, width: int = 120) -> str:
+    """Render ``stats_tables(snapshot)`` as plain text, ``width`` columns wide at most."""
+    from rich.console import Console
+
+    console = Console(width=width, record=True, file=_Discard(), color_system=None, highlight=False)
+    for table in stats_tables(snapshot):
+        console.print(table)
+    return console.export_text().rstrip("\n")
+
+
+class _Discard:
+    """A file that drops what is written: the recorded text is what ``format_table`` returns."""
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def flush(self) -> None:
+        pass

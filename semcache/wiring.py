@@ -28,12 +28,14 @@ __all__ = [
     "budget_from_settings",
     "build_upstream",
     "cache_from_settings",
+    "daily_limiter",
     "embedder_from_settings",
     "limiter_from_settings",
     "policy_from_settings",
     "pricing_from_settings",
     "routes_from_settings",
     "quota_name",
+    "routes_from_settings",
     "snapshot_from_settings",
     "store_from_settings",
 ]
@@ -41,11 +43,11 @@ __all__ = [
 
 def embedder_from_settings(settings: Settings) -> SentenceTransformerEmbedder:
     """The embedder ``settings`` name: its model, with the adapter ``semcache tune`` left in the
-    cache directory when ``adapter`` is "default" and there is one, else the shipped adapter."""
+    cache directory when ``adapter`` is "default" and there is one (else none), or the named one."""
     adapter: str = settings.adapter
     tuned = Path(settings.cache_dir).expanduser() / TUNED_ADAPTER
-    if adapter == "default" and tuned.is_file():
-        adapter = str(tuned)
+    if adapter == "default":
+        adapter = str(tuned) if tuned.is_file() else None
     return SentenceTransformerEmbedder(settings.model, adapter=adapter, backend=settings.embed_backend)
 
 
@@ -78,8 +80,29 @@ def routes_from_settings(settings: Settings, embedder: Embedder, policy: MatchPo
 
 
 def pricing_from_settings(settings: Settings) -> Pricing | None:
-    """Return the pricing table the settings name, or None for the built-in one."""
-    return Pricing.from_file(settings.pricing) if settings.pricing else None
+    """Return the pricing table the settings name (the ``pricing`` file, then the routes' prices), or None for the built-in one."""
+    route_prices = routes_from_settings(settings).prices() if settings.routes else {}
+    if not settings.pricing and not route_prices:
+        return None
+    pricing = Pricing.from_file(settings.pricing) if settings.pricing else Pricing()
+    return pricing.with_overrides(route_prices) if route_prices else pricing
+
+
+def routes_from_settings(settings: Settings):
+    """Return the ``RouteTable`` of the settings' ``routes``, ending in the ``default`` route (``upstream_base_url``
+    with the key in ``upstream_api_key_env``, the settings' rpm/tpm). Raises ``ConfigError`` naming a bad field."""
+    from .upstream.routes import APIS, DEFAULT_ROUTE, Route, RouteTable
+
+    if settings.upstream_api not in APIS:
+        raise ConfigError(f"setting 'upstream_api' must be one of {APIS}, got {settings.upstream_api!r}")
+    for name in ("rpd", "tpd"):
+        value = getattr(settings, name)
+        if value is not None and value < 1:
+            raise ConfigError(f"setting {name!r} must be positive, got {value!r}")
+    default = Route(DEFAULT_ROUTE, ("*",), settings.upstream_base_url, settings.upstream_api, key_env=settings.upstream_api_key_env,
+                    pass_through_key=settings.pass_through_key, rpm=settings.rpm, tpm=settings.tpm, rpd=settings.rpd,
+                    tpd=settings.tpd)
+    return RouteTable.parse(settings.routes, default)
 
 
 def store_from_settings(settings: Settings, environ: Mapping[str, str] | None = None):
@@ -173,21 +196,44 @@ def limiter_from_settings(settings: Settings, name: str, rpm: int | None, tpm: i
                             url=store.url, window=WINDOW + settings.shared_limiter_margin)
 
 
+def daily_limiter(settings: Settings, name: str, minute, rpm: int | None, tpm: int | None, rpd: int | None,
+                  tpd: int | None, *, store=None):
+    """Return the minute limiter (``minute``, else a local one) behind a day window of ``rpd``/``tpd``: shared
+    by the replicas on the store's Redis, else this process's."""
+    from .upstream.daily import DailyLimiter, DayWindow, RedisDayWindow
+    from .upstream.limiter import RateLimiter
+
+    if settings.store is not None and store is not None and hasattr(store, "client"):
+        day = RedisDayWindow(store.client, name, rpd, tpd, prefix=store.prefix)
+    else:
+        day = DayWindow(rpd, tpd)
+    return DailyLimiter(minute if minute is not None else RateLimiter(rpm, tpm), day)
+
+
 def build_upstream(settings: Settings, api_key: str, *, stats=None, pricing: Pricing | None = None,
-                   budget: BudgetGuard | None = None, http=None, store=None):
-    """Return the paced client for ``settings.upstream_base_url`` with ``api_key`` and the settings' limits.
+                   budget: BudgetGuard | None = None, http=None, store=None, route=None):
+    """Return the paced client for ``settings.upstream_base_url`` with ``api_key`` and the settings' limits,
+    or for a ``route`` of the routes table (its base URL, API and limits; a limiter of its own).
 
     With a Redis ``store`` (the cache's), the limits are one quota for every replica: a
-    ``RedisRateLimiter`` named by a hash of ``api_key``, whose provider-header ceilings are
-    shared too. Imports the openai SDK (only the paths that reach a provider do)."""
+    ``RedisRateLimiter`` named by a hash of ``api_key`` (and the route's name), whose provider-header
+    ceilings are shared too. Imports the openai SDK (only the paths that reach a provider do)."""
     from .upstream.client import Endpoint, OpenAIUpstream
     from .upstream.retry import RetryPolicy
 
-    limiter = limiter_from_settings(settings, quota_name(api_key), settings.rpm, settings.tpm, store=store)
+    if route is None or route.name == "default":
+        base_url, api, name, rpm, tpm = settings.upstream_base_url, settings.upstream_api, quota_name(api_key), settings.rpm, settings.tpm
+        fallback_models, rpd, tpd = settings.fallback_models, settings.rpd, settings.tpd
+    else:
+        base_url, api, name, rpm, tpm = route.base_url, route.api, quota_name(api_key + "\0" + route.name), route.rpm, route.tpm
+        fallback_models, rpd, tpd = (), route.rpd, route.tpd
+    limiter = limiter_from_settings(settings, name, rpm, tpm, store=store)
+    if rpd is not None or tpd is not None:
+        limiter = daily_limiter(settings, name, limiter, rpm, tpm, rpd, tpd, store=store)
     return OpenAIUpstream(
-        Endpoint(settings.upstream_base_url, api_key), rpm=settings.rpm, tpm=settings.tpm, limiter=limiter,
-        retry=RetryPolicy(max_attempts=settings.max_attempts, deadline=settings.deadline), budget=budget,
-        fallback_models=settings.fallback_models, stats=stats,
+        Endpoint(base_url, api_key, name=None if route is None else route.name, api=api), rpm=rpm, tpm=tpm,
+        limiter=limiter, retry=RetryPolicy(max_attempts=settings.max_attempts, deadline=settings.deadline), budget=budget,
+        fallback_models=fallback_models, stats=stats,
         pricing=pricing or pricing_from_settings(settings),
         timeout=settings.upstream_timeout, async_http_client=http,
     )

@@ -60,25 +60,3 @@ def test_smoke_run_writes_json_and_plots(tmp_path):
     assert (tmp_path / "lookup.png").stat().st_size > 0
     assert (tmp_path / "lookup_index.png").stat().st_size > 0
     assert results["cache"] == report["cache"]
-
-
-def test_prompt_styles_keep_the_question_and_the_labels():
-    import random
-
-    from benchmarks.prompt_styles import augment, rewrite
-
-    rng = random.Random(0)
-    forms = {rewrite("How do I reverse a list in Python?", rng) for _ in range(60)}
-    assert len(forms) > 5  # instruction forms and wrappers, not one fixed template
-    assert all("reverse a list in python" in form.lower() for form in forms)
-    assert "Tell me the capital of France." in {rewrite("What is the capital of France?", rng) for _ in range(200)}
-    # A question with two parts keeps both: only wrappers apply to it.
-    assert all("Is it better?" in rewrite("What is X? Is it better?", rng) for _ in range(20))
-
-    pairs = [(f"What is thing {i}?", f"What's thing number {i}?", i % 2) for i in range(200)]
-    out = augment(pairs, seed=1, share=0.5, self_share=0.25)
-    assert len(out) == 250
-    originals = {frozenset((a, b)): label for a, b, label in pairs}
-    rewritten = [(a, b, label) for a, b, label in out if frozenset((a, b)) not in originals]
-    assert 100 <= len(rewritten) <= 200  # about half of the pairs, plus the 50 self-pairs
-    assert sum(1 for a, b, label in out if label == 1) == 100 + 50  # labels kept; self-pairs are duplicates

@@ -179,3 +179,18 @@ def test_components_and_intent_groups_follow_duplicate_edges():
     assert len({groups["q4"], groups["q5"], groups["q6"], groups["q1"]}) == 4  # not duplicates: apart
     assert groups["q6"] == groups["q7"]
     assert set(intent_groups(pairs, [2])) == {"q4", "q5"}  # only the chosen pairs
+
+
+def test_calibrate_plot_marks_the_chosen_point(tmp_path):
+    plot = tmp_path / "curve.png"
+    policy, report = calibrate(synthetic_pairs(), 0.8, embedder=BagOfWordsEmbedder(), base=MatchPolicy.cosine(), plot=str(plot))
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 10_000
+    assert report["fit"]["precision"] >= 0.8 and policy.threshold == report["threshold"]
+
+
+def test_calibrate_draws_the_curve_before_refusing(tmp_path):
+    plot = tmp_path / "curve.png"
+    pairs = [(f"topic {i} question", f"topic {i} question again", i % 2) for i in range(60)]
+    with pytest.raises(ConfigError, match="no measured threshold reaches precision"):
+        calibrate(pairs, 0.99, embedder=BagOfWordsEmbedder(), plot=str(plot))
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # the curve shows why

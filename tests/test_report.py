@@ -76,6 +76,7 @@ def test_report_has_machine_command_headline_targets_and_plots(results_dir):
     assert "| lookup: index rebuild at 100k | 14 | <= 10.0 s | **FAIL** |" in text
     assert "![quota](quota.png)" in text  # relative link, next to REPORT.md
     assert "Not run (no JSON found): cluster." in text
+    assert "| quota.json | n/a | n/a |" in text  # each file's own command and load, where it recorded them
     # quality.json: the default beside plain cosine on the parts it was not chosen on.
     assert "banking77:report stream, default at 0.9" in text
     assert "19.0% / 0.4% (0.5%); plain cosine at 0.9: 20.0% / 0.6%; plain cosine's wrong at as many hits: 0.6%" in text
@@ -136,3 +137,16 @@ def test_bench_peers_smoke_compares_semcache_with_gptcache(tmp_path):
         assert counts["engine"] == counts["replay"], system
     assert (tmp_path / "peers_workload.png").exists()
     assert result["targets"]
+
+
+def test_run_all_runs_the_quality_benchmark_once_and_report_reads_its_json(tmp_path):
+    from benchmarks import run_all
+
+    args = run_all.parse_args(["--smoke", "--no-shared-data", "--out", str(tmp_path)])
+    steps = dict(run_all.steps(args))
+
+    assert set(steps) == {"quality", "peers", "quota", "sidecar", "cluster", "lookup"}
+    assert steps["quality"] == ["benchmarks.quality", "--out", str(tmp_path / "quality.json"),
+                                "--plot", str(tmp_path / "quality.png"), "--smoke"]
+    assert not [argv for argv in steps.values() if argv[0] in ("benchmarks.prompt_quality", "benchmarks.match_quality")]
+    assert "quality" in report.FILES  # the file that step writes is the one REPORT.md reads

@@ -19,6 +19,7 @@ import numpy as np
 import openai
 import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
 from starlette.responses import StreamingResponse
 from starlette.routing import Route
@@ -311,7 +312,11 @@ def test_stats_metrics_and_health(sidecar):
     admin = httpx2.get(url + "/semcache/stats", headers={"Authorization": f"Bearer {ADMIN}"}).json()
     assert len(admin["by_tenant"]) == 1
     metrics = httpx2.get(url + "/metrics").text
-    assert "semcache_requests_total 2.0" in metrics and "semcache_entries 1.0" in metrics
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in text_string_to_metric_families(metrics) for s in f.samples}
+    labels = {"route": "/v1/chat/completions", "tenant": tenant_from_api_key("sk-alice")[:10], "model": MODEL}
+    for result in ("miss", "exact"):
+        assert samples[("semcache_requests_total", tuple(sorted({**labels, "result": result}.items())))] == 1
+    assert samples[("semcache_entries", ())] == 1
     assert httpx2.get(url + "/healthz").json() == {"status": "ok"}
     assert httpx2.get(url + "/readyz").status_code == 200
 

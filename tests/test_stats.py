@@ -114,12 +114,52 @@ def test_zero_increments_are_ignored():
     assert stats.snapshot()["by_tenant"] == {}
 
 
-def test_format_table_shows_counters_and_tenants():
+def _rows(text: str) -> dict[str, list[str]]:
+    """Parse a rich table's body rows: counter -> cells (header rows included, keyed by their first cell)."""
+    rows = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.replace("┃", "│").split("│")[1:-1]]
+        if cells:
+            rows.setdefault(cells[0], cells[1:])
+    return rows
+
+
+def test_format_table_shows_counters_tenants_and_models_in_separate_cells():
     stats = Stats()
-    stats.incr("requests", 1234, tenant="a")
-    stats.incr("requests", 1, tenant="b")
-    stats.incr("cost_saved_usd", 0.5, tenant="a")
-    table = format_table(stats.snapshot())
-    assert "tenant a" in table and "tenant b" in table
-    assert "1,235" in table and "0.5000" in table
-    assert "semantic_hits" not in table  # all-zero rows are left out
+    stats.incr("requests", 1234, tenant="a", model="gpt-4o-mini")
+    stats.incr("requests", 1, tenant="defaulttenant-with-a-long-name", model="gpt-4o")
+    stats.incr("cost_saved_usd", 0.5, tenant="a", model="gpt-4o-mini")
+    text = format_table(stats.snapshot())
+    tenants, models = text.split("by model")
+    assert _rows(tenants)["counter"] == ["total", "a", "defaulttenant-with-a-long-name"]  # never glued together
+    assert _rows(tenants)["requests"] == ["1,235", "1,234", "1"]
+    assert _rows(tenants)["cost_saved_usd"] == ["0.5000", "0.5000", "0"]
+    assert _rows(models)["counter"] == ["total", "gpt-4o", "gpt-4o-mini"]
+    assert _rows(models)["requests"] == ["1,235", "1", "1,234"]
+    assert "semantic_hits" not in text  # all-zero rows are left out
+
+
+def test_format_table_with_one_tenant_and_model_shows_the_total_and_names_the_model():
+    stats = Stats()
+    stats.incr("requests", 3, model="gpt-4o-mini")
+    stats.incr("exact_hits", 1, model="gpt-4o-mini")
+    text = format_table(stats.snapshot())
+    assert _rows(text)["counter"] == ["total"] and _rows(text)["hit_rate"] == ["33.3%"]
+    assert "by model" not in text and "model: gpt-4o-mini" in text
+
+
+def test_process_counts_are_this_processes_own_and_listeners_hear_every_count(caplog):
+    sink = DictSink()
+    sink.data[("a", "m", "requests")] = 40.0  # what other processes on the store counted
+    stats = Stats(sink)
+    heard = []
+    stats.listen(lambda *event: (_ for _ in ()).throw(RuntimeError("a broken listener")))
+    stats.listen(lambda counter, amount, tenant, model, detail: heard.append((counter, amount, tenant, model, detail)))
+    stats.incr("requests", tenant="a", model="m")
+    stats.incr("budget_stops", tenant="a", detail={"budget": "usd_per_day"})
+    stats.flush()
+    stats.incr("requests", tenant="a", model="m")
+    assert stats.snapshot()["total"]["requests"] == 42  # the store's totals
+    assert stats.process_counts() == {("a", "m", "requests"): 2, ("a", "", "budget_stops"): 1}  # flushing keeps them
+    assert heard[1] == ("budget_stops", 1, "a", "", {"budget": "usd_per_day"}) and len(heard) == 3
+    assert "a broken listener" in caplog.text  # logged; the count still happened

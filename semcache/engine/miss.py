@@ -17,6 +17,7 @@ from ..errors import SemcacheError, UpstreamError
 from ..keys import RequestKey
 from .flow import Fetch, Flight, Work, arun, run
 from .outcome import ENVIRONMENTAL, Hit, Looked, Result
+from .request_options import fresh_enough, request_options, too_old
 
 __all__ = ["MissPath"]
 
@@ -31,22 +32,24 @@ class MissPath:
 
     def complete(self, request: Mapping[str, Any] | str, call: Callable[[Any], Any] | None = None, *,
                  tenant: str | None = None, kind: str = "chat", no_cache: bool = False, no_store: bool = False,
-                 threshold: float | None = None) -> Result:
+                 threshold: float | None = None, ttl: float | None = ..., max_age: float | None = None) -> Result:
         """Answer a request from the cache, or by ``call(request)`` (default: the upstream) and store it.
 
         Concurrent misses of one exact key make one call, and it is stored before the followers
         are answered, so no request arriving meanwhile calls upstream again. Raises the
-        ``UpstreamError`` of a failed call when no stale answer can stand in.
+        ``UpstreamError`` of a failed call when no stale answer can stand in. ``ttl``: seconds the
+        answer this request stores lives (default: the cache's); ``max_age``: no entry older is served.
         """
         key = self.key(request, tenant=tenant, kind=kind)
         if call is None:
             upstream = self._upstream()
             call = lambda req: upstream.call(req, kind=kind, tenant=key.tenant).body  # noqa: E731
-        return self._tally(run(self._plan(request, key, kind, no_cache, no_store, threshold), call, self._flights))
+        with request_options(ttl, max_age):
+            return self._tally(run(self._plan(request, key, kind, no_cache, no_store, threshold), call, self._flights))
 
     async def acomplete(self, request: Mapping[str, Any] | str, call: Callable[[Any], Any] | None = None, *,
                         tenant: str | None = None, kind: str = "chat", no_cache: bool = False, no_store: bool = False,
-                        threshold: float | None = None) -> Result:
+                        threshold: float | None = None, ttl: float | None = ..., max_age: float | None = None) -> Result:
         """Async ``complete``: lookups, stores and counter writes run in worker threads, never on
         the event loop; ``call`` may be a coroutine function."""
         key = self.key(request, tenant=tenant, kind=kind)
@@ -59,7 +62,8 @@ class MissPath:
             async def fetch(req):
                 value = call(req)
                 return await value if asyncio.iscoroutine(value) else value
-        return self._tally(await arun(self._plan(request, key, kind, no_cache, no_store, threshold), fetch, self._flights))
+        with request_options(ttl, max_age):
+            return self._tally(await arun(self._plan(request, key, kind, no_cache, no_store, threshold), fetch, self._flights))
 
     def _upstream(self) -> Any:
         if self.upstream is None:
@@ -69,6 +73,7 @@ class MissPath:
     def _plan(self, request, key: RequestKey, kind: str, no_cache: bool, no_store: bool, threshold: float | None):
         """The request's path, once for ``complete`` and ``acomplete`` (``flow`` runs it)."""
         looked = Looked(key) if no_cache else (yield Work(self._look, (key, threshold)))
+        looked = too_old(looked, self._timer())  # Cache-Control: max-age: an older hit is a miss (its entry stale)
         if looked.hit is not None:
             return looked.result(None)
         status = "bypass" if no_cache else "miss"
@@ -77,7 +82,7 @@ class MissPath:
             token = None
             if not no_cache:
                 landed, token = yield Work(self._claim, (key,))
-                if landed is not None:
+                if landed is not None and fresh_enough(landed, self._timer()):
                     return Result(landed.response, "hit", key, landed, landed.entry.id)
             try:
                 response = yield Fetch(request)

@@ -88,6 +88,8 @@ def tally(stats: Stats, result: Result, pricing: Pricing) -> None:
         incr("prompt_tokens_saved", entry.prompt_tokens)
         incr("completion_tokens_saved", entry.completion_tokens)
         incr("cost_saved_usd", pricing.cost(entry.model or m, entry.prompt_tokens, entry.completion_tokens))
+        if not pricing.priced(entry.model or m):  # shown as unpriced, never as $0 (stats.snapshot)
+            incr("unpriced_requests_saved")
     if result.lookup_error is not None:
         incr("lookup_bugs" if result.lookup_bug else "lookup_errors")
         incr(f"errors.{result.lookup_error}")

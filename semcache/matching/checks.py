@@ -105,6 +105,7 @@ _NEGATIONS = frozenset({
     "nowhere", "unable", "isnt", "arent", "wasnt", "werent", "dont", "doesnt", "didnt", "cant",
     "couldnt", "shouldnt", "wouldnt", "wont", "havent", "hasnt", "hadnt", "mustnt",
 })
+_POLAR = frozenset("is are was were am do does did can could should would will shall has have had may might must".split())
 _WH_WORDS = {"how": "how", "why": "why", "when": "when", "where": "where", "who": "who", "whom": "who", "whose": "who"}
 _STOP_CAPS = frozenset({
     "i", "i'm", "i've", "i'd", "i'll", "what", "which", "who", "whom", "whose", "why", "how", "when",
@@ -309,7 +310,15 @@ def _canonical(word: str) -> str:
 
 
 def _directions(words: tuple[str, ...]) -> frozenset[tuple[str, str]]:
-    pairs = ((_canonical(x), _canonical(y)) for x, y in _TOWARDS.findall(" ".join(words)))
+    """The two ends of each "X to Y": the word on each side, and each side's two words written as one,
+    so "snake case to camel case" and "camelcase to snake case" are seen as the reverse of each other."""
+    pairs = {(_canonical(x), _canonical(y)) for x, y in _TOWARDS.findall(" ".join(words))}
+    for i, w in enumerate(words):
+        if w in ("to", "into") and 1 <= i and i + 1 < len(words):
+            j = i + 1 + (words[i + 1] in ("a", "an", "the"))
+            lefts = {words[i - 1]} | ({words[i - 2] + words[i - 1]} if i >= 2 else set())
+            rights = {words[j]} | ({words[j] + words[j + 1]} if j + 1 < len(words) else set()) if j < len(words) else set()
+            pairs |= {(x, y) for x in lefts for y in rights if x.isalpha() and y.isalpha()}
     return frozenset((x, y) for x, y in pairs if x != y)
 
 
@@ -503,6 +512,10 @@ def check_question_word(a: Facts, b: Facts) -> Check:
     """
     if a.wh_words and b.wh_words and not a.wh_words & b.wh_words:
         return Check("question_word", False, f"{sorted(a.wh_words)} != {sorted(b.wh_words)}")
+    # "Why is X unsafe?" presumes what "Is X safe?" asks: a reason is not a yes or a no.
+    for x, y in ((a, b), (b, a)):
+        if x.wh_words == {"why"} and not y.wh_words and y.words[:1] and y.words[0] in _POLAR:
+            return Check("question_word", False, f"why vs a yes/no question ({y.words[0]!r})")
     return Check("question_word", True)
 
 

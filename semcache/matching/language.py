@@ -3,7 +3,7 @@
 Pure logic over one small data file. The semantic tier answers only languages its model
 reads (``MatchPolicy.languages``): all-MiniLM-L6-v2 maps Chinese, Japanese and Korean
 characters to ``[UNK]`` -- every Chinese prompt embeds alike -- and its Spanish vectors cannot
-tell a paraphrase from a near miss (benchmarks/results/prompt_quality.json), so by default
+tell a paraphrase from a near miss (LCQMC ROC-AUC 0.64; see docs/languages.md), so by default
 only English gets semantic hits.
 
 ``language_of`` returns an ISO 639-1 code. Non-Latin scripts are decided by the script (Han

@@ -38,7 +38,9 @@ __all__ = ["DEFAULT_CHECKS", "DEFAULT_THRESHOLD", "Candidate", "Check", "Decisio
 # benchmarks/quality.py (``python -m benchmarks.quality --choose``, benchmarks/results/quality_choice.json):
 # the most hits such that on every stream the wrong hits stay <= 1% of requests and the point lies
 # on or above plain cosine's curve, and the prompt benchmark's near misses are accepted <= 10%.
-DEFAULT_THRESHOLD = 0.90
+# 0.92 broke the bound on QQP (1.00%) and the prompt stream (1.06%); at 0.93 the tune parts give
+# Banking77 16.9% hits / 0.35% wrong, QQP 9.1% / 0.72%, prompts 9.6% / 0.90%, near misses 7.8%.
+DEFAULT_THRESHOLD = 0.93
 DEFAULT_LANGUAGES = ("en",)
 # Checks that veto a hit: all of them. Each fails only on a contradiction (both texts state the
 # thing and disagree), so a paraphrase that drops a detail still passes.

@@ -2,6 +2,7 @@
 
 ``GET /semcache/stats`` is open but shows per-tenant counters only to the admin; ``DELETE
 /semcache/entries`` and ``POST /semcache/feedback`` need ``Authorization: Bearer <admin token>``
+(or the review page's session cookie, ``session_cookie``)
 (the token is read at startup from the variable named by ``settings.admin_token_env``; with no
 token configured they answer 403). Sidecar keys never grant these. The feedback body is read
 like an API body (JSON only, ``max_body_bytes``, checked by ``guard.parse_body``). Stats and
@@ -11,33 +12,66 @@ metrics read the store, so they run in a thread.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import re
+import time
 from typing import Any, Callable
 
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..errors import AuthenticationFailed, RequestError
-from ..stats import COUNTERS
 from .errors import error_body
+from .metrics import CONTENT_TYPE_LATEST
 from .upstreams import bearer
 
-__all__ = ["StatsCollector", "registry", "routes"]
+__all__ = ["routes"]
+
+
+SESSION_COOKIE = "semcache_session"
+SESSION_S = 12 * 3600  # how long the review page's sign-in lasts
+
+
+def session_cookie(token: str, *, now: float | None = None) -> tuple[str, int]:
+    """Return the review page's session cookie value for the admin ``token`` and its max age in seconds.
+
+    ``<expiry>.<HMAC of it keyed by the token>``: never the token itself, useless once expired,
+    and void as soon as the token changes.
+    """
+    expires = int((time.time() if now is None else now) + SESSION_S)
+    return f"{expires}.{_sign(token, expires)}", SESSION_S
+
+
+def _sign(token: str, expires: int) -> str:
+    return hmac.new(token.encode(), f"semcache review session {expires}".encode(), hashlib.sha256).hexdigest()
+
+
+def _session_valid(value: str, token: str) -> bool:
+    expires, _, signature = value.partition(".")
+    if not expires.isdigit() or int(expires) < time.time():
+        return False
+    return hmac.compare_digest(signature.encode(), _sign(token, int(expires)).encode())
+
+
+def token_matches(given: str, token: str) -> bool:
+    """Whether ``given`` is the admin token (in constant time)."""
+    return hmac.compare_digest(given.encode(), token.encode())
 
 
 def _admin_refusal(request: Request) -> Response | None:
-    """Return the 403/401 for a caller that is not the admin, None for the admin."""
+    """Return the 403/401 for a caller that is not the admin, None for the admin (bearer token, or the
+    review page's session cookie)."""
     token = request.app.state.sidecar.admin_token
     if token is None:
         return JSONResponse(error_body("admin routes are disabled: no admin token is configured", "permission_error",
                                        code="admin_disabled"), status_code=403)
+    session = request.cookies.get(SESSION_COOKIE)
+    if session is not None and _session_valid(session, token):
+        return None
     given = bearer(request.headers) or ""
-    if not hmac.compare_digest(given.encode(), token.encode()):
+    if not token_matches(given, token):
         return JSONResponse(error_body("this route needs 'Authorization: Bearer <admin token>'", "authentication_error",
                                        code="invalid_admin_token"), status_code=401)
     return None
@@ -51,44 +85,23 @@ def _is_admin(request: Request) -> bool:
 
 
 async def stats(request: Request) -> Response:
-    snapshot = await asyncio.to_thread(request.app.state.sidecar.cache.stats)
+    sidecar = request.app.state.sidecar
+
+    def collect() -> dict:
+        snapshot = sidecar.cache.stats()
+        if "budget" not in snapshot and sidecar.upstreams.budget is not None:  # the sidecar's budget is its pool's
+            snapshot["budget"] = sidecar.upstreams.budget.state()
+        return snapshot
+
+    snapshot = await asyncio.to_thread(collect)
     if not _is_admin(request):
         snapshot.pop("by_tenant", None)
     return JSONResponse(snapshot)
 
 
-class StatsCollector:
-    """Expose the engine's counters to Prometheus: ``semcache_<counter>_total``, errors by class, size gauges."""
-
-    def __init__(self, cache: Any) -> None:
-        self.cache = cache
-
-    def collect(self):
-        snapshot = self.cache.stats()
-        total = snapshot["total"]
-        for name in COUNTERS:
-            family = CounterMetricFamily(f"semcache_{name}", f"semcache counter {name} (see semcache.stats)")
-            family.add_metric([], float(total.get(name, 0)))
-            yield family
-        errors = CounterMetricFamily("semcache_errors", "errors by class", labels=["error"])
-        for name, value in total.items():
-            if name.startswith("errors."):
-                errors.add_metric([name.removeprefix("errors.")], float(value))
-        yield errors
-        yield GaugeMetricFamily("semcache_hit_rate", "hits / requests since the store was created", value=float(total.get("hit_rate", 0.0)))
-        yield GaugeMetricFamily("semcache_entries", "entries in the cache", value=float(snapshot["cache"]["entries"]))
-        yield GaugeMetricFamily("semcache_bytes", "approximate bytes of the cached entries", value=float(snapshot["cache"]["bytes"]))
-
-
-def registry(cache: Any) -> CollectorRegistry:
-    """Return a Prometheus registry of this cache's counters (its own, not the process-global one)."""
-    out = CollectorRegistry(auto_describe=False)
-    out.register(StatsCollector(cache))
-    return out
-
-
 async def metrics(request: Request) -> Response:
-    text = await asyncio.to_thread(generate_latest, request.app.state.metrics)
+    """This process's Prometheus metrics (``metrics.Metrics``): answers while the store is down."""
+    text = await asyncio.to_thread(request.app.state.metrics.scrape)
     return Response(text, media_type=CONTENT_TYPE_LATEST)
 
 
@@ -155,7 +168,10 @@ async def feedback(request: Request) -> Response:
             return cache.feedback(entry_id, correct, query_text=query)
         return cache.invalidate([entry_id]) > 0
 
-    return JSONResponse({"marked": await asyncio.to_thread(mark)})
+    marked = await asyncio.to_thread(mark)
+    if marked:  # the review page shows the verdict, wherever it came from
+        sidecar.decisions.judge(entry_id, query, correct)
+    return JSONResponse({"marked": marked})
 
 
 def routes(guarded: Callable) -> list[Route]:

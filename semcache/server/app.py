@@ -42,17 +42,23 @@ from ..embedding.batching import BatchingEmbedder
 from ..engine import Result, SemanticCache
 from ..errors import RequestError, UpstreamStatusError
 from ..keys import tenant_from_api_key
+from ..upstream.anthropic import forwarding
 from ..upstream.client import translate_error
 from ..upstream.tokens import encoding_for, usage_of
 from ..wiring import cache_from_settings, embedder_from_settings, limiter_from_settings
-from . import admin
+from . import admin, messages, review
+from .alerts import Alerter
 from .auth import ClientKeys, TenantQuota, check_exposure, load_client_keys
+from .decisions import Decisions
 from .engine_loop import EngineLoop
 from .errors import BodyTooLarge, error_body, error_response
 from .guard import check_request, model_id, parse_body
 from .hosts import HostOriginGuard, cors, require_json
+from .metrics import ROUTE_OF_KIND, Metrics, result_label, tenant_label
 from .streaming import DONE, assemble, encode, fresh, replay, strip_usage
-from .upstreams import UpstreamPool, bearer
+from .cache_control import max_age, partition_extras, with_partition
+from .count_tokens import count_tokens
+from .upstreams import UpstreamPool, bearer, route_key
 
 __all__ = ["Sidecar", "create_app"]
 
@@ -66,6 +72,7 @@ _INLINE_PARSE_BYTES = 64 * 1024
 # How long shutdown waits for answers still being stored (streamed misses store in the background).
 DRAIN_TIMEOUT_S = 10.0
 _END = object()  # the stream ended
+_OWN_STREAM_USAGE = ("responses", "messages")  # APIs whose streams carry usage unasked (no stream_options)
 
 
 @dataclass(frozen=True)
@@ -75,6 +82,20 @@ class Options:
     no_cache: bool = False  # Cache-Control: no-cache: do not look up
     no_store: bool = False  # Cache-Control: no-store: do not store the answer
     threshold: float | None = None  # x-semcache-threshold (only when settings.allow_threshold_header)
+    max_age: float | None = None  # Cache-Control: max-age=N: this answer's TTL, and the oldest one accepted
+    partition: Mapping[str, str] | None = None  # x-semcache-namespace / x-semcache-bucket (cache_control)
+
+    def keyed(self, body: dict) -> dict:
+        """The body as the cache keys it (namespace and bucket join its partition); never sent upstream."""
+        return with_partition(body, self.partition or {})
+
+    @property
+    def ttl(self) -> Any:
+        return ... if self.max_age is None else self.max_age
+
+    @property
+    def anthropic_beta(self) -> str | None:
+        return (self.partition or {}).get("anthropic_beta")
 
 
 @dataclass(frozen=True)
@@ -133,7 +154,7 @@ class Sidecar:
     """The state every route shares: settings, the cache, the upstream clients, the keys and tokens."""
 
     def __init__(self, settings: Settings, cache: SemanticCache, upstreams: UpstreamPool, *, admin_token: str | None,
-                 owns_cache: bool, client_keys: ClientKeys | None = None) -> None:
+                 owns_cache: bool, client_keys: ClientKeys | None = None, metrics: Metrics | None = None) -> None:
         self.settings = settings
         self.cache = cache
         self.upstreams = upstreams
@@ -149,8 +170,26 @@ class Sidecar:
                                                   pricing=cache.pricing, stats=cache.stats_recorder, ledger=cache.store,
                                                   limiter=shared)
         self.engine = EngineLoop(workers=WORKER_THREADS)
+        self.alerts = Alerter.from_settings(settings, ledger=cache.store)
+        cache.stats_recorder.listen(self.alerts.listen)
+        self.metrics = (metrics or Metrics(settings)).watch(cache, budgets=self.budgets, alerts=self.alerts.counts)
+        self.decisions = Decisions()  # for the review page (/semcache/ui)
+        self.history = review.History(lambda: cache.stats()["total"])
         self.snapshots = SnapshotTimer(cache, settings.snapshot_interval)
         self.loop: asyncio.AbstractEventLoop | None = None  # the server's loop (HTTP)
+
+    def budgets(self) -> list[tuple[str, Any]]:
+        """The budget guards to report: ("all", the sidecar's own) and each tenant's, by its name."""
+        out = [("all", self.upstreams.budget)] if self.upstreams.budget is not None else []
+        return out + [(tenant, quota.budget) for tenant, quota in sorted(self.quotas.items()) if quota.budget is not None]
+
+    def answered(self, kind: str, caller: Caller, body: Mapping[str, Any], result: Result | str, started: float) -> None:
+        """Count an answer (metrics) and keep its decision for review when it came close (``decisions``)."""
+        route = ROUTE_OF_KIND[kind]
+        label = result if isinstance(result, str) else result_label(result)
+        self.metrics.answered(route, caller.tenant, body, label, time.perf_counter() - started)
+        if not isinstance(result, str):
+            self.decisions.record(result, route=route, tenant=tenant_label(caller.tenant), model=self.metrics.model_label(body))
 
     def prepare(self) -> None:
         """Note the server's loop and start the engine's (idempotent)."""
@@ -169,6 +208,8 @@ class Sidecar:
                         remaining, DRAIN_TIMEOUT_S)
         await self.engine.run(self.upstreams.aclose())
         await asyncio.to_thread(self.snapshots.stop)
+        await asyncio.to_thread(self.alerts.close)
+        await asyncio.to_thread(self.history.stop)
         if self.owns_cache:  # closing saves the index snapshot, when there is one
             await asyncio.to_thread(self.cache.close)
         await self.engine.stop()
@@ -200,19 +241,25 @@ class Sidecar:
                 threshold = float("nan")
             if not -1 <= threshold <= 1:
                 raise RequestError(f"header x-semcache-threshold must be a cosine in [-1, 1], got {raw[:50]!r}", field="x-semcache-threshold")
-        return Options("no-cache" in directives, "no-store" in directives, threshold)
+        age = max_age(directives)
+        skip = age == 0  # max-age=0: accept no stored answer, and store none that would expire at once
+        return Options("no-cache" in directives or skip, "no-store" in directives or skip, threshold,
+                       None if skip else age, partition_extras(headers))
 
     # -- answering (the coroutines named _on_engine run on the engine loop) ----------------
     async def _upstream_call(self, body: dict, kind: str, caller: Caller) -> Any:
-        upstream = self.upstreams.for_caller(caller.upstream_key)
+        upstream = self.upstreams.for_request(caller.upstream_key, body.get("model"), kind)
         quota = caller.quota
         ticket = await quota.admit(body, kind) if quota is not None else None
+        started = time.perf_counter()
         try:
             response = await upstream.acall(body, kind=kind, tenant=caller.tenant)
         except BaseException:
+            self.metrics.upstream(body, False, time.perf_counter() - started)
             if quota is not None:
                 quota.refund(ticket)
             raise
+        self.metrics.upstream(body, True, time.perf_counter() - started)
         if quota is not None:
             await quota.settle(ticket, response.model, response.prompt_tokens, response.completion_tokens)
         return response.body
@@ -221,33 +268,41 @@ class Sidecar:
         async def call(_: Any) -> dict:
             return await self._upstream_call(body, kind, caller)
 
-        return await self.cache.acomplete(body, call, tenant=caller.tenant, kind=kind, no_cache=options.no_cache,
-                                          no_store=options.no_store, threshold=options.threshold)
+        with forwarding(options.anthropic_beta):
+            return await self.cache.acomplete(options.keyed(body), call, tenant=caller.tenant, kind=kind, no_cache=options.no_cache,
+                                              no_store=options.no_store, threshold=options.threshold, ttl=options.ttl,
+                                              max_age=options.max_age)
 
     async def complete(self, body: dict, kind: str, caller: Caller, options: Options) -> Response:
         """Answer a non-streaming request from the cache, or upstream (stored inside the single flight)."""
+        started = time.perf_counter()
         result = await self.engine.run(self._complete_on_engine(body, kind, caller, options))
+        self.answered(kind, caller, body, result, started)
         return Answer(self._present(kind, result), headers=_headers(result))
 
     async def _stream_on_engine(self, body: dict, kind: str, caller: Caller, options: Options,
                                 push: Callable[[Any], None]) -> Result:
-        upstream_body = body if kind == "responses" else {
+        upstream_body = body if kind in _OWN_STREAM_USAGE else {
             # Always ask for usage upstream: the stored entry needs it to count tokens saved.
             **body, "stream_options": {**(body.get("stream_options") or {}), "include_usage": True}}
 
         async def call(_: Any) -> dict:
             chunks: list[dict] = []
-            quota, ticket = caller.quota, None
+            quota, ticket, started = caller.quota, None, None
             try:
-                upstream = self.upstreams.for_caller(caller.upstream_key)
+                upstream = self.upstreams.for_request(caller.upstream_key, body.get("model"), kind)
                 ticket = await quota.admit(body, kind) if quota is not None else None
+                started = time.perf_counter()
                 async for chunk in upstream.astream(upstream_body, kind=kind, tenant=caller.tenant):
                     chunks.append(chunk)
                     push(chunk)
                 answer = assemble(kind, chunks)
                 if answer is None:
                     raise UpstreamStatusError("the upstream stream ended before the answer was complete", code="incomplete_stream")
+                self.metrics.upstream(body, True, time.perf_counter() - started)
             except BaseException as exc:
+                if started is not None:
+                    self.metrics.upstream(body, False, time.perf_counter() - started)
                 if quota is not None:
                     quota.refund(ticket)
                 push(_Failed(exc))
@@ -257,14 +312,17 @@ class Sidecar:
             push(_END)
             return answer  # acomplete stores it (inside the single flight) unless no-store
 
-        return await self.cache.acomplete(body, call, tenant=caller.tenant, kind=kind, no_cache=options.no_cache,
-                                          no_store=options.no_store, threshold=options.threshold)
+        with forwarding(options.anthropic_beta):
+            return await self.cache.acomplete(options.keyed(body), call, tenant=caller.tenant, kind=kind, no_cache=options.no_cache,
+                                              no_store=options.no_store, threshold=options.threshold, ttl=options.ttl,
+                                              max_age=options.max_age)
 
     async def stream(self, body: dict, kind: str, caller: Caller, options: Options) -> Response:
         """Answer a streaming request: pass a miss through as it arrives, replay anything else as SSE."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
         client_usage = _include_usage(body)
+        started = time.perf_counter()
 
         def push(item: Any) -> None:  # called on the engine loop
             loop.call_soon_threadsafe(queue.put_nowait, item)
@@ -278,10 +336,12 @@ class Sidecar:
         first = getter.result() if getter.done() else None
         if isinstance(first, dict):
             status = "bypass" if options.no_cache else "miss"
+            self.answered(kind, caller, body, status, started)
             events = _pass_through(kind, first, queue, client_usage, stored=task)
             return StreamingResponse(events, media_type="text/event-stream", headers={"x-semcache": status, "cache-control": "no-cache"})
         getter.cancel()
         result = await task  # a hit, a stale answer, a shared flight, or the error
+        self.answered(kind, caller, body, result, started)
         events = b"".join(replay(kind, self._present(kind, result), include_usage=client_usage))
         return Response(events, media_type="text/event-stream", headers={**_headers(result), "cache-control": "no-cache"})
 
@@ -334,10 +394,13 @@ async def _pass_through(kind: str, first: dict, queue: asyncio.Queue, client_usa
     while item is not _END:
         if isinstance(item, _Failed):
             # Headers are gone: tell the client in-band, in the shape the SDKs raise as APIError.
+            if kind == "messages":
+                yield messages.error_event(item.error)
+                return
             failure = error_response(item.error)
             yield encode("chat", json.loads(failure.body))
             return
-        chunk = item if client_usage or kind == "responses" else strip_usage(item)
+        chunk = item if client_usage or kind in _OWN_STREAM_USAGE else strip_usage(item)
         if chunk is not None:
             yield encode(kind, chunk)
         item = await queue.get()
@@ -345,7 +408,7 @@ async def _pass_through(kind: str, first: dict, queue: asyncio.Queue, client_usa
         await asyncio.shield(stored)  # shielded: a client hanging up now does not cancel the store
     except Exception:  # a failed store is logged by the engine; the answer itself was complete
         pass
-    if kind != "responses":
+    if kind not in _OWN_STREAM_USAGE:
         yield DONE
 
 
@@ -354,8 +417,10 @@ def _headers(result: Result) -> dict[str, str]:
     hit = result.hit
     if hit is not None:
         headers["x-semcache-match"] = hit.kind
-        if hit.decision is not None:
+        if hit.decision is not None:  # the cosine, the policy's score that decided, and the bar it cleared
             headers["x-semcache-similarity"] = f"{hit.similarity:.4f}"
+            headers["x-semcache-score"] = f"{hit.decision.score:.6f}"
+            headers["x-semcache-threshold"] = f"{hit.decision.threshold:.6g}"
     if result.entry_id is not None:
         headers["x-semcache-entry-id"] = str(result.entry_id)
     return headers
@@ -389,8 +454,9 @@ async def read_json(request: Request, limit: int) -> dict:
     return await asyncio.to_thread(parse_body, raw)
 
 
-def guarded(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
-    """Wrap a route so that every error leaves in OpenAI's error shape."""
+def guarded(handler: Callable[[Request], Awaitable[Response]],
+            render: Callable[..., Response] = error_response) -> Callable[[Request], Awaitable[Response]]:
+    """Wrap a route so that every error leaves in OpenAI's error shape (or ``render``'s: Anthropic's)."""
 
     async def route(request: Request) -> Response:
         try:
@@ -401,27 +467,32 @@ def guarded(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Requ
             settings = request.app.state.sidecar.settings
             quota = getattr(request.state, "quota", None)
             if quota is not None:  # a tenant over its own limit is told its own limits
-                return error_response(exc, rpm=quota.rpm, tpm=quota.tpm)
-            return error_response(exc, rpm=settings.rpm, tpm=settings.tpm)
+                return render(exc, rpm=quota.rpm, tpm=quota.tpm)
+            return render(exc, rpm=settings.rpm, tpm=settings.tpm)
 
     return route
 
 
 def _answer(kind: str) -> Callable[[Request], Awaitable[Response]]:
-    @guarded
     async def route(request: Request) -> Response:
         sidecar: Sidecar = request.app.state.sidecar
         sidecar.prepare()
-        caller = sidecar.caller(request.headers)  # 401 before the body is read
-        request.state.quota = caller.quota
-        body = await read_json(request, sidecar.settings.max_body_bytes)
-        check_request(body, kind)
-        options = sidecar.options(request.headers)
-        if body.get("stream") and kind != "embeddings":
-            return await sidecar.stream(body, kind, caller, options)
-        return await sidecar.complete(body, kind, caller, options)
+        started, caller, body = time.perf_counter(), None, None
+        try:
+            caller = sidecar.caller(request.headers)  # 401 before the body is read
+            request.state.quota = caller.quota
+            body = await read_json(request, sidecar.settings.max_body_bytes)
+            check_request(body, kind)
+            options = sidecar.options(request.headers)
+            if body.get("stream") and kind != "embeddings":
+                return await sidecar.stream(body, kind, caller, options)
+            return await sidecar.complete(body, kind, caller, options)
+        except Exception:
+            sidecar.metrics.answered(ROUTE_OF_KIND[kind], caller.tenant if caller is not None else None, body, "error",
+                                     time.perf_counter() - started)
+            raise
 
-    return route
+    return guarded(route, messages.error_response if kind == "messages" else error_response)
 
 
 @guarded
@@ -454,16 +525,20 @@ def create_app(settings: Settings, *, cache: SemanticCache | None = None, upstre
     environ = os.environ if environ is None else environ
     own_key = environ.get(settings.upstream_api_key_env) or None
     client_keys = load_client_keys(settings, environ)
-    check_exposure(settings, own_key=own_key, client_keys=client_keys, fixed_upstream=upstream is not None)
+    # The routes' keys are the sidecar's own too: the same exposure rules hold for them. (Reading them
+    # checks the routes table too, before a model is loaded.)
+    routes_key = route_key(settings, environ)
+    check_exposure(settings, own_key=own_key or routes_key, client_keys=client_keys, fixed_upstream=upstream is not None)
     owns_cache = cache is None
+    metrics = Metrics(settings)
     if cache is None:
         # Concurrent lookups share embedding calls.
-        embedder = BatchingEmbedder(embedder if embedder is not None else embedder_from_settings(settings))
+        embedder = BatchingEmbedder(metrics.timed(embedder if embedder is not None else embedder_from_settings(settings)))
         cache = cache_from_settings(settings, embedder=embedder, environ=environ)
     upstreams = UpstreamPool(settings, own_key=own_key, fixed=upstream, stats=cache.stats_recorder, pricing=cache.pricing,
-                             ledger=cache.store, store=cache.store)
+                             ledger=cache.store, store=cache.store, environ=environ)
     sidecar = Sidecar(settings, cache, upstreams, admin_token=environ.get(settings.admin_token_env), owns_cache=owns_cache,
-                      client_keys=client_keys)
+                      client_keys=client_keys, metrics=metrics)
 
     @asynccontextmanager
     async def lifespan(app: Starlette):
@@ -471,6 +546,7 @@ def create_app(settings: Settings, *, cache: SemanticCache | None = None, upstre
         # Load both tokenizers now, not in the first request: building one holds the GIL for ~0.5 s.
         await sidecar.engine.run(asyncio.to_thread(_load_tokenizers))
         sidecar.snapshots.start()
+        sidecar.history.start()
         yield
         await sidecar.aclose()
 
@@ -479,14 +555,18 @@ def create_app(settings: Settings, *, cache: SemanticCache | None = None, upstre
         Route("/v1/completions", _answer("completions"), methods=["POST"]),
         Route("/v1/responses", _answer("responses"), methods=["POST"]),
         Route("/v1/embeddings", _answer("embeddings"), methods=["POST"]),
+        Route("/v1/messages", _answer("messages"), methods=["POST"]),
+        Route("/v1/messages/count_tokens", guarded(count_tokens, messages.error_response), methods=["POST"]),
         Route("/v1/models", _models, methods=["GET"]),
         Route("/v1/models/{model:path}", _models, methods=["GET"]),
         *admin.routes(guarded),
+        *review.routes(),
     ]
-    middleware = [Middleware(HostOriginGuard, hosts=(settings.host, *settings.allowed_hosts), origins=settings.allowed_origins),
+    middleware = [Middleware(metrics.middleware),
+                  Middleware(HostOriginGuard, hosts=(settings.host, *settings.allowed_hosts), origins=settings.allowed_origins),
                   *cors(settings)]
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan, exception_handlers={404: _not_found, 405: _not_found})
     app.state.sidecar = sidecar
     app.state.read_json = read_json
-    app.state.metrics = admin.registry(cache)
+    app.state.metrics = sidecar.metrics
     return app

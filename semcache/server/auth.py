@@ -127,7 +127,7 @@ def _read_file(path: str) -> list[ClientKey]:
         if path.endswith(".json"):
             data = json.loads(text)
         else:
-            import tomllib
+            from ..toml import tomllib
 
             data = tomllib.loads(text)
     except ValueError:  # tomllib.TOMLDecodeError and json.JSONDecodeError are ValueErrors

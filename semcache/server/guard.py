@@ -27,7 +27,7 @@ __all__ = ["MAX_DEPTH", "check_request", "model_id", "parse_body"]
 # Deep enough for any real request (OpenAI caps JSON-schema nesting at 10 levels), far from
 # Python's recursion limit (~1000), where json.loads and json.dumps fail with RecursionError.
 MAX_DEPTH = 64
-_REQUIRED = {"chat": "messages", "completions": "prompt", "responses": "input", "embeddings": "input"}
+_REQUIRED = {"chat": "messages", "completions": "prompt", "responses": "input", "embeddings": "input", "messages": "messages"}
 _CAPS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
 _TEXT_PARTS = ("text", "input_text", "output_text")
 # A model id as OpenAI and compatible servers write them (gpt-4o-mini, ft:gpt-4o:org:x:id,
@@ -143,7 +143,7 @@ def check_request(body: Mapping[str, Any], kind: str) -> None:
                                field="stream_options.include_usage")
     for name in _CAPS:
         _positive_int(body, name)
-    if kind == "chat":
+    if kind in ("chat", "messages"):
         _text_parts(body.get("messages"), "messages")
     elif kind == "responses":
         _text_parts(body.get("input"), "input")

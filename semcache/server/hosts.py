@@ -18,6 +18,12 @@ sidecar would spend its key for a stranger. So, by default:
   without a preflight).
 
 ``"*"`` in ``allowed_hosts`` or ``allowed_origins`` allows any.
+
+Why not Starlette's ``TrustedHostMiddleware`` (checked against starlette 1.10): it answers a
+plain-text 400 "Invalid host header", where every sidecar error is OpenAI's JSON shape with a
+code a client can act on (403 ``host_not_allowed``); it refuses a request without ``Host`` and
+cannot exempt the probes' paths; and it redirects to ``www.`` names. Keeping those answers
+would mean rewriting its ``__call__``, which is all it has, so the check stays here (~20 lines).
 """
 
 from __future__ import annotations
@@ -36,7 +42,8 @@ _LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 _UNSPECIFIED = frozenset({"0.0.0.0", "::", ""})
 _EXEMPT = frozenset({"/healthz", "/readyz"})
 # What a browser page may read from an allowed origin's answers besides the safe headers.
-EXPOSED = ["x-semcache", "x-semcache-match", "x-semcache-similarity", "x-semcache-entry-id", "retry-after", "retry-after-ms",
+EXPOSED = ["x-semcache", "x-semcache-match", "x-semcache-similarity", "x-semcache-score", "x-semcache-threshold",
+           "x-semcache-entry-id", "retry-after", "retry-after-ms",
            "x-ratelimit-limit-requests", "x-ratelimit-limit-tokens", "x-ratelimit-remaining-requests",
            "x-ratelimit-reset-requests", "x-ratelimit-reset-tokens", "x-request-id"]
 
@@ -66,14 +73,16 @@ class HostOriginGuard:
         self.any_origin = "*" in origins
         self.origins = frozenset(origins - {"*"})
 
-    def refusal(self, path: str, headers: Mapping[str, str]) -> Refused | None:
-        """Return why a request is refused, or None."""
+    def refusal(self, path: str, headers: Mapping[str, str], scheme: str = "http") -> Refused | None:
+        """Return why a request is refused, or None. A same-origin request (the review page's own
+        form and script: ``Origin`` is this very ``scheme://host``, a host already allowed) passes."""
         host = headers.get("host")
         if host is not None and not self.any_host and path not in _EXEMPT and host_name(host) not in self.hosts:
             return Refused(f"this sidecar does not serve the host {host[:100]!r}; add it to allowed_hosts if it is its own name",
                            code="host_not_allowed")
         origin = headers.get("origin")
-        if origin is not None and not self.any_origin and _origin(origin) not in self.origins:
+        same = host is not None and _origin(origin or "") == f"{scheme}://{host.strip().lower()}"
+        if origin is not None and not self.any_origin and _origin(origin) not in self.origins and not same:
             return Refused(f"requests from the origin {origin[:100]!r} are not allowed; add it to allowed_origins to let "
                            "browser pages there call the sidecar", code="origin_not_allowed")
         return None
@@ -83,7 +92,7 @@ class HostOriginGuard:
             headers = {}
             for name, value in scope.get("headers", ()):
                 headers.setdefault(name.decode("latin-1").lower(), value.decode("latin-1"))
-            refused = self.refusal(scope.get("path", ""), headers)
+            refused = self.refusal(scope.get("path", ""), headers, scope.get("scheme", "http"))
             if refused is not None:
                 return await error_response(refused)(scope, receive, send)
         await self.app(scope, receive, send)

@@ -12,13 +12,17 @@ from __future__ import annotations
 import json
 from typing import Any, Iterable, Iterator
 
+from . import messages
+
 __all__ = ["assemble", "encode", "fresh", "replay", "strip_usage"]
 
 DONE = b"data: [DONE]\n\n"
 
 
 def encode(kind: str, data: Any) -> bytes:
-    """Return one SSE event; the Responses API names its events (``event: <type>``)."""
+    """Return one SSE event; the Responses and Messages APIs name their events (``event: <type>``)."""
+    if kind == "messages":
+        return messages.encode(data)
     try:
         payload = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
     except UnicodeEncodeError:  # a lone surrogate in an upstream answer: escaped, it is still valid JSON
@@ -31,6 +35,8 @@ def encode(kind: str, data: Any) -> bytes:
 
 def fresh(kind: str, response: dict, new_id: str, now: int) -> dict:
     """Return a stored answer as a new one: a fresh ``id`` and creation time, the rest as stored."""
+    if kind == "messages":
+        return messages.fresh(response, new_id)
     prefix = {"chat": "chatcmpl-", "completions": "cmpl-", "responses": "resp_"}.get(kind)
     if prefix is None or not isinstance(response, dict):
         return response
@@ -53,6 +59,8 @@ def strip_usage(chunk: dict) -> dict | None:
 def assemble(kind: str, chunks: Iterable[dict]) -> dict | None:
     """Return the complete answer the chunks of one stream add up to; None if it never completed."""
     chunks = list(chunks)
+    if kind == "messages":
+        return messages.assemble(chunks)
     if kind == "responses":
         for chunk in reversed(chunks):
             if chunk.get("type") in ("response.completed", "response.incomplete") and isinstance(chunk.get("response"), dict):
@@ -162,6 +170,9 @@ def _assemble_completions(chunks: list[dict]) -> dict | None:
 
 def replay(kind: str, response: dict, *, include_usage: bool = False) -> Iterator[bytes]:
     """Yield a stored answer as the SSE events of a streamed one (ends with ``[DONE]`` where the API does)."""
+    if kind == "messages":
+        yield from messages.replay(response)
+        return
     if kind == "responses":
         for event in _response_events(response):
             yield encode(kind, event)

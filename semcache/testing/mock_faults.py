@@ -7,6 +7,7 @@ Pure logic, no I/O: ``mock.py`` checks a request's fields with ``check_field``, 
 Fault spec (``--faults``): comma-separated ``KIND:RATE[:SECONDS]``; RATE is ``30%`` or ``0.3``.
 
     429      429 rate_limit_exceeded, ``retry-after`` SECONDS (default 1)
+    tpd/rpd  429 over the tokens/requests per day limit; the message names the wait, SECONDS (default 432: "7m12s")
     quota    429 insufficient_quota (``quota:100%`` makes the account permanently out of quota)
     500/502/503  that status with OpenAI's server_error body
     drop     close the connection without a response
@@ -47,8 +48,8 @@ __all__ = [
     "retry_headers",
 ]
 
-FAULT_KINDS = ("429", "quota", "500", "502", "503", "drop", "garbage", "slow")
-_DEFAULT_SECONDS = {"429": 1.0}
+FAULT_KINDS = ("429", "quota", "500", "502", "503", "drop", "garbage", "slow", "tpd", "rpd")
+_DEFAULT_SECONDS = {"429": 1.0, "tpd": 432.0, "rpd": 432.0}
 
 
 @dataclass(frozen=True)
@@ -90,8 +91,8 @@ def parse_faults(spec: str) -> tuple[Fault, ...]:
             raise ConfigError(f"faults: kind {kind!r} given twice")
         seconds = None
         if len(fields) == 3:
-            if kind not in ("429", "slow"):
-                raise ConfigError(f"faults: {part!r}: only 429 and slow take SECONDS")
+            if kind not in ("429", "slow", "tpd", "rpd"):
+                raise ConfigError(f"faults: {part!r}: only 429, tpd, rpd and slow take SECONDS")
             try:
                 seconds = float(fields[2].strip().removesuffix("s"))
             except ValueError:
@@ -346,6 +347,13 @@ def fault_reply(kind: str, seconds: float | None, model: str, *, rpm: int | None
         limit = rpm or 60
         body = refusal_body(Refusal("requests", limit, limit, 1, seconds or 1.0), model)
         return 429, json.dumps(body).encode(), "application/json", retry_headers(seconds or 1.0)
+    if kind in ("tpd", "rpd"):  # OpenAI's daily limits: the wait is in the message, no retry-after header
+        unit = "tokens per day (TPD)" if kind == "tpd" else "requests per day (RPD)"
+        limit = 2_000_000 if kind == "tpd" else 10_000
+        wait = format_duration(seconds if seconds is not None else _DEFAULT_SECONDS[kind])
+        message = (f"Rate limit reached for {model} in organization org-mock on {unit}: Limit {limit}, Used {limit}, "
+                   f"Requested 1. Please try again in {wait}. Visit https://platform.openai.com/account/rate-limits to learn more.")
+        return 429, json.dumps(error_body(message, "tokens" if kind == "tpd" else "requests", code="rate_limit_exceeded")).encode(), "application/json", {}
     if kind == "quota":  # no retry-after: waiting does not bring quota back
         return 429, json.dumps(error_body(_QUOTA, "insufficient_quota", code="insufficient_quota")).encode(), "application/json", {}
     if kind == "502":  # what OpenAI's edge really sends: an HTML page, not JSON

@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import json
 import random
-import sys
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -64,10 +63,10 @@ def parse_label(value: Any, where: str) -> int:
 
 
 def progress(total: int, desc: str):
-    """Return a tqdm bar on stderr, shown only for long inputs (2,000 rows or more)."""
-    from tqdm import tqdm
+    """Return a rich bar on stderr, drawn once the operation has run ~2 s (``tools.progress``)."""
+    from .progress import progress as bar
 
-    return tqdm(total=total, desc=desc, file=sys.stderr, disable=total < 2000, unit="row")
+    return bar(total, desc)
 
 
 def read_pairs(path: str | Path, text_a: str = "text_a", text_b: str = "text_b", label: str = "label") -> list[Pair]:

@@ -14,6 +14,7 @@ import contextlib
 import os
 import sys
 import tempfile
+import threading
 import time
 from typing import Callable, Iterator
 
@@ -46,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
             tempfile.TemporaryDirectory(prefix="semcache-demo-") as directory:
         runner = _via_sidecar if args.via == "sidecar" else _via_decorator
         with runner(mock_url + "/v1", directory, args.rpm) as (ask, stats):
-            wrong, elapsed, paraphrased = _replay(workload, ask, args.show)
+            wrong, elapsed, paraphrased = _replay(workload, ask, args.show, args.rpm)
             totals = stats()
         sent_429 = httpx2.get(mock_url + "/mock/stats").json()["responses_429"]
     _report(totals, wrong, elapsed, sent_429, args.rpm, format_table, paraphrased)
@@ -111,19 +112,54 @@ def _via_decorator(upstream_url: str, directory: str, rpm: int) -> Iterator[tupl
         cache.close()
 
 
-def _replay(workload, ask: Ask, show: int) -> tuple[int, float, tuple[int, int]]:
+class _WaitWatch:
+    """Say so while a request waits on the limiter: a miss still unanswered after ``after_s``
+    seconds is being held back to stay under ``rpm`` (the mock answers in well under that)."""
+
+    def __init__(self, rpm: int, after_s: float = 1.0) -> None:
+        self.rpm, self.after_s = rpm, after_s
+        self.sent: list[float] = []  # when each upstream call (a miss) was asked for
+
+    @contextlib.contextmanager
+    def request(self, n: int, text: str) -> Iterator[None]:
+        started = time.monotonic()
+        recent = [t for t in self.sent if t > started - 60]
+        wait = recent[-self.rpm] + 60 - started if len(recent) >= self.rpm else 0.0
+        timer = threading.Timer(self.after_s, lambda: print(
+            f"  [{n:3d}] waiting  {text[:50]!r}: {len(recent)} upstream calls in the last 60 s, the limit is {self.rpm} RPM; "
+            f"the limiter holds this miss ~{max(wait, 0):.0f} s for the next slot instead of sending it into a 429 ...", flush=True))
+        timer.daemon = True
+        timer.start()
+        try:
+            yield
+        finally:
+            timer.cancel()
+            held = time.monotonic() - started
+            if held >= self.after_s:
+                print(f"  [{n:3d}] sent     after {held:.1f} s held by the limiter", flush=True)
+
+    def missed(self, sent_at: float) -> None:
+        self.sent.append(sent_at)
+
+
+def _replay(workload, ask: Ask, show: int, rpm: int) -> tuple[int, float, tuple[int, int]]:
     """Send every request; return (wrong answers, seconds, (paraphrases answerable, answered)).
 
     A hit is wrong when its answer was first given to another intent (the mock's answer id names
     the request that created it). A request is a *paraphrase* when an answer to its intent is
-    stored but never for these words: only a semantic match can answer it."""
+    stored but never for these words: only a semantic match can answer it. A request the
+    limiter holds back is announced while it waits (``_WaitWatch``)."""
     intent_of_answer: dict[str, str] = {}
     stored_texts: set[str] = set()
     stored_intents: set[str] = set()
     wrong = paraphrases = answered = 0
+    watch = _WaitWatch(rpm)
     started = time.perf_counter()
     for n, request in enumerate(workload, start=1):
-        answer, status = ask(request.body)
+        with watch.request(n, request.text):
+            answer, status = ask(request.body)
+        if status == "miss":
+            watch.missed(time.monotonic())  # sent when the limiter admitted it: a held miss only just now
         if request.text not in stored_texts and request.intent in stored_intents:
             paraphrases += 1
             answered += status == "hit" and intent_of_answer.get(answer["id"]) == request.intent

@@ -19,7 +19,7 @@ from ..engine import SemanticCache
 from ..matching.policy import Candidate, MatchPolicy
 from .data import parse_label, progress
 
-__all__ = ["PrecomputedEmbedder", "embed_unique", "eval_pairs", "eval_stream", "iter_jsonl"]
+__all__ = ["PrecomputedEmbedder", "embed_unique", "eval_pairs", "eval_stream", "iter_jsonl", "threshold_scores"]
 
 _BATCH = 256
 
@@ -48,22 +48,24 @@ def eval_pairs(rows: Sequence[dict], *, embedder, policy: MatchPolicy, text_a: s
     labelled = label is not None and all(r.get(label) not in (None, "") for r in rows)
     decisions: list[dict] = []
     tp = fp = fn = tn = 0
-    for i, row in enumerate(rows):
-        a, b = str(row[text_a]), str(row[text_b])
-        va, vb = vectors[row[text_a]], vectors[row[text_b]]
-        if _normal(a) == _normal(b):  # the exact tier answers before any policy
-            out = {"score": 1.0, "hit": True, "similarity": 1.0, "reason": "exact", "failed_checks": []}
-        else:
-            d = policy.decide(b, [Candidate(0, a, float(va @ vb), va)], vb)
-            out = {"score": round(d.score, 6), "hit": bool(d.hit), "similarity": round(d.similarity, 6), "reason": d.reason,
-                   "failed_checks": [c.name for c in d.checks if not c.passed]}
-        decisions.append(out)
-        if labelled:
-            y = parse_label(row[label], f"row {i + 1}")
-            tp += out["hit"] and y
-            fp += out["hit"] and not y
-            fn += (not out["hit"]) and y
-            tn += (not out["hit"]) and not y
+    with progress(len(rows), "scoring pairs") as bar:
+        for i, row in enumerate(rows):
+            a, b = str(row[text_a]), str(row[text_b])
+            va, vb = vectors[row[text_a]], vectors[row[text_b]]
+            if _normal(a) == _normal(b):  # the exact tier answers before any policy
+                out = {"score": 1.0, "hit": True, "similarity": 1.0, "reason": "exact", "failed_checks": []}
+            else:
+                d = policy.decide(b, [Candidate(0, a, float(va @ vb), va)], vb)
+                out = {"score": round(d.score, 6), "hit": bool(d.hit), "similarity": round(d.similarity, 6), "reason": d.reason,
+                       "failed_checks": [c.name for c in d.checks if not c.passed]}
+            decisions.append(out)
+            if labelled:
+                y = parse_label(row[label], f"row {i + 1}")
+                tp += out["hit"] and y
+                fp += out["hit"] and not y
+                fn += (not out["hit"]) and y
+                tn += (not out["hit"]) and not y
+            bar.update(1)
     hits = sum(d["hit"] for d in decisions)
     summary: dict[str, Any] = {"n": len(rows), "hits": hits, "precision": None, "recall": None, "f1": None,
                                "false_positive_rate": None, "policy": policy.to_dict()}
@@ -170,3 +172,12 @@ def _replay(rows, vectors, embedder, policy: MatchPolicy, text: str, group: str,
 def iter_jsonl(decisions: Iterable[dict]) -> Iterator[str]:
     for d in decisions:
         yield json.dumps(d) + "\n"
+
+
+_SCORED = ("hit", "below-threshold", "exact")  # decided by the score; any other reason refused the pair before it
+
+
+def threshold_scores(decisions: Sequence[dict]) -> np.ndarray:
+    """Return each pair's score as the threshold sees it: a pair a check or the language refused
+    scores -1 (the floor of the cosine scale), so ``score >= t`` is the hit rule at any ``t``."""
+    return np.array([d["score"] if d["reason"] in _SCORED else -1.0 for d in decisions], dtype=np.float64)

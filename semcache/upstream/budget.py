@@ -179,9 +179,9 @@ class BudgetGuard:
 
     def _stop(self, key: BudgetKey, *, tenant: str, model: str | None, left: int = 0, amount: int = 0) -> BudgetExceeded:
         """The refusal: the budget is spent, or what is ``left`` of it cannot cover a call's estimated ``amount``."""
-        if self._stats is not None:
-            self._stats.incr("budget_stops", tenant=tenant, model=model or "")
         period, unit = key
+        if self._stats is not None:  # the detail names the budget for the sidecar's alert (server/alerts.py)
+            self._stats.incr("budget_stops", tenant=tenant, model=model or "", detail=self._detail(key))
         if left <= 0:
             message = f"budget {_name(key)}={self._limits[key]} is spent for this {period} (UTC); calls resume next {period}"
         else:
@@ -189,6 +189,11 @@ class BudgetGuard:
             message = (f"budget {_name(key)}={self._limits[key]} cannot cover this call this {period} (UTC): it may cost "
                        f"{amount / scale:.6g} {unit} and {left / scale:.6g} are left; lower max_tokens, or calls resume next {period}")
         return BudgetExceeded(message, code="budget_exceeded")
+
+    def _detail(self, key: BudgetKey) -> dict:
+        """What a budget event was about: the budget, its limit, the alert fraction and the period it is in."""
+        return {"budget": _name(key), "limit": self._limits[key], "fraction": self.alert_fraction,
+                "period_start": _period_start(key[0], self._timer()).isoformat()}
 
     def _after_spending(self, key: BudgetKey, ledger_key: str, total: int, *, tenant: str, model: str | None) -> None:
         """Alert once per budget and period, across every process sharing the ledger."""
@@ -207,7 +212,7 @@ class BudgetGuard:
         log.warning("semcache budget %s: %.4g of %.4g spent (alert at %d%%)", _name(key), total / _SCALE[key[1]], limit,
                     round(self.alert_fraction * 100))
         if self._stats is not None:
-            self._stats.incr("budget_alerts", tenant=tenant, model=model or "")
+            self._stats.incr("budget_alerts", tenant=tenant, model=model or "", detail={**self._detail(key), "spent": total / _SCALE[key[1]]})
 
     # -- reserve before a call, settle after it ------------------------------------------------
     def reserve(self, model: str | None, prompt_tokens: int, completion_tokens: int, *, tenant: str = "") -> BudgetReservation:

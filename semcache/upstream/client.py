@@ -36,6 +36,7 @@ import openai
 
 from ..errors import (
     AuthenticationFailed,
+    DailyLimitReached,
     QuotaExhausted,
     RateLimited,
     RequestError,
@@ -46,7 +47,8 @@ from ..errors import (
 )
 from ..stats import Stats
 from .budget import BudgetGuard, BudgetReservation
-from .headers import RateLimitInfo, parse_ratelimit_headers
+from .anthropic import anthropic_headers, is_low_balance, stream_usage
+from .headers import DAILY_DEFAULT_WAIT, RateLimitInfo, daily_limit_wait, parse_ratelimit_headers
 from .limiter import Limiter, RateLimiter, Reservation
 from .pricing import Pricing
 from .retry import RetryPolicy
@@ -65,6 +67,7 @@ KINDS: dict[str, tuple[str, tuple[str, tuple[str, ...]]]] = {
     "completions": ("/completions", ("choices", ("text",))),
     "responses": ("/responses", ("output", ())),
     "embeddings": ("/embeddings", ("data", ("embedding",))),
+    "messages": ("/messages", ("content", ())),  # Anthropic's Messages API (an endpoint with api="anthropic")
 }
 
 
@@ -85,8 +88,10 @@ def check_shape(kind: str, body: Any) -> None:
         raise UpstreamStatusError(f"upstream {kind} answer does not have the expected shape: {problem}", status_code=200, code="invalid_response_body")
 
 
-# Error codes meaning the account cannot pay: retrying cannot help (OpenAI sends them with 429).
-QUOTA_CODES = frozenset({"insufficient_quota", "billing_hard_limit_reached", "billing_not_active", "quota_exceeded"})
+# Error codes meaning the account cannot pay: retrying cannot help (OpenAI sends them with 429;
+# Anthropic's error type is billing_error, and a spent prepaid balance a 400 that says so).
+QUOTA_CODES = frozenset({"insufficient_quota", "billing_hard_limit_reached", "billing_not_active", "quota_exceeded",
+                         "billing_error"})
 
 
 @dataclass(frozen=True)
@@ -97,6 +102,11 @@ class Endpoint:
     api_key: str = field(repr=False)
     name: str | None = None
     model_map: Mapping[str, str] = field(default_factory=dict)
+    api: str = "openai"  # "anthropic": the Messages API is sent with x-api-key and anthropic-version
+
+    def headers(self, kind: str) -> Mapping[str, Any]:
+        """Per-request headers for a ``kind`` request (Anthropic's auth for its Messages API)."""
+        return anthropic_headers(self.api_key) if self.api == "anthropic" and kind == "messages" else {}
 
     @property
     def label(self) -> str:
@@ -137,12 +147,19 @@ def translate_error(exc: openai.OpenAIError) -> tuple[UpstreamError, RateLimitIn
     status = getattr(exc, "status_code", None)
     code = getattr(exc, "code", None) or getattr(exc, "type", None)
     message = f"upstream answered {status or 'an error'}: {getattr(exc, 'message', str(exc))}"
+    body = getattr(exc, "body", None)
+    said = f"{message} {body.get('message', '')}" if isinstance(body, Mapping) else message  # the provider's own words
     if isinstance(exc, openai.APIResponseValidationError):
         return UpstreamStatusError(message, status_code=status, code="invalid_response_body"), info
-    if status == 402 or code in QUOTA_CODES or getattr(exc, "type", None) in QUOTA_CODES:
+    if status == 402 or code in QUOTA_CODES or getattr(exc, "type", None) in QUOTA_CODES or (
+            status == 400 and is_low_balance(said)):
         return QuotaExhausted(message, status_code=status, code=code), info
     if status in (401, 403):
         return AuthenticationFailed(message, status_code=status, code=code), info
+    daily = daily_limit_wait(said) if status == 429 else None
+    if daily is not None:  # the wait the message names, else the headers', else a minute (never 0: a loop)
+        wait = daily or info.retry_after or info.reset_for_exhausted() or DAILY_DEFAULT_WAIT
+        return DailyLimitReached(message, retry_after=wait, code=code or "rate_limit_exceeded"), info
     if status == 429:
         retry_after = info.retry_after if info.retry_after is not None else info.reset_for_exhausted() or 0.0
         return RateLimited(message, retry_after=retry_after, code=code or "rate_limit_exceeded"), info
@@ -154,6 +171,8 @@ def _usage(body: Mapping, kind: str) -> tuple[int, int] | None:
     usage = body.get("usage")
     if not isinstance(usage, Mapping) and isinstance(body.get("response"), Mapping):
         usage = body["response"].get("usage")  # responses API stream: response.completed event
+    if not isinstance(usage, Mapping) and isinstance(body.get("message"), Mapping):
+        usage = body["message"].get("usage")  # Messages API stream: message_start event
     if not isinstance(usage, Mapping):
         return None
     prompt = usage.get("prompt_tokens", usage.get("input_tokens"))
@@ -185,6 +204,11 @@ class _Send:
     path: str
     body: dict
     stream: bool
+    headers: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def options(self) -> dict:
+        return {"headers": self.headers} if self.headers else {}
 
 
 @dataclass
@@ -319,7 +343,7 @@ class OpenAIUpstream:
         got: tuple[int, int] | None = None
         try:
             for chunk in opened.chunks:
-                got = self._chunk(chunk, kind) or got
+                got = self._chunk(chunk, kind, got)
                 yield chunk
         except (openai.OpenAIError, ValueError, httpx2.TransportError) as exc:
             raise self._failed(exc, tenant, opened.model) from exc
@@ -333,7 +357,7 @@ class OpenAIUpstream:
         got: tuple[int, int] | None = None
         try:
             async for chunk in opened.chunks:
-                got = self._chunk(chunk, kind) or got
+                got = self._chunk(chunk, kind, got)
                 yield chunk
         except (openai.OpenAIError, ValueError, httpx2.TransportError) as exc:
             raise self._failed(exc, tenant, opened.model) from exc
@@ -359,7 +383,7 @@ class OpenAIUpstream:
                     else:
                         client = self._client(step.endpoint, asynchronous=False)
                         stream_cls = openai.Stream[object] if step.stream else None
-                        value = client.post(step.path, body=step.body, cast_to=object if step.stream else httpx2.Response, stream=step.stream, stream_cls=stream_cls)
+                        value = client.post(step.path, body=step.body, cast_to=object if step.stream else httpx2.Response, stream=step.stream, stream_cls=stream_cls, options=step.options)
                 except Exception as exc:  # handed to the plan, which decides
                     error = exc
         except StopIteration as done:
@@ -386,7 +410,7 @@ class OpenAIUpstream:
                     else:
                         client = self._client(step.endpoint, asynchronous=True)
                         stream_cls = openai.AsyncStream[object] if step.stream else None
-                        value = await client.post(step.path, body=step.body, cast_to=object if step.stream else httpx2.Response, stream=step.stream, stream_cls=stream_cls)
+                        value = await client.post(step.path, body=step.body, cast_to=object if step.stream else httpx2.Response, stream=step.stream, stream_cls=stream_cls, options=step.options)
                 except Exception as exc:
                     error = exc
         except StopIteration as done:
@@ -451,7 +475,7 @@ class OpenAIUpstream:
                     attempts += 1
                     self._count("upstream_attempts", 1, tenant, model)
                     try:
-                        answer = yield _Send(endpoint, path, body, stream)
+                        answer = yield _Send(endpoint, path, body, stream, endpoint.headers(kind))
                     except openai.OpenAIError as exc:
                         error, info = translate_error(exc)
                         self.limiter.adjust(reservation, 0)  # a refused attempt spent no tokens
@@ -515,10 +539,13 @@ class OpenAIUpstream:
             yield _Ledger(self._settle_budget, (held, usage, model, tenant))
         return UpstreamResponse(body, model, prompt, completion, attempts, waited, endpoint.label, info)
 
-    def _chunk(self, chunk: Any, kind: str) -> tuple[int, int] | None:
+    def _chunk(self, chunk: Any, kind: str, got: tuple[int, int] | None) -> tuple[int, int] | None:
+        """The usage known after ``chunk``: its own, else what came before (Anthropic's add up)."""
         if not isinstance(chunk, Mapping):
             raise UpstreamStatusError(f"upstream stream chunk is not a JSON object: {type(chunk).__name__}", code="invalid_response_body")
-        return _usage(chunk, kind)
+        if kind == "messages":
+            return stream_usage(chunk, got)
+        return _usage(chunk, kind) or got
 
     def _account(self, opened: _Opened, usage: tuple[int, int] | None, tenant: str) -> None:
         """Account a stream read to its end; never raises (the provider answered and billed).
@@ -552,6 +579,8 @@ class OpenAIUpstream:
         self._count("upstream_prompt_tokens", prompt, tenant, model)
         self._count("upstream_completion_tokens", completion, tenant, model)
         self._count("cost_spent_usd", self.pricing.cost(model, prompt, completion), tenant, model)
+        if not self.pricing.priced(model):  # shown as unpriced, never as $0 (stats.snapshot)
+            self._count("unpriced_upstream_calls", 1, tenant, model)
 
     # -- budget bookkeeping: each runs in one _Ledger step ---------------------------------------
     def _reserve_budget(self, model: str, prompt: int, completion: int, tenant: str) -> BudgetReservation:

@@ -3,10 +3,11 @@
 Pure: the policy looks at the typed error, the provider's headers, the attempt number and the
 time spent, and returns a delay or ``None`` (give up). The caller sleeps.
 
-Retried: 408, 409, 429 rate limits, 5xx, timeouts and connection errors, and anything the
-provider marks ``x-should-retry: true``. Never retried, whatever a header says: quota and
-billing errors (``QuotaExhausted``), our own budget stop, 401/403, 400, 404 and 422 — repeating
-them only burns attempts (and, for quota, the operator's patience).
+Retried: 408, 409, 429 rate limits, 5xx (Anthropic's 529 overloaded too), timeouts and connection
+errors, and anything the provider marks ``x-should-retry: true``. Never retried, whatever a header
+says: quota and billing errors (``QuotaExhausted``), a per-day limit (``DailyLimitReached``: its
+wait is minutes to hours), our own budget stop, 401/403, 400, 404 and 422 — repeating them only
+burns attempts (and, for quota, the operator's patience).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Protocol
 from ..errors import (
     AuthenticationFailed,
     BudgetExceeded,
+    DailyLimitReached,
     QuotaExhausted,
     RateLimited,
     RequestError,
@@ -63,7 +65,7 @@ class RetryPolicy:
 
     def is_retryable(self, error: UpstreamError, info: RateLimitInfo | None = None) -> bool:
         """Return whether an attempt that failed with ``error`` is worth repeating."""
-        if isinstance(error, (QuotaExhausted, BudgetExceeded, AuthenticationFailed)):
+        if isinstance(error, (QuotaExhausted, BudgetExceeded, AuthenticationFailed, DailyLimitReached)):
             return False
         status = error.status_code
         if status in _NEVER_STATUS:

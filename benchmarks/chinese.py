@@ -240,7 +240,7 @@ def stream_at(policy, bench, embedder, vectors: dict[str, np.ndarray]) -> dict:
 
 def check_costs() -> dict:
     """What each Chinese check costs LCQMC's and BQ's dev positives, and what it catches of their negatives (all pairs)."""
-    from semcache.engine.routing import ZH_CHECKS
+    from semcache.engine.language_routes import ZH_CHECKS
     from semcache.matching.checks import analyze, run_checks
 
     out = {}
@@ -267,7 +267,7 @@ def check_costs() -> dict:
 
 def choose_section(per_half: int) -> dict:
     """Pick the Chinese threshold on the choose parts, report it on the report parts and the test stream."""
-    from semcache.engine.routing import chinese_policy
+    from semcache.engine.language_routes import chinese_policy
     from semcache.matching.policy import MatchPolicy
 
     data = {name: load_pairs(name, per_half) for name in SETS}
@@ -360,7 +360,7 @@ def latency_section(per_language: int = 60) -> dict:
     from semcache import SemanticCache
     from semcache.embedding.multilingual import MultilingualEmbedder
     from semcache.embedding.sentence import SentenceTransformerEmbedder
-    from semcache.engine.routing import Route, Routes, chinese_policy
+    from semcache.engine.language_routes import LanguageRoute, LanguageRoutes, chinese_policy
     from semcache.matching.policy import MatchPolicy
 
     bench = prompt_rows(("train", "dev", "test"), lang=("en", "zh"))
@@ -368,7 +368,7 @@ def latency_section(per_language: int = 60) -> dict:
                            key=lambda texts: hashlib.sha256(texts[0].encode()).hexdigest())[:per_language]
               for lang in ("en", "zh")}
     english, policy = SentenceTransformerEmbedder(), MatchPolicy()
-    routes = Routes((Route(english, policy), Route(MultilingualEmbedder(), chinese_policy())))
+    routes = LanguageRoutes((LanguageRoute(english, policy), LanguageRoute(MultilingualEmbedder(), chinese_policy())))
     times: dict[str, list[float]] = {}
 
     def timed(cache, name: str, queries: list[str]) -> None:
@@ -384,7 +384,7 @@ def latency_section(per_language: int = 60) -> dict:
     mixed = sorted([("en", t) for t in queries["en"]] + [("zh", t) for t in queries["zh"]],
                    key=lambda q: hashlib.sha256(q[1].encode()).hexdigest())
     with tempfile.TemporaryDirectory() as root:
-        routed = SemanticCache(f"{root}/routed", routes=routes, embed_cache_size=0, flush_interval=None)
+        routed = SemanticCache(f"{root}/routed", language_routes=routes, embed_cache_size=0, flush_interval=None)
         plain = SemanticCache(f"{root}/plain", embedder=english, policy=policy, embed_cache_size=0, flush_interval=None)
         for texts in groups["en"] + groups["zh"]:
             routed.insert(texts[0], "answer")

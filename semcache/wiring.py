@@ -16,7 +16,7 @@ from .embedding.adapter import TUNED_ADAPTER
 from .embedding.base import Embedder
 from .embedding.sentence import SentenceTransformerEmbedder
 from .engine import SemanticCache
-from .engine.routing import MULTILINGUAL_LANGUAGES, Routes, with_multilingual
+from .engine.language_routes import MULTILINGUAL_LANGUAGES, LanguageRoutes, with_multilingual
 from .embedding.multilingual import multilingual_available
 from .errors import ConfigError
 from .matching.policy import MatchPolicy
@@ -30,10 +30,10 @@ __all__ = [
     "cache_from_settings",
     "daily_limiter",
     "embedder_from_settings",
+    "language_routes_from_settings",
     "limiter_from_settings",
     "policy_from_settings",
     "pricing_from_settings",
-    "routes_from_settings",
     "quota_name",
     "routes_from_settings",
     "snapshot_from_settings",
@@ -62,7 +62,7 @@ def policy_from_settings(settings: Settings) -> MatchPolicy:
     return policy
 
 
-def routes_from_settings(settings: Settings, embedder: Embedder, policy: MatchPolicy) -> Routes | None:
+def language_routes_from_settings(settings: Settings, embedder: Embedder, policy: MatchPolicy) -> LanguageRoutes | None:
     """Return the language routing ``settings.multilingual`` asks for: ``embedder``/``policy`` for English and
     the multilingual model for Chinese (None: "off", or "auto" without the extra; then Chinese is exact-only).
 
@@ -91,7 +91,7 @@ def pricing_from_settings(settings: Settings) -> Pricing | None:
 def routes_from_settings(settings: Settings):
     """Return the ``RouteTable`` of the settings' ``routes``, ending in the ``default`` route (``upstream_base_url``
     with the key in ``upstream_api_key_env``, the settings' rpm/tpm). Raises ``ConfigError`` naming a bad field."""
-    from .upstream.routes import APIS, DEFAULT_ROUTE, Route, RouteTable
+    from .upstream.routes import APIS, DEFAULT_ROUTE, LanguageRoute, RouteTable
 
     if settings.upstream_api not in APIS:
         raise ConfigError(f"setting 'upstream_api' must be one of {APIS}, got {settings.upstream_api!r}")
@@ -99,7 +99,7 @@ def routes_from_settings(settings: Settings):
         value = getattr(settings, name)
         if value is not None and value < 1:
             raise ConfigError(f"setting {name!r} must be positive, got {value!r}")
-    default = Route(DEFAULT_ROUTE, ("*",), settings.upstream_base_url, settings.upstream_api, key_env=settings.upstream_api_key_env,
+    default = LanguageRoute(DEFAULT_ROUTE, ("*",), settings.upstream_base_url, settings.upstream_api, key_env=settings.upstream_api_key_env,
                     pass_through_key=settings.pass_through_key, rpm=settings.rpm, tpm=settings.tpm, rpd=settings.rpd,
                     tpd=settings.tpd)
     return RouteTable.parse(settings.routes, default)
@@ -144,8 +144,8 @@ def cache_from_settings(settings: Settings, *, embedder: Embedder | None = None,
         snapshot=snapshot_from_settings(settings),
     )
     options.update(overrides)
-    if "routes" not in options:
-        options["routes"] = routes_from_settings(settings, options["embedder"], options["policy"])
+    if "language_routes" not in options:
+        options["language_routes"] = language_routes_from_settings(settings, options["embedder"], options["policy"])
     if "store" not in options:
         options["store"] = store_from_settings(settings, environ)
     try:

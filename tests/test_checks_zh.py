@@ -92,7 +92,7 @@ def test_english_text_keeps_the_english_checks():
 
 
 def test_the_chinese_policy_refuses_a_near_miss_and_serves_a_paraphrase():
-    from semcache.engine.routing import chinese_policy
+    from semcache.engine.language_routes import chinese_policy
 
     policy = chinese_policy()
     sims = [0.99, 0.99]

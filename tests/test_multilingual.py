@@ -34,13 +34,13 @@ def test_the_model_reads_chinese(e5):
 
 def test_chinese_paraphrases_hit_and_near_misses_are_refused(tmp_path):
     with SemanticCache(str(tmp_path / "c"), flush_interval=None) as cache:
-        assert cache.routes is not None and E5_MODEL_ID in cache.embedder.model_id
+        assert cache.language_routes is not None and E5_MODEL_ID in cache.embedder.model_id
         for text, answer in (("今天北京天气怎么样？", "sunny"), ("我想买三个苹果，一共多少钱？", "9 yuan"),
                              ("孕妇可以吃螃蟹吗？", "in moderation"), ("What is the capital of France?", "Paris")):
             cache.insert(text, answer)
         hit = cache.lookup("北京今天天气怎么样？")
         assert hit is not None and hit.kind == "semantic" and hit.response == "sunny"
-        assert hit.decision.threshold == cache.routes.routes[1].policy.threshold
+        assert hit.decision.threshold == cache.language_routes.routes[1].policy.threshold
         for near_miss, check in (("明天北京天气怎么样？", "time"), ("我想买五个苹果，一共多少钱？", "numbers"),
                                  ("孕妇为什么不能吃螃蟹？", "negation")):
             miss, decision = cache.probe(near_miss)
@@ -49,11 +49,11 @@ def test_chinese_paraphrases_hit_and_near_misses_are_refused(tmp_path):
         # English still goes to MiniLM: its vector lies in MiniLM's block, a Chinese one in e5's.
         english = next(e for e in cache.entries() if e.query_text.startswith("What"))
         chinese = next(e for e in cache.entries() if e.query_text.startswith("今天"))
-        dim = cache.routes.routes[0].embedder.dim
+        dim = cache.language_routes.routes[0].embedder.dim
         assert np.abs(english.embedding[:dim]).sum() > 0 and np.allclose(english.embedding[dim:], 0)
         assert np.allclose(chinese.embedding[:dim], 0) and np.abs(chinese.embedding[dim:]).sum() > 0
-        assert cache.routes.route_of("Which city is the capital of France?") == 0
-        assert [r["model"] for r in cache.stats()["cache"]["routes"]][1] == E5_MODEL_ID
+        assert cache.language_routes.route_of("Which city is the capital of France?") == 0
+        assert [r["model"] for r in cache.stats()["cache"]["language_routes"]][1] == E5_MODEL_ID
 
 
 def test_a_directory_opened_with_another_routing_refuses_to_start(tmp_path):

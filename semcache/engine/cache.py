@@ -40,7 +40,7 @@ from .hits import HitBook
 from .miss import MissPath
 from .outcome import ENVIRONMENTAL, Hit, Looked, Result, Stale, tally
 from .request_options import store_ttl
-from .routing import Routes, with_multilingual
+from .language_routes import LanguageRoutes, with_multilingual
 from .singleflight import SingleFlight
 
 __all__ = ["Hit", "Result", "SemanticCache"]
@@ -62,8 +62,8 @@ class SemanticCache(MissPath):
     ``recent_bytes``: this process's copy of the entries it stored or served lately, which
     answers hits while the store cannot be read (a Redis outage). ``snapshot``: a file this
     process's index is saved to (``save_snapshot``, and at ``close``) and started from (stores
-    with an epoch: Redis), see ``storage.mirror``. ``routes``: a model and policy per language
-    (``engine.routing``); without an ``embedder`` or ``routes``, the packaged model answers English
+    with an epoch: Redis), see ``storage.mirror``. ``language_routes``: a model and
+    policy per language (``engine.language_routes``); without an ``embedder`` or ``language_routes``, the packaged model answers English
     and, when the multilingual extra is installed, multilingual-e5-small answers Chinese.
     """
 
@@ -91,13 +91,14 @@ class SemanticCache(MissPath):
         recent_bytes: int = 64 * 1024**2,
         snapshot: str | None = None,
         timer: Callable[[], float] = time.time,
-        routes: Routes | None = None,
+        language_routes: LanguageRoutes | None = None,
     ) -> None:
+        routes = language_routes
         policy = policy if policy is not None else routes.routes[0].policy if routes is not None else MatchPolicy()
         if routes is None and embedder is None:
             embedder = SentenceTransformerEmbedder()
             routes = with_multilingual(embedder, policy)
-        self.routes = routes
+        self.language_routes = routes
         inner = routes if routes is not None else embedder
         self.embedder = CachingEmbedder(inner, embed_cache_size) if embed_cache_size else inner
         self.policy = routes.routes[0].policy if routes is not None else policy
@@ -107,7 +108,7 @@ class SemanticCache(MissPath):
         except Exception as exc:
             if store is None:  # ours: a refused directory must not leak its open SQLite handle
                 self.store.close()
-            if isinstance(exc, ConfigError) and "routes(" in str(exc):
+            if isinstance(exc, ConfigError) and "languages(" in str(exc):
                 raise ConfigError(f"{exc} (the models answering each language differ: open it with the same "
                                   "routing -- the multilingual extra and 'multilingual' setting -- as the "
                                   "processes that built it)") from None
@@ -272,8 +273,8 @@ class SemanticCache(MissPath):
 
     def _policy_for(self, query_text: str) -> MatchPolicy | None:
         """The policy of the route that answers ``query_text`` (None: no model reads its language)."""
-        if self.routes is not None:
-            return self.routes.policy_for(query_text)
+        if self.language_routes is not None:
+            return self.language_routes.policy_for(query_text)
         return self.policy if self.policy.reads(query_text) else None
 
     def _stale_candidate(self, query_text: str, vector: np.ndarray, decision: Decision, expired: dict,
@@ -465,8 +466,8 @@ class SemanticCache(MissPath):
             "model": self.embedder.model_id,
             "policy": self.policy.to_dict(),
         }
-        if self.routes is not None:
-            snapshot["cache"]["routes"] = self.routes.describe()
+        if self.language_routes is not None:
+            snapshot["cache"]["language_routes"] = self.language_routes.describe()
         budget = getattr(self.upstream, "budget", None)
         if budget is not None:
             snapshot["budget"] = budget.state()

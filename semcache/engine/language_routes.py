@@ -2,7 +2,7 @@
 
 The packaged all-MiniLM-L6-v2 reads English only (Chinese characters all map to ``[UNK]``), so
 the languages it cannot read go to a multilingual model (``embedding.multilingual``) with its
-own threshold and checks, chosen on Chinese dev data (``benchmarks/chinese.py``). ``Routes`` is
+own threshold and checks, chosen on Chinese dev data (``benchmarks/chinese.py``). ``LanguageRoutes`` is
 an ``Embedder`` whose vectors are the routes' vectors side by side, each in a block of
 coordinates of its own and zeros elsewhere: a vector of one model has cosine exactly 0 with
 every vector of another, so one index holds both and their entries never answer each other
@@ -30,7 +30,8 @@ from ..matching.checks import CHECKS
 from ..matching.language import language_of
 from ..matching.policy import MatchPolicy
 
-__all__ = ["MULTILINGUAL_LANGUAGES", "ZH_CHECKS", "ZH_THRESHOLD", "Route", "Routes", "chinese_policy", "with_multilingual"]
+__all__ = ["MULTILINGUAL_LANGUAGES", "ZH_CHECKS", "ZH_THRESHOLD", "LanguageRoute", "LanguageRoutes", "chinese_policy",
+           "with_multilingual"]
 
 # Languages sent to the multilingual model by default: those with an operating point measured on
 # labelled data (Chinese: LCQMC and BQ dev pairs and the prompt benchmark's Chinese groups).
@@ -42,8 +43,8 @@ MULTILINGUAL_LANGUAGES = ("zh",)
 ZH_THRESHOLD = 0.985
 # The checks the Chinese route runs: those that read Chinese (checks_zh, through the shared names)
 # and the language-independent ones; the English question-word check finds nothing to compare in Chinese.
-ZH_CHECKS = tuple(name for name in ("numbers", "units", "versions", "dates", "negation", "quoted", "identifiers",
-                                    "language", "order", "opposites", "time", "operators", "person", "measures", "entities") if name in CHECKS)
+ZH_CHECKS = ("numbers", "units", "versions", "dates", "negation", "quoted", "identifiers", "language", "order",
+             "opposites", "time", "operators", "person", "measures", "entities")
 
 
 def chinese_policy(threshold: float = ZH_THRESHOLD, languages: Sequence[str] = MULTILINGUAL_LANGUAGES) -> MatchPolicy:
@@ -52,7 +53,7 @@ def chinese_policy(threshold: float = ZH_THRESHOLD, languages: Sequence[str] = M
 
 
 @dataclass(frozen=True)
-class Route:
+class LanguageRoute:
     """A model and its operating point for some languages (``policy.languages``)."""
 
     embedder: Embedder
@@ -63,14 +64,14 @@ class Route:
         return self.policy.languages
 
 
-class Routes:
+class LanguageRoutes:
     """Embed and match each prompt with its language's route; an ``Embedder`` of block vectors.
 
     Raises ``ConfigError`` for two routes claiming one language, or a route reading every
     language (``languages=()``) that is not the primary one.
     """
 
-    def __init__(self, routes: Sequence[Route]) -> None:
+    def __init__(self, routes: Sequence[LanguageRoute]) -> None:
         if not routes:
             raise ConfigError("a language routing needs at least one route")
         self.routes = tuple(routes)
@@ -85,11 +86,11 @@ class Routes:
         self._claimed = claimed
         self.dim = sum(route.embedder.dim for route in self.routes)
         self._offsets = np.cumsum([0] + [route.embedder.dim for route in self.routes]).tolist()
-        self.model_id = "routes(" + "; ".join(
+        self.model_id = "languages(" + "; ".join(
             f"{','.join(route.languages) or '*'}={route.embedder.model_id}" for route in self.routes) + ")"
 
     def __repr__(self) -> str:
-        return f"Routes({self.model_id})"
+        return f"LanguageRoutes({self.model_id})"
 
     def route_of(self, text: str) -> int | None:
         """Return the index of the route that answers ``text``, or None (exact tier only)."""
@@ -124,7 +125,8 @@ class Routes:
 
 
 def with_multilingual(embedder: Embedder, policy: MatchPolicy, *, languages: Sequence[str] = MULTILINGUAL_LANGUAGES,
-                      multilingual: Embedder | None = None, multilingual_policy: MatchPolicy | None = None) -> Routes | None:
+                      multilingual: Embedder | None = None,
+                      multilingual_policy: MatchPolicy | None = None) -> LanguageRoutes | None:
     """Return routes of ``embedder``/``policy`` (English) plus the multilingual model for ``languages``.
 
     Returns None when the multilingual extra is not installed (and no ``multilingual`` embedder
@@ -134,4 +136,5 @@ def with_multilingual(embedder: Embedder, policy: MatchPolicy, *, languages: Seq
         return None
     model = multilingual if multilingual is not None else MultilingualEmbedder()
     second = multilingual_policy if multilingual_policy is not None else chinese_policy(languages=languages)
-    return Routes((Route(embedder, policy), Route(model, dataclasses.replace(second, languages=languages))))
+    chinese = LanguageRoute(model, dataclasses.replace(second, languages=languages))
+    return LanguageRoutes((LanguageRoute(embedder, policy), chinese))

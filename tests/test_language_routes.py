@@ -1,4 +1,4 @@
-"""A model per language (engine/routing.py): each language's own vectors, index block and operating point."""
+"""A model per language (engine/language_routes.py): each language's own vectors, index block and operating point."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import pytest
 from semcache import SemanticCache
 from semcache.config import Settings
 from semcache.embedding.multilingual import multilingual_available
-from semcache.engine.routing import Route, Routes, chinese_policy, with_multilingual
+from semcache.engine.language_routes import LanguageRoute, LanguageRoutes, chinese_policy, with_multilingual
 from semcache.errors import ConfigError
 from semcache.matching.policy import MatchPolicy
-from semcache.wiring import routes_from_settings
+from semcache.wiring import language_routes_from_settings
 
 from conftest import WordEmbedder
 
@@ -42,8 +42,8 @@ class CharEmbedder:
 ENGLISH = MatchPolicy.cosine(0.9, checks=("numbers", "negation"), languages=("en",))
 
 
-def routes(zh_threshold: float = 0.9) -> Routes:
-    return Routes((Route(WordEmbedder(), ENGLISH), Route(CharEmbedder(), chinese_policy(zh_threshold))))
+def routes(zh_threshold: float = 0.9) -> LanguageRoutes:
+    return LanguageRoutes((LanguageRoute(WordEmbedder(), ENGLISH), LanguageRoute(CharEmbedder(), chinese_policy(zh_threshold))))
 
 
 def test_each_language_gets_its_own_block_and_no_cross_model_similarity():
@@ -61,15 +61,15 @@ def test_each_language_gets_its_own_block_and_no_cross_model_similarity():
 
 def test_a_language_routed_twice_is_a_config_error():
     with pytest.raises(ConfigError, match="routed twice"):
-        Routes((Route(WordEmbedder(), ENGLISH), Route(CharEmbedder(), chinese_policy()),
-                Route(CharEmbedder(), chinese_policy())))
+        LanguageRoutes((LanguageRoute(WordEmbedder(), ENGLISH), LanguageRoute(CharEmbedder(), chinese_policy()),
+                LanguageRoute(CharEmbedder(), chinese_policy())))
     with pytest.raises(ConfigError, match="first route"):
-        Routes((Route(WordEmbedder(), ENGLISH), Route(CharEmbedder(), MatchPolicy.cosine(0.9))))
+        LanguageRoutes((LanguageRoute(WordEmbedder(), ENGLISH), LanguageRoute(CharEmbedder(), MatchPolicy.cosine(0.9))))
 
 
 def test_each_route_answers_with_its_own_threshold_and_checks(tmp_path):
     r = routes(zh_threshold=0.99)
-    with SemanticCache(str(tmp_path / "c"), routes=r, flush_interval=None) as cache:
+    with SemanticCache(str(tmp_path / "c"), language_routes=r, flush_interval=None) as cache:
         cache.insert("今天北京天气怎么样", "晴")
         cache.insert("how do I sort a list in python", "sorted()")
         # Chinese: the same characters reordered hit (cosine 1 under a bag of characters) ...
@@ -90,37 +90,37 @@ def test_each_route_answers_with_its_own_threshold_and_checks(tmp_path):
         assert r.routes[1].embedder.texts == embedded
         assert cache.lookup("¿cómo ordeno una lista en python?").kind == "exact"
         stats = cache.stats()["cache"]
-        assert [route["languages"] for route in stats["routes"]] == [["en"], ["zh"]]
+        assert [route["languages"] for route in stats["language_routes"]] == [["en"], ["zh"]]
 
 
 def test_a_directory_refuses_another_routing(tmp_path):
     directory = str(tmp_path / "c")
-    with SemanticCache(directory, routes=routes(), flush_interval=None) as cache:
+    with SemanticCache(directory, language_routes=routes(), flush_interval=None) as cache:
         cache.insert("今天北京天气怎么样", "晴")
     with pytest.raises(ConfigError, match="models answering each language differ"):
         SemanticCache(directory, embedder=WordEmbedder(), policy=ENGLISH)
-    other = Routes((Route(WordEmbedder(), ENGLISH), Route(CharEmbedder(), chinese_policy(languages=("zh", "ja")))))
-    with pytest.raises(ConfigError, match="routes"):
-        SemanticCache(directory, routes=other)
-    with SemanticCache(directory, routes=routes(), flush_interval=None) as cache:  # the same routing opens it
+    other = LanguageRoutes((LanguageRoute(WordEmbedder(), ENGLISH), LanguageRoute(CharEmbedder(), chinese_policy(languages=("zh", "ja")))))
+    with pytest.raises(ConfigError, match="languages"):
+        SemanticCache(directory, language_routes=other)
+    with SemanticCache(directory, language_routes=routes(), flush_interval=None) as cache:  # the same routing opens it
         assert cache.lookup("今天北京天气怎么样").kind == "exact"
 
 
 def test_settings_choose_the_routing():
     policy = MatchPolicy.cosine(0.9, languages=("en",))
     embedder = WordEmbedder()
-    assert routes_from_settings(Settings(multilingual="off"), embedder, policy) is None
-    assert routes_from_settings(Settings(semantic_languages=("en",)), embedder, policy) is None
+    assert language_routes_from_settings(Settings(multilingual="off"), embedder, policy) is None
+    assert language_routes_from_settings(Settings(semantic_languages=("en",)), embedder, policy) is None
     with pytest.raises(ConfigError, match="multilingual"):
         Settings(multilingual="yes")
-    auto = routes_from_settings(Settings(), embedder, policy)
+    auto = language_routes_from_settings(Settings(), embedder, policy)
     if multilingual_available():
         assert auto is not None and auto.route_of("怎么给列表排序") == 1 and auto.routes[0].embedder is embedder
-        assert routes_from_settings(Settings(multilingual="on"), embedder, policy) is not None
+        assert language_routes_from_settings(Settings(multilingual="on"), embedder, policy) is not None
     else:  # without the extra Chinese stays exact-only, and "on" says what to install
         assert auto is None
         with pytest.raises(ConfigError, match=r"semcache\[multilingual\]"):
-            routes_from_settings(Settings(multilingual="on"), embedder, policy)
+            language_routes_from_settings(Settings(multilingual="on"), embedder, policy)
 
 
 def test_with_multilingual_takes_a_given_model():

@@ -91,7 +91,7 @@ def pricing_from_settings(settings: Settings) -> Pricing | None:
 def routes_from_settings(settings: Settings):
     """Return the ``RouteTable`` of the settings' ``routes``, ending in the ``default`` route (``upstream_base_url``
     with the key in ``upstream_api_key_env``, the settings' rpm/tpm). Raises ``ConfigError`` naming a bad field."""
-    from .upstream.routes import APIS, DEFAULT_ROUTE, LanguageRoute, RouteTable
+    from .upstream.routes import APIS, DEFAULT_ROUTE, Route, RouteTable
 
     if settings.upstream_api not in APIS:
         raise ConfigError(f"setting 'upstream_api' must be one of {APIS}, got {settings.upstream_api!r}")
@@ -99,7 +99,7 @@ def routes_from_settings(settings: Settings):
         value = getattr(settings, name)
         if value is not None and value < 1:
             raise ConfigError(f"setting {name!r} must be positive, got {value!r}")
-    default = LanguageRoute(DEFAULT_ROUTE, ("*",), settings.upstream_base_url, settings.upstream_api, key_env=settings.upstream_api_key_env,
+    default = Route(DEFAULT_ROUTE, ("*",), settings.upstream_base_url, settings.upstream_api, key_env=settings.upstream_api_key_env,
                     pass_through_key=settings.pass_through_key, rpm=settings.rpm, tpm=settings.tpm, rpd=settings.rpd,
                     tpd=settings.tpd)
     return RouteTable.parse(settings.routes, default)

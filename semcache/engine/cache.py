@@ -62,9 +62,9 @@ class SemanticCache(MissPath):
     ``recent_bytes``: this process's copy of the entries it stored or served lately, which
     answers hits while the store cannot be read (a Redis outage). ``snapshot``: a file this
     process's index is saved to (``save_snapshot``, and at ``close``) and started from (stores
-    with an epoch: Redis), see ``storage.mirror``. ``language_routes``: a model and
-    policy per language (``engine.language_routes``); without an ``embedder`` or ``language_routes``, the packaged model answers English
-    and, when the multilingual extra is installed, multilingual-e5-small answers Chinese.
+    with an epoch: Redis), see ``storage.mirror``. ``language_routes``: a model and policy per
+    language (``engine.language_routes``); without an ``embedder`` or ``language_routes``, the
+    packaged model answers English and, with the multilingual extra, multilingual-e5-small Chinese.
     """
 
     def __init__(

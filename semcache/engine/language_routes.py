@@ -26,7 +26,6 @@ import numpy as np
 from ..embedding.base import Embedder
 from ..embedding.multilingual import MultilingualEmbedder, multilingual_available
 from ..errors import ConfigError
-from ..matching.checks import CHECKS
 from ..matching.language import language_of
 from ..matching.policy import MatchPolicy
 

@@ -63,8 +63,11 @@ class Settings:
     rpd: int | None = None  # requests per day (the default route's; each route has its own), see upstream/daily.py
     tpd: int | None = None  # tokens per day
     max_attempts: int = 5
-    upstream_timeout: float = 60.0
-    deadline: float = 120.0
+    upstream_timeout: float = 60.0  # the SDK's timeout: connect, and a stream's longest silence between two chunks
+    # A non-streamed attempt waits this long for the provider's answer to begin (a hang fails it, and it is
+    # retried within the deadline); keep it above your longest non-streamed answer, or stream long ones.
+    first_byte_timeout: float = 30.0
+    deadline: float = 60.0  # a whole call, every attempt and wait included: a hanging provider is a 504 by then (#18)
     fallback_models: tuple[str, ...] = ()
     stale_if_error: bool = True
     budget_tokens_per_day: int | None = None
@@ -89,6 +92,11 @@ class Settings:
     open: bool = False  # allow serving the sidecar's own upstream key on a non-loopback address without client keys
     allowed_hosts: tuple[str, ...] = ()  # Host names served besides 127.0.0.1, localhost, [::1] and `host`; "*" = any
     allowed_origins: tuple[str, ...] = ()  # browser origins allowed to call (and CORS enabled for); "*" = any
+    max_header_bytes: int = 64 * 1024  # request line + headers; more: 431 (server/protocol.py)
+    max_headers: int = 100  # more: 431
+    header_timeout: float = 10.0  # seconds for a request's headers to arrive; else 408 and the connection closed
+    body_timeout: float = 30.0  # seconds for a request's body to arrive after its headers; else 408 and closed
+    hit_usage: str = "zero"  # usage of an answer not bought upstream (hit, stale, coalesced): "zero" or "stored" (server/usage.py)
     # alerts (server/alerts.py): budget alert and stop, insufficient_quota, a run of upstream 429s
     alert_webhook_url: str | None = dataclasses.field(default=None, repr=False)  # a secret: Slack's URL holds its token
     alert_format: str = "slack"  # the webhook's JSON: slack, dingtalk, wecom or feishu
@@ -137,7 +145,10 @@ class Settings:
         for name in ("recent_entries_bytes", "snapshot_interval", "shared_limiter_margin"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"setting {name!r} must be >= 0, got {getattr(self, name)!r}")
-        for name in ("upstream_timeout", "deadline", "max_body_bytes"):
+        if self.hit_usage not in ("zero", "stored"):
+            raise ConfigError(f"setting 'hit_usage' must be 'zero' or 'stored', got {self.hit_usage!r}")
+        for name in ("upstream_timeout", "first_byte_timeout", "deadline", "max_body_bytes", "max_header_bytes", "max_headers", "header_timeout",
+                     "body_timeout"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"setting {name!r} must be positive, got {getattr(self, name)!r}")
 

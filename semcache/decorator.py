@@ -391,8 +391,8 @@ class _State:
         return lambda request: fn(*args, **kwargs)
 
     def count(self, status: str) -> None:
-        with self._lock:
-            self._counts[status] += 1
+        with self._lock:  # a follower of an identical call in flight did not call the function: a hit here
+            self._counts["hit" if status == "follower" else status] += 1
 
     def _own(self, cache: SemanticCache) -> list[int]:
         # The engine cannot select entries by tenant yet: read them all (cache_clear and

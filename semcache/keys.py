@@ -164,9 +164,12 @@ def _normalize(request: Mapping[str, Any], tenant: str, kind: str, semantic_max_
         partition = _digest({"tenant": tenant, "kind": kind, "params": params})
         return RequestKey(partition, query, _digest({"partition": partition, "query": query}), tenant, str(model),
                           False, "embeddings are cached exactly")
-    if "messages" in params:
+    # The field the route reads comes first: a completions or responses body that also carries a
+    # ``messages`` field is keyed (and answered) by its ``prompt`` / ``input`` (#18 item 1).
+    if "messages" in params and not (kind == "completions" and "prompt" in params) and not (
+            kind == "responses" and "input" in params):
         query, context = _split_messages(params.pop("messages"), "messages")
-    elif "prompt" in params:
+    elif "prompt" in params and not (kind == "responses" and "input" in params):
         prompt = params.pop("prompt")
         if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
             prompt = prompt[0]

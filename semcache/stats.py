@@ -27,6 +27,7 @@ COUNTERS = (
     "misses",
     "bypasses",
     "stale_serves",
+    "coalesced",  # followers of an identical request's upstream call in flight (singleflight): not misses
     "requests_saved",
     "prompt_tokens_saved",
     "completion_tokens_saved",

@@ -235,5 +235,5 @@ def build_upstream(settings: Settings, api_key: str, *, stats=None, pricing: Pri
         limiter=limiter, retry=RetryPolicy(max_attempts=settings.max_attempts, deadline=settings.deadline), budget=budget,
         fallback_models=fallback_models, stats=stats,
         pricing=pricing or pricing_from_settings(settings),
-        timeout=settings.upstream_timeout, async_http_client=http,
+        timeout=settings.upstream_timeout, first_byte_timeout=settings.first_byte_timeout, async_http_client=http,
     )

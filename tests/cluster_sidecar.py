@@ -2,7 +2,7 @@
 
     python tests/cluster_sidecar.py          # settings from SEMCACHE_* (port, store, policy, ...)
 
-It is ``semcache serve`` (``create_app`` under uvicorn) with ``conftest.WordEmbedder`` instead of
+It is ``semcache serve`` (``server.serve``: ``create_app`` under uvicorn with the sidecar's protocol) with ``conftest.WordEmbedder`` instead of
 the packaged model, so a replica starts in a second or two: the tests are about what replicas
 share, not about the model. Pass the match policy as a policy file (``SEMCACHE_POLICY``).
 """
@@ -19,19 +19,17 @@ from conftest import WordEmbedder  # noqa: E402
 
 
 def main() -> None:
-    import uvicorn
-
     from semcache.config import Settings
     from semcache.errors import SemcacheError
-    from semcache.server import create_app
+    from semcache.server import create_app, serve
 
     settings = Settings.load(environ=os.environ)
     try:
         app = create_app(settings, environ=os.environ, embedder=WordEmbedder())
+        serve(settings, environ=os.environ, log_level=os.environ.get("SIDECAR_LOG_LEVEL", "warning"), app=app)
     except SemcacheError as exc:  # as `semcache serve` reports it
         print(f"semcache: error: {exc}", file=sys.stderr, flush=True)
         sys.exit(2)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", lifespan="on")
 
 
 if __name__ == "__main__":

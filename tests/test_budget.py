@@ -121,10 +121,16 @@ def test_reserve_takes_the_estimate_and_settle_replaces_it_by_the_real_usage():
 def test_a_call_whose_estimate_does_not_fit_is_refused_and_takes_nothing_from_any_budget():
     stats = Stats()
     guard = BudgetGuard(tokens_per_day=1000, usd_per_day=30.0, pricing=PRICED, timer=WallClock("2025-03-10T12:00:00"), stats=stats)
-    with pytest.raises(BudgetExceeded, match=r"usd_per_day=30.0 cannot cover this call.*50 usd and 30 are left"):
-        guard.reserve("m", 10, 20, tenant="t1")  # the tokens fit, the dollars do not
+    with pytest.raises(RequestError, match=r"50 usd, more than the whole budget usd_per_day=30.0") as never:
+        guard.reserve("m", 10, 20, tenant="t1")  # the tokens fit, the dollars never can (#18: a 400, not a 429)
+    assert never.value.field == "max_tokens"
     assert guard.state()["tokens_per_day"]["spent"] == 0  # all or nothing
+    first = guard.reserve("m", 0, 5)  # 10 dollars
+    with pytest.raises(BudgetExceeded, match=r"usd_per_day=30.0 cannot cover this call.*30 usd and 20 are left"):
+        guard.reserve("m", 10, 10, tenant="t1")  # the tokens fit, the dollars left do not
+    assert guard.state()["tokens_per_day"]["spent"] == 5  # all or nothing
     assert stats.snapshot()["by_tenant"]["t1"]["budget_stops"] == 1
+    guard.release(first)
     guard.settle(guard.reserve("m", 10, 10), None)  # 30 dollars: fits exactly; usage unknown keeps it
     assert guard.state()["usd_per_day"] == {**guard.state()["usd_per_day"], "spent": 30.0, "exhausted": True}
     with pytest.raises(BudgetExceeded, match="usd_per_day=30.0 is spent"):
@@ -165,6 +171,8 @@ def test_reserved_and_settled_spending_never_passes_the_budget(ops, limit):
                 open_calls.append((guard.reserve("m", op[1], op[2]), op[1] + op[2]))
             except BudgetExceeded:
                 pass
+            except RequestError:  # larger than the whole budget: refused as a bad request, taking nothing
+                assert op[1] + op[2] > limit
         elif open_calls:
             held, estimate = open_calls.pop(op[1] % len(open_calls))
             if op[0] == "settle":

@@ -68,6 +68,9 @@ class Replica:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SEMCACHE_", "OPENAI_"))}
+        # This checkout's semcache, not another one installed in the environment (the script's own folder
+        # comes first on its sys.path, not the repository root).
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
         env.update({"HF_HUB_OFFLINE": "1", "MOCK_KEY": "sk-mock", "SEMCACHE_ADMIN_TOKEN": ADMIN,
                     "SEMCACHE_UPSTREAM_API_KEY_ENV": "MOCK_KEY", "SEMCACHE_PASS_THROUGH_KEY": "false",
                     "SEMCACHE_SHARED_CACHE": "true", "SEMCACHE_PORT": str(self.port),

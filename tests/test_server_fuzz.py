@@ -11,8 +11,11 @@ reached a 500 before (each ~100 bytes), with the status and field each must get 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import socket
+import time
 from collections import Counter
 from urllib.parse import quote
 
@@ -23,10 +26,13 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from semcache import MatchPolicy, SemanticCache
 from semcache.config import Settings
 from semcache.server import create_app
+from semcache.server.protocol import protocol_class
 from semcache.testing.mock import create_app as create_mock
 from semcache.testing.serving import running_server
+from semcache.wiring import cache_from_settings
 
 from conftest import WordEmbedder
+from redis_server import fresh_prefix, redis_server  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.server
 
@@ -43,11 +49,29 @@ def stack(tmp_path_factory):
     directory = str(tmp_path_factory.mktemp("fuzz"))
     with running_server(create_mock()) as mock:
         settings_ = Settings(cache_dir=directory, upstream_base_url=mock + "/v1", max_attempts=1, max_body_bytes=200_000,
-                             allow_threshold_header=True)
+                             allow_threshold_header=True, header_timeout=1.0, body_timeout=1.0)
         with SemanticCache(directory, embedder=WordEmbedder(), policy=MatchPolicy.cosine(0.9)) as cache:
             app = create_app(settings_, cache=cache, environ={"SEMCACHE_ADMIN_TOKEN": ADMIN, "OPENAI_API_KEY": "sk-fuzz-own"})
-            with running_server(app) as url, httpx2.Client(base_url=url, timeout=30) as http:
+            # The sidecar's own HTTP protocol (limits, timeouts, JSON 400s), as `semcache serve` runs it.
+            with running_server(app, http=protocol_class(settings_)) as url, httpx2.Client(base_url=url, timeout=30) as http:
                 yield url, mock, http
+
+
+@pytest.fixture(scope="module")
+def redis_stack(tmp_path_factory, redis_server):  # noqa: F811
+    """The same sidecar on a real redis-server (the probe fuzzed both stores): (URL, mock URL, client)."""
+    directory = str(tmp_path_factory.mktemp("fuzz-redis"))
+    with running_server(create_mock()) as mock:
+        settings_ = Settings(cache_dir=directory, upstream_base_url=mock + "/v1", max_attempts=1, max_body_bytes=200_000,
+                             store=redis_server.url, store_prefix=fresh_prefix(), snapshot_file="", header_timeout=1.0,
+                             body_timeout=1.0, rpm=100_000, budget_tokens_per_day=10_000_000)
+        cache = cache_from_settings(settings_, embedder=WordEmbedder(), policy=MatchPolicy.cosine(0.9), environ={})
+        try:
+            app = create_app(settings_, cache=cache, environ={"SEMCACHE_ADMIN_TOKEN": ADMIN, "OPENAI_API_KEY": "sk-fuzz-own"})
+            with running_server(app, http=protocol_class(settings_)) as url, httpx2.Client(base_url=url, timeout=30) as http:
+                yield url, mock, http
+        finally:
+            cache.close()
 
 
 def check(answer: httpx2.Response, route: str) -> None:
@@ -109,17 +133,18 @@ ROUTES = {
                                                                  optional={"json_schema": JSON_VALUES}))}),
     "/v1/completions": st.fixed_dictionaries(
         {"model": maybe(st.just("gpt-3.5-turbo-instruct")), "prompt": maybe(st.one_of(TEXT, st.lists(TEXT, max_size=2)))},
-        optional={**COMMON, "max_tokens": maybe(POSITIVE)}),
+        optional={**COMMON, "max_tokens": maybe(POSITIVE), "messages": JSON_VALUES}),
     "/v1/responses": st.fixed_dictionaries(
         {"model": maybe(st.just(MODEL)), "input": maybe(st.one_of(TEXT, MESSAGES))},
         optional={**COMMON, "max_output_tokens": maybe(st.integers(16, 4000)), "instructions": maybe(TEXT),
+                  "messages": JSON_VALUES, "prompt": JSON_VALUES,
                   "text": maybe(st.fixed_dictionaries({"format": maybe(st.fixed_dictionaries({"type": maybe(st.just("json_schema"))},
                                                                                             optional={"schema": JSON_VALUES}))}))}),
     "/v1/embeddings": st.fixed_dictionaries(
         {"model": maybe(st.just("text-embedding-3-small")),
          "input": maybe(st.one_of(TEXT, st.lists(TEXT, max_size=3), st.lists(st.integers(0, 100_000), max_size=5)))},
         optional={"dimensions": maybe(st.integers(1, 100)), "encoding_format": maybe(st.sampled_from(["float", "base64"])),
-                  "vendor_flag": JSON_VALUES}),
+                  "vendor_flag": JSON_VALUES, "messages": JSON_VALUES, "prompt": JSON_VALUES, "max_tokens": JSON_VALUES}),
 }
 HEADER_VALUES = {
     b"content-type": [b"application/json", b"application/json; charset=utf-8", b"text/plain", b"", b"application/json; charset=latin-1",
@@ -309,6 +334,111 @@ def test_the_mock_answers_400_to_a_responses_text_part_that_is_not_a_string(stac
         answer = httpx2.post(mock + "/v1/responses", json=body)
         check(answer, "mock /v1/responses")
         assert answer.status_code == 400 and answer.json()["error"]["param"] == "input[0].content[0].text"
+
+
+ODD_FIELD_VALUES = [None, True, "s", 5, [1], {"a": 1}, [[1]], ["x", 2]]
+IGNORED_FIELDS = [("/v1/embeddings", {"model": "text-embedding-3-small", "input": "hello"}, "messages"),
+                  ("/v1/embeddings", {"model": "text-embedding-3-small", "input": "hello"}, "prompt"),
+                  ("/v1/completions", {"model": "gpt-3.5-turbo-instruct", "prompt": "hello"}, "messages"),
+                  ("/v1/responses", {"model": MODEL, "input": "hello"}, "messages"),
+                  ("/v1/chat/completions", chat(), "input")]
+
+
+@pytest.mark.parametrize("route, body, field", IGNORED_FIELDS, ids=[f"{r}-{f}" for r, _, f in IGNORED_FIELDS])
+def test_a_field_the_route_ignores_never_fails_it(stack, route, body, field):
+    """#18 item 1: ``/v1/embeddings`` with a ``messages`` field that is not a list of objects was a 500 (the
+    token estimate read ``messages`` whatever the route): 21 of 11,946 fuzzed requests. Each route is
+    estimated from the field it reads; the others pass through to the provider untouched."""
+    _, _, http = stack
+    for value in ODD_FIELD_VALUES:
+        answer = send(http, "POST", route, route, body=encode({**body, field: value}),
+                      headers=[(b"content-type", b"application/json"), (b"authorization", b"Bearer sk-fuzz-caller"),
+                               (b"cache-control", b"no-cache")])
+        assert answer.status_code == 200, (value, answer.text[:300])
+
+
+@settings(FUZZ, max_examples=120)
+@given(route=st.sampled_from(sorted(ROUTES)), data=st.data())
+def test_generated_bodies_on_the_redis_store(redis_stack, route, data):
+    """The generated bodies again, on Redis with a shared limiter and a budget ledger there (#18 item 1: the
+    probe's 500s came on both stores, through the token estimate of the limiter and the budget)."""
+    _, _, http = redis_stack
+    body = data.draw(ROUTES[route])
+    send(http, "POST", route, "redis " + route, body=encode(body), headers=[(b"content-type", b"application/json"),
+                                                                           (b"authorization", b"Bearer sk-fuzz-caller")])
+
+
+@pytest.mark.parametrize("route, body, field", IGNORED_FIELDS, ids=[f"{r}-{f}" for r, _, f in IGNORED_FIELDS])
+def test_a_field_the_route_ignores_never_fails_it_on_redis(redis_stack, route, body, field):
+    _, _, http = redis_stack
+    for value in ODD_FIELD_VALUES:
+        answer = send(http, "POST", route, "redis " + route, body=encode({**body, field: value}),
+                      headers=[(b"content-type", b"application/json"), (b"authorization", b"Bearer sk-fuzz-caller")])
+        assert answer.status_code == 200, (value, answer.text[:300])
+
+
+@pytest.mark.parametrize("route, field, value", [
+    ("/v1/chat/completions", "messages", value) for value in (True, "s", 5, [1], {"a": 1}, [[1]], ["x"], [None])] + [
+    ("/v1/responses", "input", value) for value in (True, 5, {"a": 1}, [None], [[1]])])
+def test_a_field_the_route_reads_is_a_400_naming_it_or_answered(stack, route, field, value):
+    """The field a route reads (and estimates from) is checked: a 400 naming it, or a request the provider can judge."""
+    _, _, http = stack
+    body = chat() if route == "/v1/chat/completions" else {"model": MODEL, "input": "hi"}
+    answer = send(http, "POST", route, route, body=encode({**body, field: value}),
+                  headers=[(b"content-type", b"application/json"), (b"authorization", b"Bearer sk-fuzz-caller")])
+    assert answer.status_code == 400 and answer.json()["error"]["param"].startswith(field), answer.text[:300]
+
+
+RAW_METHODS = st.sampled_from([b"GET", b"POST", b"POST", b"DELETE", b"PUT", b"OPTIONS", b"HEAD", b"GE T", b"G\x00T", b"PRI",
+                                b"CONNECT", b"get", b"", b"POST\t"])
+RAW_TARGETS = st.sampled_from([b"/v1/chat/completions", b"/v1/chat/completions/", b"/v1/embeddings", b"/healthz", b"/metrics",
+                               b"/v1/models/gpt-4o?api_key=sk-x", b"*", b"", b"/a b", b"/\xff", b"http://evil.example/v1/models",
+                               b"/v1/chat/completions?" + b"q" * 5000, b"/%00"])
+RAW_VERSIONS = st.sampled_from([b"HTTP/1.1", b"HTTP/1.1", b"HTTP/1.0", b"HTTP/2.0", b"HTTP/1.x", b"", b"http/1.1"])
+RAW_HEADERS = st.lists(st.sampled_from([
+    b"Host: 127.0.0.1", b"Content-Type: application/json", b"Content-Length: 2", b"Content-Length: -1",
+    b"Content-Length: 99999999999999999999", b"Content-Length: 1, 2", b"Transfer-Encoding: chunked",
+    b"Transfer-Encoding: gzip, chunked", b"Authorization: Bearer sk-fuzz", b"  folded continuation", b"NoColon",
+    b"X-Empty:", b"X-Bin: \xff\xfe", b"X-Nul: a\x00b", b": novalue", b"Expect: 100-continue", b"Connection: close",
+    b"Upgrade: h2c", b"Connection: Upgrade", b"X-Long: " + b"v" * 8000]), max_size=6)
+RAW_BODIES = st.sampled_from([b"", b"{}", b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}',
+                              b"2\r\n{}\r\n0\r\n\r\n", b"zz\r\n", b"\x00" * 10])
+
+
+@settings(FUZZ, max_examples=150)
+@given(method=RAW_METHODS, target=RAW_TARGETS, version=RAW_VERSIONS, headers=RAW_HEADERS,
+       newline=st.sampled_from([b"\r\n", b"\r\n", b"\n"]), body=RAW_BODIES)
+def test_raw_http_requests(stack, method, target, version, headers, newline, body):
+    """#18 items 4 and 5: whatever bytes arrive, the answer is a 4xx in OpenAI's shape (JSON, never uvicorn's plain
+    text), a 2xx/3xx, or a closed connection: never a 5xx, never a connection held past the read timeouts."""
+    url, _, _ = stack
+    host, port = url.removeprefix("http://").split(":")
+    request = newline.join([b" ".join(p for p in (method, target, version) if p), *headers, b"", body])
+    started = time.monotonic()
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        with contextlib.suppress(OSError):
+            sock.sendall(request)  # an incomplete request waits for the body timeout (1 s here), then gets its 408
+        received = b""
+        with contextlib.suppress(OSError):
+            while chunk := sock.recv(65536):
+                received += chunk
+                if b"connection: close" not in received.lower() and b"\r\n\r\n" in received and b"100 Continue" not in received:
+                    break  # a kept-alive answer: enough to judge it
+    assert time.monotonic() - started < 8
+    if not received:
+        SEEN[("raw", "closed")] += 1
+        return
+    status = int(received.split(b" ", 2)[1])
+    SEEN[("raw", status)] += 1
+    assert status < 500, received[:300]
+    head, _, rest = received.partition(b"\r\n\r\n")
+    if status >= 400 and method != b"HEAD" and b"content-type: application/json" in head.lower():
+        length = next((int(line.split(b":")[1]) for line in head.lower().split(b"\r\n") if line.startswith(b"content-length:")), None)
+        if length is not None and len(rest) >= length:
+            error = json.loads(rest[:length])["error"]
+            assert set(error) == {"message", "type", "param", "code"}, error
+    elif status >= 400 and method != b"HEAD":
+        assert b"content-type: application/json" in head.lower(), received[:300]  # never text/plain
 
 
 def test_zz_summary(stack, capsys):

@@ -237,7 +237,7 @@ class SemanticCache(MissPath):
         entry_id = self._mirror.exact.get(key.exact_key)
         if entry_id is not None:
             entry = self._entry(entry_id)
-            if entry is not None:
+            if entry is not None and self._belongs(entry, None, entry_id, exact_key=key.exact_key):
                 if not entry.expired(now):
                     return Looked(key, hit=self._touch(Hit(entry, "exact"), now))
                 stale = functools.partial(Hit, entry, "stale")
@@ -260,8 +260,12 @@ class SemanticCache(MissPath):
         decision = policy.decide(key.query_text, candidates, vector)
         if decision.hit:
             entry = self._entry(decision.entry_id)
-            if entry is not None and not entry.expired(now):
-                return Looked(key, hit=self._touch(Hit(entry, "semantic", decision), now), decision=decision)
+            meta = self._mirror.meta.get(decision.entry_id)
+            if entry is not None and not entry.expired(now) and self._belongs(entry, meta, decision.entry_id):
+                # The same request, stored by an identical one while this one waited for the model: an
+                # exact hit, not a semantic one of similarity 1.0 (#18 item 7).
+                hit = Hit(entry, "exact") if entry.exact_key == key.exact_key else Hit(entry, "semantic", decision)
+                return Looked(key, hit=self._touch(hit, now), decision=decision)
         if stale is None and self.stale_if_error:
             stale = functools.partial(self._stale_candidate, key.query_text, vector, decision, expired, policy)
         return Looked(key, stale=stale, decision=decision)
@@ -279,14 +283,38 @@ class SemanticCache(MissPath):
 
     def _stale_candidate(self, query_text: str, vector: np.ndarray, decision: Decision, expired: dict,
                          policy: MatchPolicy) -> Hit | None:
-        """Pick an answer to serve only if upstream fails: an expired entry that passes the hit rule
-        itself. Never a candidate below it: an answer to another question is worse than an error."""
+        """Pick an answer to serve only if upstream fails: an expired entry that passes the hit rule itself.
+
+        Never a near miss (issue #17, #18): a candidate under the threshold, or failing a check, is
+        another question, and an answer to another question is worse than the upstream's error.
+        """
+        if decision.hit:  # a fresh match whose entry expired, or could not be read fresh, since the search
+            entry = self._readable(decision.entry_id)
+            if entry is not None and self._belongs(entry, self._mirror.meta.get(decision.entry_id), decision.entry_id):
+                return Hit(entry, "stale", decision)
         if expired:
             old = policy.decide(query_text, list(expired.values()), vector)
             if old.hit:
                 entry = self._readable(old.entry_id)
-                return None if entry is None else Hit(entry, "stale", old)
+                if entry is not None and self._belongs(entry, self._mirror.meta.get(old.entry_id), old.entry_id):
+                    return Hit(entry, "stale", old)
         return None
+
+    @staticmethod
+    def _belongs(entry: Entry, meta: Any, entry_id: int, *, exact_key: str | None = None) -> bool:
+        """Whether the entry read is the one the index matched (same id, partition, query, exact key).
+
+        The index and its metadata are this process's view; the entry comes from the store or from
+        this process's recent copies. Should they ever disagree (an id that names another entry
+        after a store went back in time, a copy kept across an outage), the entry is another
+        question's answer and is never served: the lookup is a miss instead.
+        """
+        same = entry.id == entry_id and (exact_key is None or entry.exact_key == exact_key)
+        if same and meta is not None:
+            same = (entry.partition, entry.query_text, entry.exact_key) == (meta.partition, meta.query_text, meta.exact_key)
+        if not same:
+            log.warning("semcache: entry %d read for a lookup is not the entry the index matched; not serving it", entry_id)
+        return same
 
     def _readable(self, entry_id: int) -> Entry | None:
         """The entry for a stale answer, or None when it cannot be read (then the upstream's error stands)."""

@@ -156,7 +156,7 @@ class MissPath:
         except ENVIRONMENTAL:  # the lookup already failed open once; go upstream
             return None
         now = self._timer()
-        if entry is None or entry.expired(now):
+        if entry is None or entry.expired(now) or not self._belongs(entry, None, entry_id, exact_key=key.exact_key):
             return None
         return self._touch(Hit(entry, "exact"), now)
 

@@ -17,6 +17,7 @@ from ..matching.policy import Decision
 from ..stats import Stats
 from ..storage.entry import Entry
 from ..upstream.pricing import Pricing
+from ..upstream.tokens import usage_of
 
 __all__ = ["ENVIRONMENTAL", "Hit", "Looked", "Result", "tally"]
 
@@ -46,8 +47,11 @@ class Hit:
 class Result:
     """What one request did.
 
-    ``status``: "hit", "miss", "bypass" (the caller skipped the lookup) or "stale" (upstream
-    failed and an expired or near answer was served). ``hit`` is the served entry (hits and
+    ``status``: "hit", "miss" (this request's own upstream call), "follower" (a miss that joined an
+    identical request's upstream call already in flight, and got its answer: no call of its own),
+    "bypass" (the caller skipped the lookup) or "stale" (upstream
+    failed and an expired answer to the same question was served: the expired copy of the same
+    request, or an expired entry that passes the hit rule itself; never a near miss). ``hit`` is the served entry (hits and
     stale answers); ``entry_id`` the entry served or stored; ``decision`` the policy's evidence.
     ``lookup_error`` / ``store_error`` name a failure that was failed open (the request still got
     its answer); ``lookup_bug`` marks a lookup failure that is a programming error, not the
@@ -78,6 +82,13 @@ def tally(stats: Stats, result: Result, pricing: Pricing) -> None:
         incr("bypasses")
     elif result.status == "hit":
         incr("exact_hits" if result.hit.kind == "exact" else "semantic_hits")
+    elif result.status == "follower":  # one upstream call answered it and its leader: saved, not a miss
+        incr("coalesced")
+        prompt, completion = usage_of(result.response)
+        incr("requests_saved")
+        incr("prompt_tokens_saved", prompt)
+        incr("completion_tokens_saved", completion)
+        incr("cost_saved_usd", pricing.cost(m, prompt, completion))
     else:  # a miss, or a miss that upstream failed and a stale answer served
         incr("misses")
         if result.status == "stale":
@@ -120,6 +131,8 @@ class Looked:
         return Result(stale.response, "stale", self.key, stale, stale.entry.id, stale.decision, self.error, self.bug)
 
     def merge(self, answer: Result, shared: bool) -> Result:
-        """A miss path's answer, with this lookup's failure (if any) and whether it was shared."""
-        return Result(answer.response, answer.status, answer.key, answer.hit, answer.entry_id, answer.decision,
+        """A miss path's answer, with this lookup's failure (if any) and whether it was shared (a
+        shared miss is a "follower" of another request's call, counted as ``coalesced``)."""
+        status = "follower" if shared and answer.status == "miss" else answer.status
+        return Result(answer.response, status, answer.key, answer.hit, answer.entry_id, answer.decision,
                       self.error, self.bug, answer.store_error, shared)

@@ -10,6 +10,7 @@ import uvicorn
 
 from ..config import Settings
 from .app import create_app
+from .protocol import protocol_class
 
 __all__ = ["create_app", "ready_line", "serve"]
 
@@ -27,7 +28,10 @@ def serve(settings: Settings, *, environ: Mapping[str, str] | None = None, log_l
     ``open`` allows it).
     """
     app = app if app is not None else create_app(settings, environ=environ)
-    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=log_level, lifespan="on")
+    # The sidecar's own HTTP protocol: header limits, read timeouts, OpenAI-shaped 400s, an access log
+    # without query-string secrets (protocol.py).
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=log_level, lifespan="on",
+                            http=protocol_class(settings))
     server = _Server(config)
     if announce is None:
         server.run()

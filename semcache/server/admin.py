@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..errors import AuthenticationFailed, RequestError
-from .errors import error_body
+from .errors import NotFound, error_body
 from .metrics import CONTENT_TYPE_LATEST
 from .upstreams import bearer
 
@@ -164,6 +164,9 @@ async def feedback(request: Request) -> Response:
     cache = request.app.state.sidecar.cache
 
     def mark() -> bool:
+        if cache.store.get(entry_id) is None:  # was {"marked": true} for a right answer (#18 item 8)
+            raise NotFound(f"no cache entry has the id {entry_id} (deleted, expired and evicted, or never stored)",
+                           param="id", code="entry_not_found")
         if correct or query is not None:
             return cache.feedback(entry_id, correct, query_text=query)
         return cache.invalidate([entry_id]) > 0

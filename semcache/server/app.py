@@ -55,10 +55,12 @@ from .errors import BodyTooLarge, error_body, error_response
 from .guard import check_request, model_id, parse_body
 from .hosts import HostOriginGuard, cors, require_json
 from .metrics import ROUTE_OF_KIND, Metrics, result_label, tenant_label
+from .paths import TrailingSlash
 from .streaming import DONE, assemble, encode, fresh, replay, strip_usage
 from .cache_control import max_age, partition_extras, with_partition
 from .count_tokens import count_tokens
 from .upstreams import UpstreamPool, bearer, route_key
+from .usage import served_usage
 
 __all__ = ["Sidecar", "create_app"]
 
@@ -346,8 +348,9 @@ class Sidecar:
         return Response(events, media_type="text/event-stream", headers={**_headers(result), "cache-control": "no-cache"})
 
     def _present(self, kind: str, result: Result) -> Any:
-        if result.status in ("hit", "stale"):
-            return fresh(kind, result.response, uuid.uuid4().hex, int(time.time()))
+        if result.status in ("hit", "stale", "follower"):  # not bought by this request: its usage says so (usage.py)
+            answer = fresh(kind, result.response, uuid.uuid4().hex, int(time.time()))
+            return served_usage(answer, self.settings.hit_usage)
         return result.response
 
     async def _models_on_engine(self, path: str, caller: Caller) -> Response:
@@ -565,6 +568,7 @@ def create_app(settings: Settings, *, cache: SemanticCache | None = None, upstre
     middleware = [Middleware(metrics.middleware),
                   Middleware(HostOriginGuard, hosts=(settings.host, *settings.allowed_hosts), origins=settings.allowed_origins),
                   *cors(settings)]
+    middleware.insert(0, Middleware(TrailingSlash))  # outermost: /v1/chat/completions/ is routed (and checked) as without it
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan, exception_handlers={404: _not_found, 405: _not_found})
     app.state.sidecar = sidecar
     app.state.read_json = read_json

@@ -28,6 +28,7 @@ non-loopback address to anyone who asks (no keys), unless ``settings.open`` says
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import ipaddress
 import json
@@ -270,8 +271,7 @@ class TenantQuota:
         model = body.get("model") if isinstance(body.get("model"), str) else ""
         prompt = completion = 0
         if self.tpm is not None or self.budget is not None:  # counting a long prompt is CPU work: not on a loop
-            prompt, completion = await asyncio.to_thread(estimate_request_tokens, dict(body))
-            completion = 0 if kind == "embeddings" else completion
+            prompt, completion = await asyncio.to_thread(functools.partial(estimate_request_tokens, dict(body), kind=kind))
         held = None
         if self.budget is not None:  # the ledger is the cache directory's store: disk I/O, in a thread
             held = await asyncio.to_thread(self.budget.reserve, model, prompt, completion, tenant=self.tenant)

@@ -2,9 +2,10 @@
 
 ``error_response`` turns semcache's exceptions into that shape in one place, so every route
 (and every SDK a client uses) sees the same statuses: 400 bad request (naming the field), 401
-bad credentials, 403 a foreign Origin or Host, 413 body too large, 415 a body that is not JSON,
+bad credentials, 403 a foreign Origin or Host, 404 an entry that does not exist, 413 body too large, 415 a body that is not JSON,
 429 rate-limited or out of quota (``retry-after`` set), 502/504 upstream unreachable or silent, 503
-the store (Redis) out of reach for a route that cannot do without it.
+the store (Redis) out of reach for a route that cannot do without it. (408 and 431, and the 400s
+of requests that are not HTTP at all, are written by the connection itself: ``protocol.py``.)
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from ..errors import (
     UpstreamTimeout,
 )
 
-__all__ = ["BodyTooLarge", "Refused", "UnsupportedMediaType", "error_body", "error_response", "rate_limit_headers"]
+__all__ = ["BodyTooLarge", "NotFound", "Refused", "UnsupportedMediaType", "error_body", "error_response", "rate_limit_headers"]
 
 log = logging.getLogger("semcache")
 
@@ -43,6 +44,14 @@ class BodyTooLarge(SemcacheError):
 
 class UnsupportedMediaType(SemcacheError):
     """The request body is not declared ``application/json`` (415)."""
+
+
+class NotFound(SemcacheError):
+    """What the request names does not exist (404): an entry id given to feedback, say."""
+
+    def __init__(self, message: str, *, param: str | None = None, code: str = "not_found") -> None:
+        super().__init__(message)
+        self.param, self.code = param, code
 
 
 class Refused(SemcacheError):
@@ -94,6 +103,8 @@ def error_response(exc: BaseException, *, rpm: int | None = None, tpm: int | Non
         return _json(413, error_body(str(exc), code="request_too_large"))
     if isinstance(exc, UnsupportedMediaType):
         return _json(415, error_body(str(exc), param="content-type", code="unsupported_media_type"))
+    if isinstance(exc, NotFound):
+        return _json(404, error_body(str(exc), param=exc.param, code=exc.code))
     if isinstance(exc, Refused):
         return _json(403, error_body(str(exc), "permission_error", code=exc.code))
     if isinstance(exc, RateLimited):

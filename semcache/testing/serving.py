@@ -20,12 +20,13 @@ _START_TIMEOUT_S = 10.0
 
 
 @contextlib.contextmanager
-def running_server(app, *, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+def running_server(app, *, host: str = "127.0.0.1", port: int = 0, **options) -> Iterator[str]:
     """Serve ``app`` with uvicorn in a background thread on a free port; yield its base URL.
 
     The socket is bound before the thread starts, so the port is known and no other process
     can take it. On exit the server finishes open requests, stops, and the thread is joined;
-    an error inside the server thread is re-raised here.
+    an error inside the server thread is re-raised here. ``options`` go to ``uvicorn.Config``
+    (``http=server.protocol.protocol_class(settings)``: the sidecar's own connections).
     """
     # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets whose proto says TCP; without
     # it every response waits ~40 ms for a delayed ACK (measured: 44 ms vs 1 ms a request).
@@ -35,7 +36,8 @@ def running_server(app, *, host: str = "127.0.0.1", port: int = 0) -> Iterator[s
     port = sock.getsockname()[1]
     # log_config=None: uvicorn must not reconfigure the caller's logging. lifespan on: an app that
     # opens connections at startup (the sidecar) closes them at shutdown.
-    config = uvicorn.Config(app, lifespan="on", log_config=None, access_log=False, timeout_graceful_shutdown=2)
+    config = uvicorn.Config(app, **{"lifespan": "on", "log_config": None, "access_log": False, "timeout_graceful_shutdown": 2,
+                                    **options})
     server = uvicorn.Server(config)
     failure: list[BaseException] = []
 

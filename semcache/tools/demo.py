@@ -54,7 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-Ask = Callable[[dict], tuple[dict, str]]  # request body -> (answer, "hit" | "miss" | ...)
+# request body -> (where the answer came from, "hit" | "miss" | ...): the answer's origin is the
+# cache entry the sidecar names (x-semcache-entry-id; a hit is sent with a fresh response id), or
+# the stored answer's own id through the decorator.
+Ask = Callable[[dict], tuple[str, str]]
 
 
 @contextlib.contextmanager
@@ -72,9 +75,9 @@ def _via_sidecar(upstream_url: str, directory: str, rpm: int) -> Iterator[tuple[
     with running_server(app) as url:
         client = openai.OpenAI(base_url=url + "/v1", api_key="sk-demo-user", max_retries=0)
 
-        def ask(body: dict) -> tuple[dict, str]:
+        def ask(body: dict) -> tuple[str, str]:
             raw = client.chat.completions.with_raw_response.create(**body)
-            return raw.parse().model_dump(), raw.headers.get("x-semcache", "?")
+            return raw.headers.get("x-semcache-entry-id", raw.parse().id), raw.headers.get("x-semcache", "?")
 
         def stats() -> dict:
             return httpx2.get(url + "/semcache/stats", headers={"Authorization": "Bearer demo-admin"}).json()["total"]
@@ -96,10 +99,10 @@ def _via_decorator(upstream_url: str, directory: str, rpm: int) -> Iterator[tupl
     def chat(messages, model="gpt-4o-mini", temperature=0):
         """The request is the arguments; on a miss the paced client sends it upstream."""
 
-    def ask(body: dict) -> tuple[dict, str]:
+    def ask(body: dict) -> tuple[str, str]:
         before = chat.cache_info().hits
         answer = chat(body["messages"], model=body["model"], temperature=body["temperature"])
-        return answer, "hit" if chat.cache_info().hits > before else "miss"
+        return answer["id"], "hit" if chat.cache_info().hits > before else "miss"
 
     def stats() -> dict:
         cache.flush()
@@ -145,8 +148,8 @@ class _WaitWatch:
 def _replay(workload, ask: Ask, show: int, rpm: int) -> tuple[int, float, tuple[int, int]]:
     """Send every request; return (wrong answers, seconds, (paraphrases answerable, answered)).
 
-    A hit is wrong when its answer was first given to another intent (the mock's answer id names
-    the request that created it). A request is a *paraphrase* when an answer to its intent is
+    A hit is wrong when its answer was first given to another intent (its origin names the entry
+    or answer that a miss created). A request is a *paraphrase* when an answer to its intent is
     stored but never for these words: only a semantic match can answer it. A request the
     limiter holds back is announced while it waits (``_WaitWatch``)."""
     intent_of_answer: dict[str, str] = {}
@@ -157,19 +160,19 @@ def _replay(workload, ask: Ask, show: int, rpm: int) -> tuple[int, float, tuple[
     started = time.perf_counter()
     for n, request in enumerate(workload, start=1):
         with watch.request(n, request.text):
-            answer, status = ask(request.body)
+            origin, status = ask(request.body)
         if status == "miss":
             watch.missed(time.monotonic())  # sent when the limiter admitted it: a held miss only just now
         if request.text not in stored_texts and request.intent in stored_intents:
             paraphrases += 1
-            answered += status == "hit" and intent_of_answer.get(answer["id"]) == request.intent
+            answered += status == "hit" and intent_of_answer.get(origin) == request.intent
         if status == "miss":
-            intent_of_answer[answer["id"]] = request.intent
+            intent_of_answer[origin] = request.intent
             stored_texts.add(request.text)
             stored_intents.add(request.intent)
-        elif intent_of_answer.get(answer["id"], request.intent) != request.intent:
+        elif intent_of_answer.get(origin, request.intent) != request.intent:
             wrong += 1
-            print(f"  [{n:3d}] WRONG HIT: {request.text!r} got the answer of intent {intent_of_answer[answer['id']]!r}")
+            print(f"  [{n:3d}] WRONG HIT: {request.text!r} got the answer of intent {intent_of_answer[origin]!r}")
         if n <= show:
             print(f"  [{n:3d}] {status:<5} {request.text}", flush=True)
         elif n == show + 1:

@@ -190,6 +190,13 @@ class BudgetGuard:
                        f"{amount / scale:.6g} {unit} and {left / scale:.6g} are left; lower max_tokens, or calls resume next {period}")
         return BudgetExceeded(message, code="budget_exceeded")
 
+    def _never(self, key: BudgetKey, amount: int) -> RequestError:
+        """The refusal of a call larger than the whole budget: a bad request (400), never a retryable 429."""
+        period, unit = key
+        return RequestError(f"this call may cost {amount / _SCALE[unit]:.6g} {unit}, more than the whole budget "
+                            f"{_name(key)}={self._limits[key]} of a {period}: it can never be admitted; lower max_tokens "
+                            "(or shorten the prompt)", field="max_tokens")
+
     def _detail(self, key: BudgetKey) -> dict:
         """What a budget event was about: the budget, its limit, the alert fraction and the period it is in."""
         return {"budget": _name(key), "limit": self._limits[key], "fraction": self.alert_fraction,
@@ -229,6 +236,9 @@ class BudgetGuard:
             for key, limit in self._limited():
                 ledger_key = self._ledger_key(key, now)
                 amount = self._cost(key, model, prompt_tokens, completion_tokens, upper=True)
+                if amount > self._units(key, limit):  # larger than the whole budget: no period can ever admit it
+                    self._give_back(held)
+                    raise self._never(key, amount)
                 # A call estimated at nothing (an unpriced model) is still refused once the budget is spent.
                 cap = self._units(key, limit) - (0 if amount else 1)
                 if self._ledger.reserve_total(ledger_key, amount, cap) is None:

@@ -205,10 +205,7 @@ class _Send:
     body: dict
     stream: bool
     headers: Mapping[str, Any] = field(default_factory=dict)
-
-    @property
-    def options(self) -> dict:
-        return {"headers": self.headers} if self.headers else {}
+    timeout: float | None = None  # this attempt's own (None: the client's)
 
 
 @dataclass
@@ -244,7 +241,10 @@ class OpenAIUpstream:
     An endpoint that fails (connection errors, timeouts or 5xx after retries, quota) is skipped
     for ``cooldown`` seconds; an endpoint that answers 429 after retries, or 404, is skipped for
     this call only. When every endpoint failed for a model with a quota error, 404 or 5xx, the
-    next of ``fallback_models`` is tried. ``retry.deadline`` bounds the whole call.
+    next of ``fallback_models`` is tried. ``retry.deadline`` bounds the whole call. A non-streamed
+    attempt waits at most ``first_byte_timeout`` seconds (default ``timeout``) for its answer to
+    begin, and never past the deadline: a hanging provider fails the attempt, which is retried
+    while the deadline allows. ``timeout`` is the SDK's, for streams the longest silence between chunks.
 
     With a ``budget``, each call first reserves its estimated cost (prompt estimate plus
     ``max_tokens`` or ``default_max_tokens``), raising ``BudgetExceeded`` with nothing sent when
@@ -268,6 +268,7 @@ class OpenAIUpstream:
         stats: Stats | None = None,
         pricing: Pricing | None = None,
         timeout: float = 60.0,
+        first_byte_timeout: float | None = None,
         default_max_tokens: int = 256,
         cooldown: float = 30.0,
         timer: Callable[[], float] = time.monotonic,
@@ -286,6 +287,7 @@ class OpenAIUpstream:
         self.stats = stats
         self.pricing = pricing or Pricing()
         self.timeout = timeout
+        self.first_byte_timeout = timeout if first_byte_timeout is None else first_byte_timeout
         self.default_max_tokens = default_max_tokens
         self.cooldown = cooldown
         self._timer = timer
@@ -383,7 +385,8 @@ class OpenAIUpstream:
                     else:
                         client = self._client(step.endpoint, asynchronous=False)
                         stream_cls = openai.Stream[object] if step.stream else None
-                        value = client.post(step.path, body=step.body, cast_to=object if step.stream else httpx2.Response, stream=step.stream, stream_cls=stream_cls, options=step.options)
+                        value = client.post(step.path, body=step.body, cast_to=object if step.stream else httpx2.Response, stream=step.stream, stream_cls=stream_cls,
+                                            options=_options(step))
                 except Exception as exc:  # handed to the plan, which decides
                     error = exc
         except StopIteration as done:
@@ -410,7 +413,8 @@ class OpenAIUpstream:
                     else:
                         client = self._client(step.endpoint, asynchronous=True)
                         stream_cls = openai.AsyncStream[object] if step.stream else None
-                        value = await client.post(step.path, body=step.body, cast_to=object if step.stream else httpx2.Response, stream=step.stream, stream_cls=stream_cls, options=step.options)
+                        value = await client.post(step.path, body=step.body, cast_to=object if step.stream else httpx2.Response, stream=step.stream, stream_cls=stream_cls,
+                                                  options=_options(step))
                 except Exception as exc:
                     error = exc
         except StopIteration as done:
@@ -433,9 +437,7 @@ class OpenAIUpstream:
     # -- the call logic, once for sync and async -----------------------------------------------
     def _plan(self, request: dict, kind: str, tenant: str, *, stream: bool) -> Generator[Any, Any, Any]:
         _validate_request(request, kind)
-        prompt, completion = estimate_request_tokens(request, self.default_max_tokens)
-        if kind == "embeddings":
-            completion = 0
+        prompt, completion = estimate_request_tokens(request, self.default_max_tokens, kind=kind)
         held = None
         if self.budget is not None:
             # Reserved, not just checked: concurrent calls cannot all pass a check and overshoot.
@@ -475,7 +477,8 @@ class OpenAIUpstream:
                     attempts += 1
                     self._count("upstream_attempts", 1, tenant, model)
                     try:
-                        answer = yield _Send(endpoint, path, body, stream, endpoint.headers(kind))
+                        answer = yield _Send(endpoint, path, body, stream, endpoint.headers(kind),
+                                             self._attempt_timeout(stream, started))
                     except openai.OpenAIError as exc:
                         error, info = translate_error(exc)
                         self.limiter.adjust(reservation, 0)  # a refused attempt spent no tokens
@@ -507,6 +510,14 @@ class OpenAIUpstream:
             if not (isinstance(error, QuotaExhausted) or error.status_code == 404 or (error.status_code or 0) >= 500):
                 raise error
         raise error
+
+    def _attempt_timeout(self, stream: bool, started: float) -> float | None:
+        """A non-streamed attempt waits ``first_byte_timeout`` for its answer to begin, and never past the
+        deadline; a streamed one keeps the client's ``timeout`` (the longest silence between two chunks)."""
+        if stream:
+            return None
+        left = self.retry.deadline - (self._timer() - started)
+        return max(0.1, min(self.first_byte_timeout, left))
 
     def _endpoint_order(self) -> list[int]:
         """Healthy endpoints in configured order, then those cooling down, soonest back first."""
@@ -620,6 +631,14 @@ class OpenAIUpstream:
     def _count(self, counter: str, amount: float, tenant: str, model: str) -> None:
         if self.stats is not None:
             self.stats.incr(counter, amount, tenant=tenant, model=model)
+
+
+def _options(step: _Send) -> dict:
+    """The SDK request options of one attempt: its extra headers and its own timeout, when set."""
+    options: dict[str, Any] = {"headers": dict(step.headers)} if step.headers else {}
+    if step.timeout is not None:
+        options["timeout"] = step.timeout
+    return options
 
 
 def _endpoint_failed(error: UpstreamError) -> bool:

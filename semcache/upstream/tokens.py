@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import os
 import tempfile
 import threading
@@ -92,16 +93,20 @@ def _content_text(content: Any) -> str:
     return "" if content is None else str(content)
 
 
-def count_message_tokens(messages: Iterable[dict], model: str | None = None) -> int:
+def count_message_tokens(messages: Iterable[Any], model: str | None = None) -> int:
     """Return the prompt tokens of a chat request, with OpenAI's per-message overhead.
 
     The overhead (3 tokens a message, 3 to prime the reply) follows OpenAI's cookbook
-    "How to count tokens with tiktoken" for the gpt-3.5/4 families.
+    "How to count tokens with tiktoken" for the gpt-3.5/4 families. Total over any JSON: a
+    message that is not an object counts as its text (an estimate never fails a request).
     """
     enc = encoding_for(model)
     total = 3
-    for message in messages:
+    for message in messages if isinstance(messages, (list, tuple)) else [messages]:
         total += 3
+        if not isinstance(message, Mapping):
+            total += len(enc.encode(_any_text(message), disallowed_special=()))
+            continue
         for key, value in message.items():
             if key == "content":
                 total += len(enc.encode(_content_text(value), disallowed_special=()))
@@ -112,20 +117,55 @@ def count_message_tokens(messages: Iterable[dict], model: str | None = None) -> 
     return total
 
 
+def _any_text(value: Any) -> str:
+    return value if isinstance(value, str) else "" if value is None else json.dumps(value, default=str)
+
+
+def _input_tokens(raw: Any, model: str | None) -> int:
+    """Tokens of a ``prompt`` (completions) or ``input`` (embeddings): text, texts, token ids, or lists of ids."""
+    if isinstance(raw, str):
+        return count_tokens(raw, model)
+    if isinstance(raw, list):
+        if all(isinstance(item, int) and not isinstance(item, bool) for item in raw):
+            return len(raw)  # token ids
+        return sum(_input_tokens(item, model) for item in raw)
+    return count_tokens(_any_text(raw), model)
+
+
 CAP_FIELDS = ("max_completion_tokens", "max_tokens", "max_output_tokens")  # a request's cap on its answer
+# The field each kind of request is estimated from: the one its route reads, and only that one
+# (an embeddings body with a ``messages`` field is estimated from its ``input``, as it is answered).
+_PROMPT_FIELD = {"chat": "messages", "completions": "prompt", "embeddings": "input", "responses": "input"}
 
 
-def estimate_request_tokens(request: dict, default_max_tokens: int = 256) -> tuple[int, int]:
-    """Return (prompt tokens, reserved completion tokens) for a chat or completions request."""
-    model = request.get("model")
-    if "messages" in request:
-        prompt = count_message_tokens(request["messages"], model)
+def estimate_request_tokens(request: Mapping[str, Any], default_max_tokens: int = 256, *,
+                            kind: str | None = None) -> tuple[int, int]:
+    """Return (prompt tokens, reserved completion tokens) for a request of ``kind``.
+
+    ``kind`` (chat, completions, responses, embeddings) names the field the prompt is read from;
+    without it, ``messages`` if present, else ``prompt``, else ``input``. Never raises for an odd
+    shape: what cannot be read as text is counted as its JSON. The reservation is the request's
+    cap (a positive integer in ``max_completion_tokens``, ``max_tokens`` or ``max_output_tokens``),
+    else ``default_max_tokens``; embeddings reserve nothing.
+    """
+    model = request.get("model") if isinstance(request.get("model"), str) else None
+    if kind is None:
+        field = "messages" if "messages" in request else "prompt" if "prompt" in request else "input"
+        kind = "chat" if field == "messages" else "completions"
     else:
-        raw = request.get("prompt", request.get("input", ""))
-        text = raw if isinstance(raw, str) else " ".join(map(str, raw)) if isinstance(raw, list) else str(raw)
-        prompt = count_tokens(text, model)
-    completion = next((request[name] for name in CAP_FIELDS if request.get(name)), None)
-    return prompt, int(completion or default_max_tokens)
+        field = _PROMPT_FIELD.get(kind, "input")
+    raw = request.get(field)
+    if kind == "chat" or (kind == "responses" and isinstance(raw, list)):
+        prompt = count_message_tokens(raw if raw is not None else [], model)
+    else:
+        prompt = _input_tokens("" if raw is None else raw, model)
+    if kind == "responses" and isinstance(request.get("instructions"), str):
+        prompt += count_tokens(request["instructions"], model)
+    if kind == "embeddings":
+        return prompt, 0
+    caps = (request.get(name) for name in CAP_FIELDS)
+    completion = next((c for c in caps if isinstance(c, int) and not isinstance(c, bool) and c > 0), None)
+    return prompt, completion or default_max_tokens
 
 
 def usage_of(response: Any) -> tuple[int, int]:

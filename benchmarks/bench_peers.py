@@ -223,7 +223,7 @@ def curves(texts, groups, vectors, default: MatchPolicy, sweeps: dict) -> dict:
     out = {"semcache": [], "semcache-cosine": [], "gptcache": []}
     for t in sorted(set(sweeps["default"]) | {default.threshold}):
         out["semcache"].append({"threshold": t, **simulate(texts, groups, vectors, semcache_rule(default.with_threshold(t), vectors))})
-    for t in sweeps["cosine"]:
+    for t in sorted(set(sweeps["cosine"]) | {MatchPolicy.cosine().threshold}):  # its engine point is checked too
         out["semcache-cosine"].append({"threshold": t, **simulate(texts, groups, vectors, semcache_rule(MatchPolicy.cosine(t), vectors))})
     for t in sweeps["gptcache"]:
         out["gptcache"].append({"threshold": t, "cosine": round(gptcache_cosine(t), 4), **simulate(texts, groups, vectors, gptcache_rule(t))})

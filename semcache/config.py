@@ -51,6 +51,7 @@ class Settings:
     top_k: int = 5
     semantic_max_temperature: float = 1.0
     semantic_languages: tuple[str, ...] | None = None  # languages the semantic tier answers; None: the policy's ("en"); "all"
+    multilingual: str = "auto"  # Chinese to multilingual-e5-small: "auto" (when the extra is installed), "on", "off"
     embed_cache_size: int = 1024
     tenant: str = ""
     # learning from traffic (docs/learning.md)
@@ -120,6 +121,8 @@ class Settings:
                 object.__setattr__(self, f.name, tuple(value))
             elif not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
                 raise ConfigError(f"setting {f.name!r} must be {expected.__name__}, got {value!r}")
+        if self.multilingual not in ("auto", "on", "off"):
+            raise ConfigError(f"setting 'multilingual' must be auto, on or off, got {self.multilingual!r}")
         if self.ttl == 0:
             object.__setattr__(self, "ttl", None)
         if self.threshold is not None and not -1 <= self.threshold <= 1:

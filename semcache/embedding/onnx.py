@@ -84,6 +84,10 @@ def open_session(path: Path, threads: int):
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
+    # Idle threads sleep instead of spinning: a spinning pool starves the other model (the
+    # multilingual one) and the event loop between calls; measured 37.7 -> 10.6 ms p50 for an English
+    # lookup following a Chinese one (issue 20, benchmarks/chinese.py --latency).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 

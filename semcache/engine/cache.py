@@ -25,7 +25,7 @@ import numpy as np
 
 from ..embedding.base import CachingEmbedder, Embedder
 from ..embedding.sentence import SentenceTransformerEmbedder
-from ..errors import RequestError, StoreError
+from ..errors import ConfigError, RequestError, StoreError
 from ..keys import RequestKey, normalize
 from ..matching.policy import Candidate, Decision, MatchPolicy
 from ..stats import Flusher, Stats
@@ -41,6 +41,7 @@ from .learning import Learning, LearningSettings
 from .miss import MissPath
 from .outcome import ENVIRONMENTAL, Hit, Looked, Result, Stale, tally
 from .request_options import store_ttl
+from .language_routes import LanguageRoutes, with_multilingual
 from .singleflight import SingleFlight
 
 __all__ = ["Hit", "Result", "SemanticCache"]
@@ -62,7 +63,9 @@ class SemanticCache(MissPath):
     ``recent_bytes``: this process's copy of the entries it stored or served lately, which
     answers hits while the store cannot be read (a Redis outage). ``snapshot``: a file this
     process's index is saved to (``save_snapshot``, and at ``close``) and started from (stores
-    with an epoch: Redis), see ``storage.mirror``.
+    with an epoch: Redis), see ``storage.mirror``. ``language_routes``: a model and policy per
+    language (``engine.language_routes``); without an ``embedder`` or ``language_routes``, the
+    packaged model answers English and, with the multilingual extra, multilingual-e5-small Chinese.
     """
 
     def __init__(
@@ -90,17 +93,27 @@ class SemanticCache(MissPath):
         snapshot: str | None = None,
         timer: Callable[[], float] = time.time,
         learning: LearningSettings | None = None,
+        language_routes: LanguageRoutes | None = None,
     ) -> None:
-        inner = embedder if embedder is not None else SentenceTransformerEmbedder()
+        routes = language_routes
+        policy = policy if policy is not None else routes.routes[0].policy if routes is not None else MatchPolicy()
+        if routes is None and embedder is None:
+            embedder = SentenceTransformerEmbedder()
+            routes = with_multilingual(embedder, policy)
+        self.language_routes = routes
+        inner = routes if routes is not None else embedder
         self.embedder = CachingEmbedder(inner, embed_cache_size) if embed_cache_size else inner
-        policy = policy if policy is not None else MatchPolicy()
-        self.policy = policy
+        self.policy = routes.routes[0].policy if routes is not None else policy
         self.store = store if store is not None else DiskStore(directory)
         try:
             self.store.bind(self.embedder.model_id, self.embedder.dim)
-        except Exception:
+        except Exception as exc:
             if store is None:  # ours: a refused directory must not leak its open SQLite handle
                 self.store.close()
+            if isinstance(exc, ConfigError) and "languages(" in str(exc):
+                raise ConfigError(f"{exc} (the models answering each language differ: open it with the same "
+                                  "routing -- the multilingual extra and 'multilingual' setting -- as the "
+                                  "processes that built it)") from None
             raise
         self.upstream = upstream
         # 0 means "never", as in Settings (and as every TTL knob of this kind reads).
@@ -247,9 +260,10 @@ class SemanticCache(MissPath):
                 expired[found] = candidate
             else:
                 candidates.append(candidate)
+        policy = self._policy_for(key.query_text)
         learned = self.learning.threshold(key) if threshold is None else None
         threshold = learned if threshold is None else threshold
-        policy = self.policy if threshold is None else self.policy.with_threshold(threshold)
+        policy = policy if threshold is None else policy.with_threshold(threshold)
         decision = policy.decide(key.query_text, candidates, vector)
         decision, gap = self.learning.decide(key, decision, [(c.entry_id, c.similarity, self._group(c.entry_id))
                                                              for c in candidates])
@@ -280,7 +294,13 @@ class SemanticCache(MissPath):
     def _semantic(self, key: RequestKey) -> bool:
         """Whether the semantic tier may answer (and index) this request: its sampling allows it and
         the policy reads its language; otherwise only the exact tier does."""
-        return key.semantic and self.policy.reads(key.query_text)
+        return key.semantic and self._policy_for(key.query_text) is not None
+
+    def _policy_for(self, query_text: str) -> MatchPolicy | None:
+        """The policy of the route that answers ``query_text`` (None: no model reads its language)."""
+        if self.language_routes is not None:
+            return self.language_routes.policy_for(query_text)
+        return self.policy if self.policy.reads(query_text) else None
 
     def _stale_candidate(self, query_text: str, vector: np.ndarray, decision: Decision, expired: dict,
                          policy: MatchPolicy) -> Hit | None:
@@ -510,6 +530,8 @@ class SemanticCache(MissPath):
             "model": self.embedder.model_id,
             "policy": self.policy.to_dict(),
         }
+        if self.language_routes is not None:
+            snapshot["cache"]["language_routes"] = self.language_routes.describe()
         snapshot["learning"] = self.learning.report(["", self.tenant, *snapshot.get("by_tenant", {})], own=self.tenant)
         budget = getattr(self.upstream, "budget", None)
         if budget is not None:

@@ -15,6 +15,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Callable
 
+from .checks_zh import ZH_CHECKS, ZhFacts, analyze_zh
 from .language import language_of
 
 __all__ = [
@@ -272,6 +273,7 @@ class Facts:
     operators: tuple[str, ...] = ()   # arithmetic operators between operands, in order ("x^2+5x-6": ^ + -)
     measures: frozenset[str] = frozenset()  # what is measured in ("seconds", "radius"), by unit
     codes: frozenset[str] = frozenset()   # id-like tokens ("dedff7f7eb", "ord12345"), letters and digits only
+    zh: ZhFacts | None = None         # the Chinese facts of a text with Chinese characters (``checks_zh``)
 
 
 def _number_value(token: str) -> str:
@@ -376,6 +378,7 @@ def analyze(text: str) -> Facts:
         opposites=tuple(sorted(w for w in words if w in _OPPOSITE)), times=_times(words),
         operators=operators_of(text), measures=frozenset(_MEASURES[w] for w in words if w in _MEASURES),
         codes=_codes(text),
+        zh=analyze_zh(text),
     )
 
 
@@ -596,6 +599,26 @@ CHECKS: dict[str, Callable[[Facts, Facts], Check]] = {
     "operators": check_operators,
     "measures": check_measures,
 }
+
+
+
+
+def _reading_chinese(name: str, check: Callable[[Facts, Facts], Check]) -> Callable[[Facts, Facts], Check]:
+    """Return ``check``, run as ``checks_zh`` reads it when both texts are Chinese."""
+    chinese = ZH_CHECKS[name]
+
+    def run(a: Facts, b: Facts) -> Check:
+        if a.zh is not None and b.zh is not None:
+            detail = chinese(a.zh, b.zh)
+            return Check(name, detail is None, detail or "")
+        return check(a, b)
+
+    run.__doc__ = check.__doc__
+    return run
+
+
+CHECKS["person"] = lambda a, b: Check("person", True)  # who is asking: read in Chinese only (checks_zh.person)
+CHECKS.update({name: _reading_chinese(name, CHECKS[name]) for name in ZH_CHECKS})
 
 
 def run_checks(a: Facts, b: Facts, names=tuple(CHECKS)) -> tuple[Check, ...]:

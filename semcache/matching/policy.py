@@ -8,7 +8,9 @@ A hit needs the candidate's cosine at or above ``threshold`` *and* every check t
 (``checks.py``: numbers, units, versions, dates, negation, names, quoted strings, identifiers and
 ids, question words, language, order, opposites, time, operators, measures; plus ``feedback``: the
 candidate's ``rejected`` texts must not match the query). Among the candidates that pass, the
-closest one answers.
+closest one answers. Texts that differ only in form (case, punctuation, contractions, articles,
+politeness: ``checks.canonical``) are the same request whatever their cosine: the model reads
+"what's the capital of france" 0.91 from "What is the capital of France?".
 
 Why this and nothing more (issue 17, benchmarks/results/quality_choice.json): on real traffic
 (bank-support queries, Quora duplicates, the prompt benchmark at a realistic near-miss share) a
@@ -29,7 +31,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import ConfigError
-from .checks import CHECKS, Check, analyze, normalize_text, run_checks
+from .checks import CHECKS, Check, analyze, canonical, normalize_text, run_checks
 from .language import language_of
 
 __all__ = ["DEFAULT_CHECKS", "DEFAULT_THRESHOLD", "Candidate", "Check", "Decision", "MatchPolicy"]
@@ -69,8 +71,8 @@ class Candidate:
 class Decision:
     """The policy's verdict, with its evidence.
 
-    ``score`` is the number the hit rule compared (the cosine); ``hit`` is ``score >= threshold``
-    and every check passed. ``entry_id`` is the chosen entry on a hit, else the closest candidate
+    ``score`` is the number the hit rule compared: the cosine, or 1 for texts that differ only in
+    form; ``hit`` is ``score >= threshold`` and every check passed. ``entry_id`` is the chosen entry on a hit, else the closest candidate
     considered (or ``None`` when there was none).
     """
 
@@ -113,12 +115,14 @@ def check_feedback(query_text: str, rejected: Sequence[str]) -> Check:
 
 # Stored entries are candidates again and again; their facts are a pure function of the text.
 _analyze = lru_cache(maxsize=16384)(analyze)
+_canonical = lru_cache(maxsize=16384)(canonical)
 
 
 @dataclass(frozen=True)
 class MatchPolicy:
     """A hit needs a cosine at or above ``threshold`` and every check in ``checks`` to pass.
 
+    ``same_form``: texts that differ only in form (``checks.canonical``) are a hit at any cosine.
     ``languages``: the languages whose queries the semantic tier answers (``()``: every language);
     any other query is answered by the exact tier only, since a model that cannot read a language
     cannot tell its paraphrases from its near misses. ``MatchPolicy()`` is the shipped default;
@@ -129,6 +133,7 @@ class MatchPolicy:
     threshold: float = DEFAULT_THRESHOLD
     checks: tuple[str, ...] = DEFAULT_CHECKS
     languages: tuple[str, ...] = DEFAULT_LANGUAGES
+    same_form: bool = True  # texts that differ only in form are a hit whatever their cosine
 
     def __post_init__(self) -> None:
         if isinstance(self.threshold, bool) or not isinstance(self.threshold, (int, float)) or not -1.0 <= self.threshold <= 1.0:
@@ -143,8 +148,8 @@ class MatchPolicy:
     @classmethod
     def cosine(cls, threshold: float = DEFAULT_THRESHOLD, checks: Sequence[str] = (),
                languages: Sequence[str] = ()) -> "MatchPolicy":
-        """Return plain cosine: no checks unless named, every language (the anchor curve)."""
-        return cls(threshold=threshold, checks=tuple(checks), languages=tuple(languages))
+        """Return plain cosine: no checks unless named, every language, no form rule (the anchor curve)."""
+        return cls(threshold=threshold, checks=tuple(checks), languages=tuple(languages), same_form=False)
 
     def with_threshold(self, threshold: float) -> "MatchPolicy":
         return replace(self, threshold=float(threshold))
@@ -170,6 +175,8 @@ class MatchPolicy:
         sims = np.asarray(sims, dtype=np.float64)
         ok = np.array([self.reads(a) and self.reads(b) and (not apply_checks or all(c.passed for c in self.passes(a, b)))
                        for a, b in zip(texts_a, texts_b)], dtype=bool)
+        if self.same_form:
+            sims = np.where([_canonical(a) == _canonical(b) for a, b in zip(texts_a, texts_b)], 1.0, sims)
         return np.where(ok, sims, -1.0)
 
     def decide(self, query_text: str, candidates: Sequence[Candidate], query_vector: "np.ndarray | None" = None) -> Decision:
@@ -188,12 +195,15 @@ class MatchPolicy:
             checks = self.passes(candidate.query_text, query_text) + (check_feedback(query_text, candidate.rejected),)
             failed = [c.name for c in checks if not c.passed]
             similarity = float(candidate.similarity)
+            score = similarity
             if failed:
                 reason, hit = "check-failed:" + ",".join(failed), False
+            elif self.same_form and _canonical(query_text) == _canonical(candidate.query_text):
+                reason, hit, score = "same-form", True, 1.0
             else:
                 hit = similarity >= self.threshold
                 reason = "hit" if hit else "below-threshold"
-            decision = Decision(hit, candidate.entry_id, similarity, similarity, self.threshold, checks, reason)
+            decision = Decision(hit, candidate.entry_id, similarity, score, self.threshold, checks, reason)
             if hit:
                 return decision
             decisions.append(decision)
@@ -203,13 +213,14 @@ class MatchPolicy:
     # -- persistence ---------------------------------------------------------------------
 
     def to_dict(self) -> dict:
-        return {"kind": "cosine", "threshold": self.threshold, "checks": list(self.checks), "languages": list(self.languages)}
+        return {"kind": "cosine", "threshold": self.threshold, "checks": list(self.checks), "languages": list(self.languages),
+                "same_form": self.same_form}
 
     @classmethod
     def from_dict(cls, data: dict) -> "MatchPolicy":
         """Build a policy from ``to_dict`` output.
 
-        A file without ``checks``/``languages`` is plain cosine (the oldest format). A file of a kind
+        A file without ``checks``/``languages``/``same_form`` is plain cosine (the oldest format). A file of a kind
         this version no longer has ("cascade", "learned") is refused: its threshold was on another
         scale, so reading it as a cosine would serve other questions' answers.
         """
@@ -229,7 +240,10 @@ class MatchPolicy:
         languages = data.get("languages", ())
         if not isinstance(checks, (list, tuple)) or not isinstance(languages, (list, tuple)):
             raise ConfigError(f"policy 'checks' and 'languages' must be lists, got {data!r}")
-        return cls(threshold=threshold, checks=tuple(checks), languages=tuple(languages))
+        same_form = data.get("same_form", False)
+        if not isinstance(same_form, bool):
+            raise ConfigError(f"policy 'same_form' must be true or false, got {same_form!r}")
+        return cls(threshold=threshold, checks=tuple(checks), languages=tuple(languages), same_form=same_form)
 
     @classmethod
     def load(cls, path: str | Path) -> "MatchPolicy":

@@ -2,7 +2,8 @@
 
 Written for the project (no external data), used by ``make demo``, the tests and the
 benchmarks. Each intent has phrasings that must share an answer; intents in the same family
-are near misses of each other (another number, city, language or negation) that must not.
+are near misses of each other (another number, city, language or negation) that must not. Some
+intents are Chinese (paraphrases and near misses: another day, count, unit, direction, a negation).
 """
 
 from __future__ import annotations
@@ -54,6 +55,19 @@ INTENTS: dict[str, tuple[str, ...]] = {
     "mortgage-30": ("What are the pros and cons of a 30-year mortgage?", "Should I choose a 30-year mortgage? What are the pros and cons?"),
     "docker-list": ("How do I list running Docker containers?", "What command shows the running Docker containers?", "How can I see which docker containers are running?"),
     "docker-stop": ("How do I stop all running Docker containers?", "What command stops every running Docker container?"),
+    # Chinese: answered by the multilingual model when its extra is installed (docs/languages.md), else exact-only.
+    "zh-weather-today": ("今天北京天气怎么样？", "今天北京的天气怎么样", "北京今天天气怎么样？", "今天北京天气如何？"),
+    "zh-weather-tomorrow": ("明天北京天气怎么样？", "明天北京的天气怎么样"),
+    "zh-py-sort": ("python 怎么给列表排序？", "Python 列表怎么排序？", "python 列表如何排序"),
+    "zh-py-sort-desc": ("python 列表怎么降序排序？", "python 列表如何降序排序"),
+    "zh-apples-3": ("我想买三个苹果，一共多少钱？", "买三个苹果一共多少钱？"),
+    "zh-apples-5": ("我想买五个苹果，一共多少钱？", "买五个苹果一共多少钱？"),
+    "zh-crab-pregnant": ("孕妇可以吃螃蟹吗？", "孕妇能吃螃蟹吗", "孕妇可不可以吃螃蟹？"),
+    "zh-crab-why-not": ("孕妇为什么不能吃螃蟹？", "为什么孕妇不能吃螃蟹"),
+    "zh-km-to-miles": ("5公里是多少英里？", "5公里等于多少英里", "五公里是多少英里"),
+    "zh-miles-to-km": ("5英里是多少公里？", "5英里等于多少公里"),
+    "zh-train-bj-sh": ("从北京到上海坐高铁要多久？", "北京到上海坐高铁要多长时间", "从北京坐高铁到上海要多久？"),
+    "zh-train-sh-bj": ("从上海到北京坐高铁要多久？", "上海到北京坐高铁要多长时间"),
 }
 
 

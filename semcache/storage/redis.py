@@ -52,7 +52,7 @@ try:
     from redis.backoff import ExponentialBackoff
     from redis.retry import Retry
 except ImportError as exc:  # an optional extra: semcache works without Redis
-    raise ImportError("semcache's Redis store needs the redis client: pip install 'semcache[redis]'") from exc
+    raise ImportError("semcache's Redis store needs the redis client: pip install 'semcache-llm[redis]'") from exc
 
 from ..errors import ConfigError, StoreError
 from .entry import Change, CorruptRecord, Entry

@@ -20,7 +20,7 @@ def _pyplot():
     try:
         import matplotlib
     except ImportError as exc:
-        raise ConfigError("--plot needs matplotlib: pip install 'semcache[bench]'") from exc
+        raise ConfigError("--plot needs matplotlib: pip install 'semcache-llm[bench]'") from exc
     matplotlib.use("Agg")  # files only; never a window
     import matplotlib.pyplot as plt
 

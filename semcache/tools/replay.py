@@ -350,7 +350,7 @@ def bench_upstream(kind: str, settings: Any = None, environ: Mapping[str, str] |
         from ..testing.mock import create_app
         from ..testing.serving import running_server
     except ImportError as exc:
-        raise ConfigError("--upstream mock needs uvicorn and starlette: pip install 'semcache[server]'") from exc
+        raise ConfigError("--upstream mock needs uvicorn and starlette: pip install 'semcache-llm[server]'") from exc
 
     with running_server(create_app()) as url, OpenAIUpstream(Endpoint(url + "/v1", "sk-semcache-bench", name="mock")) as client:
         yield client
@@ -409,7 +409,7 @@ def plot_timeline(report: dict, path: str | os.PathLike) -> None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError as exc:
-        raise ConfigError("--plot needs matplotlib: pip install 'semcache[bench]'") from exc
+        raise ConfigError("--plot needs matplotlib: pip install 'semcache-llm[bench]'") from exc
     timeline = report["timeline"]
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.plot(timeline["request"], timeline["request"], label="without cache", color="tab:gray", linestyle="--")

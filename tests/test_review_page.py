@@ -88,7 +88,7 @@ def test_the_page_shows_the_stats_and_a_wrong_click_stops_the_hit(sidecar, brows
     assert browser.find_elements(By.ID, "stat-requests") == []
     browser.find_element(By.ID, "token").send_keys("not the token")
     browser.find_element(By.ID, "sign-in").click()
-    assert "Wrong token" in browser.page_source
+    WebDriverWait(browser, 10).until(lambda d: "Wrong token" in d.page_source)  # the POST's answer, once it has loaded
     browser.find_element(By.ID, "token").send_keys(ADMIN)
     browser.find_element(By.ID, "sign-in").click()
     WebDriverWait(browser, 10).until(lambda d: d.find_elements(By.ID, "stat-requests"))

@@ -55,6 +55,8 @@ import numpy as np
 from semcache.matching.checks import analyze, canonical, normalize_text, run_checks
 from semcache.matching.policy import DEFAULT_CHECKS, MatchPolicy
 
+from semcache.tools.data import components
+
 from .common import machine_info, write_json
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -113,23 +115,16 @@ def banking77(path: Path, part: str, limit: int | None = None) -> Stream:
 def qqp(path: Path, part: str, questions: int = QQP_QUESTIONS) -> Stream:
     """Intent groups from QQP's duplicate edges; the part by component, the sample by pair hash."""
     rows = _jsonl(path)
-    parent: dict[str, str] = {}
-
-    def find(x: str) -> str:
-        parent.setdefault(x, x)
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for r in rows:
-        find(r["text_a"]), find(r["text_b"])
-        if int(r["label"]) == 1:
-            a, b = find(r["text_a"]), find(r["text_b"])
-            if a != b:
-                parent[max(a, b)] = min(a, b)
-    # The component's id: its smallest member after union (stable), hashed into the part.
-    roots = {q: find(q) for q in parent}
+    edges = []
+    for r in rows:  # every question is a node; duplicates join
+        a, b = r["text_a"], r["text_b"]
+        edges += [(a, b)] if int(r["label"]) == 1 else [(a, a), (b, b)]
+    component = components(edges)
+    # The intent's name: its smallest question (stable); hashed into the part.
+    first: dict[int, str] = {}
+    for text, cid in component.items():  # sorted text order: the first seen is the smallest
+        first.setdefault(cid, text)
+    roots = {q: first[cid] for q, cid in component.items()}
     in_part = [r for r in rows if ("tune", "report")[_h(roots[r["text_a"]]) % 2] == part
                and ("tune", "report")[_h(roots[r["text_b"]]) % 2] == part]
     in_part.sort(key=lambda r: _h(r["text_a"] + "\x00" + r["text_b"]))

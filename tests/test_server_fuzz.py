@@ -312,6 +312,10 @@ def test_a_key_with_bytes_no_key_has_is_401_and_never_sent(stack, header):
     assert httpx2.get(mock + "/mock/stats").json()["requests"] == before
 
 
+# The openai SDK's stream iterator over a body that is not SSE JSON is left half-run when its decode
+# fails; the garbage collector finalizes it later, at a moment of its choosing, and may report it as
+# "async generator already executing" from whatever code runs then. What is under test is the 502.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_a_streamed_upstream_answer_that_is_not_json_is_a_502(tmp_path):
     """11. The non-streamed one was a 502 already; the streamed one was a 500."""
     with running_server(create_mock(faults="garbage:100%")) as mock:

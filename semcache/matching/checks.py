@@ -15,7 +15,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Callable
 
-from .checks_zh import ZH_CHECKS, ZhFacts, analyze_zh
+from .checks_zh import ZH_CHECKS, ZhFacts, analyze_zh, multiset_minus
 from .language import language_of
 
 __all__ = [
@@ -390,17 +390,6 @@ def operators_of(text: str) -> tuple[str, ...]:
     return tuple(_OPERATOR_NAMES.get(op, op) for op in _OPERATOR.findall(text))
 
 
-def _multiset_minus(a, b) -> list:
-    rest = list(b)
-    out = []
-    for x in a:
-        if x in rest:
-            rest.remove(x)
-        else:
-            out.append(x)
-    return out
-
-
 def _swap(name: str, only_a, only_b) -> Check:
     """Fail when each side has something the other lacks: a contradiction, not an omission."""
     if only_a and only_b:
@@ -413,7 +402,7 @@ def check_numbers(a: Facts, b: Facts) -> Check:
 
     An added number ("dial 100" vs "dial 100 or 911") is an omission, left to the score.
     """
-    return _swap("numbers", _multiset_minus(a.numbers, b.numbers), _multiset_minus(b.numbers, a.numbers))
+    return _swap("numbers", multiset_minus(a.numbers, b.numbers), multiset_minus(b.numbers, a.numbers))
 
 
 def check_units(a: Facts, b: Facts) -> Check:
@@ -529,7 +518,7 @@ def check_language(a: Facts, b: Facts) -> Check:
 def check_opposites(a: Facts, b: Facts) -> Check:
     """Fail when one text says a word more often than the other and the other says its opposite
     more often ("sort ascending" vs "sort descending"; "x plus 5x plus 6" vs "x minus 5x plus 6")."""
-    more_a, more_b = _multiset_minus(a.opposites, b.opposites), _multiset_minus(b.opposites, a.opposites)
+    more_a, more_b = multiset_minus(a.opposites, b.opposites), multiset_minus(b.opposites, a.opposites)
     for word in more_a:
         clash = _OPPOSITE[word] & set(more_b)
         if clash:
@@ -540,7 +529,7 @@ def check_opposites(a: Facts, b: Facts) -> Check:
 def check_operators(a: Facts, b: Facts) -> Check:
     """Fail when each expression has an operator the other lacks ("x^2 + 5x + 6" vs "x^2 - 5x + 6",
     "1/2 × 1/3" vs "1/2 ÷ 1/3"); an operator one side drops ("= 0") is an omission."""
-    return _swap("operators", _multiset_minus(a.operators, b.operators), _multiset_minus(b.operators, a.operators))
+    return _swap("operators", multiset_minus(a.operators, b.operators), multiset_minus(b.operators, a.operators))
 
 
 def check_measures(a: Facts, b: Facts) -> Check:

@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
-__all__ = ["ZH_CHECKS", "ZhFacts", "analyze_zh", "chinese_number", "has_han"]
+__all__ = ["ZH_CHECKS", "ZhFacts", "analyze_zh", "chinese_number", "has_han", "multiset_minus"]
 
 _HAN = re.compile(r"[\u4e00-\u9fff\u3400-\u4dbf]")
 _DIGITS = {"零": 0, "〇": 0, "一": 1, "壹": 1, "二": 2, "贰": 2, "两": 2, "三": 3, "叁": 3, "四": 4, "肆": 4,
@@ -281,7 +281,8 @@ def analyze_zh(text: str) -> ZhFacts | None:
                    measures=frozenset(measures), entities=entities)
 
 
-def _minus(a, b) -> list:
+def multiset_minus(a, b) -> list:
+    """Return the items of ``a`` not matched one for one in ``b`` (repeats kept: 1+1 vs 1+2)."""
     rest = list(b)
     out = []
     for x in a:
@@ -299,7 +300,7 @@ def _swap(only_a, only_b) -> str | None:
 
 def numbers(a: ZhFacts, b: ZhFacts) -> str | None:
     """Each text has a number the other lacks ("三个苹果" vs "五个苹果"); "3个" and "三个" agree."""
-    return _swap(_minus(a.numbers, b.numbers), _minus(b.numbers, a.numbers))
+    return _swap(multiset_minus(a.numbers, b.numbers), multiset_minus(b.numbers, a.numbers))
 
 
 def units(a: ZhFacts, b: ZhFacts) -> str | None:
@@ -354,8 +355,8 @@ def order(a: ZhFacts, b: ZhFacts) -> str | None:
 
 def opposites(a: ZhFacts, b: ZhFacts) -> str | None:
     """One text says a word and the other its opposite ("大于" vs "小于", "最大" vs "最小", "升序" vs "降序")."""
-    more_b = set(_minus(b.opposites, a.opposites))
-    for word in _minus(a.opposites, b.opposites):
+    more_b = set(multiset_minus(b.opposites, a.opposites))
+    for word in multiset_minus(a.opposites, b.opposites):
         clash = _OPPOSITE[word] & more_b
         if clash:
             return f"{word} vs {sorted(clash)[0]}"

@@ -61,6 +61,22 @@ def test_chinese_paraphrases_hit_and_near_misses_are_refused(tmp_path):
         assert [r["model"] for r in cache.stats()["cache"]["language_routes"]][1] == E5_MODEL_ID
 
 
+def test_answer_groups_leave_the_chinese_route_alone(tmp_path):
+    """The answer groups' margins are MiniLM cosines; e5 puts a Chinese paraphrase and its stored
+    near misses within them, so on the Chinese route the rule would contest every such hit."""
+    with SemanticCache(str(tmp_path / "c"), flush_interval=None) as cache:
+        assert cache.learning.settings.groups is not None  # on by default, for English
+        for text, answer in (("今天北京天气怎么样？", "sunny in Beijing"), ("明天北京天气怎么样？", "rain tomorrow"),
+                             ("今天上海天气怎么样？", "cloudy in Shanghai")):
+            cache.insert(text, answer)
+        e5 = cache.language_routes.routes[1].embedder
+        query, stored, rival = e5.embed(["北京今天天气怎么样？", "今天北京天气怎么样？", "明天北京天气怎么样？"])
+        assert float(query @ stored) - float(query @ rival) < cache.learning.settings.groups.margin
+        hit = cache.lookup("北京今天天气怎么样？")
+        assert hit is not None and hit.kind == "semantic" and hit.response == "sunny in Beijing"
+        assert [r["answer_groups"] for r in cache.stats()["cache"]["language_routes"]] == [True, False]
+
+
 def test_a_directory_opened_with_another_routing_refuses_to_start(tmp_path):
     directory = str(tmp_path / "c")
     with cache_from_settings(Settings(cache_dir=directory)) as cache:

@@ -266,7 +266,8 @@ class SemanticCache(MissPath):
         policy = policy if threshold is None else policy.with_threshold(threshold)
         decision = policy.decide(key.query_text, candidates, vector)
         decision, gap = self.learning.decide(key, decision, [(c.entry_id, c.similarity, self._group(c.entry_id))
-                                                             for c in candidates])
+                                                             for c in candidates],
+                                             groups=self._answer_groups(key.query_text))
         if decision.hit:
             entry = self._entry(decision.entry_id)
             meta = self._mirror.meta.get(decision.entry_id)
@@ -295,6 +296,10 @@ class SemanticCache(MissPath):
         """Whether the semantic tier may answer (and index) this request: its sampling allows it and
         the policy reads its language; otherwise only the exact tier does."""
         return key.semantic and self._policy_for(key.query_text) is not None
+
+    def _answer_groups(self, query_text: str) -> bool:
+        """Whether the answer groups decide this query's hits (its route's choice; see ``LanguageRoute``)."""
+        return self.language_routes is None or self.language_routes.answer_groups_for(query_text)
 
     def _policy_for(self, query_text: str) -> MatchPolicy | None:
         """The policy of the route that answers ``query_text`` (None: no model reads its language)."""
@@ -408,7 +413,7 @@ class SemanticCache(MissPath):
             expires_at=None if ttl is None else now + ttl,
         )
         entry = entry.with_(size=entry.payload_bytes() + len(key.query_text.encode()) + 4 * self.embedder.dim)
-        if embedding is not None:
+        if embedding is not None and self._answer_groups(key.query_text):
             try:
                 entry = entry.with_(answer_group=self.learning.group_of(entry.id, key.partition, embedding, response))
             except ENVIRONMENTAL as exc:  # an entry without a group is its own: stricter, never wrong

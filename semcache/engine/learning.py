@@ -177,14 +177,15 @@ class Learning:
 
     # -- lookups ----------------------------------------------------------------------------
 
-    def decide(self, key: RequestKey, decision: Decision,
-               candidates: Sequence[tuple[int, float, int | None]]) -> tuple[Decision, float | None]:
+    def decide(self, key: RequestKey, decision: Decision, candidates: Sequence[tuple[int, float, int | None]],
+               *, groups: bool = True) -> tuple[Decision, float | None]:
         """Apply the answer groups to the policy's decision (``candidates``: (id, cosine, group));
         return it with the chosen candidate's gap to the nearest other answer (None: none near).
+        ``groups=False``: the query's route does without the rule (the decision stands).
         A miss's gap is kept (bounded) for the label its upstream answer may bring (``observe``)."""
         grouped = [GroupCandidate(i, s, g) for i, s, g in candidates]
         gap = gap_of(decision.entry_id, grouped) if decision.entry_id is not None else None
-        rule = self.settings.groups
+        rule = self.settings.groups if groups else None
         decision = decision if rule is None else rule.apply(decision, grouped)
         if not decision.hit and decision.entry_id is not None:
             with self._lock:

@@ -16,6 +16,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 
 from ..engine import SemanticCache
+from ..engine.learning import LearningSettings
 from ..matching.policy import Candidate, MatchPolicy
 from .data import parse_label, progress
 
@@ -97,18 +98,20 @@ class PrecomputedEmbedder:
 
 
 def eval_stream(rows: Sequence[dict], *, embedder, policy: MatchPolicy, text: str = "text", group: str = "group",
-                shuffle_seed: int | None = None, seeds: Sequence[int] | None = None, examples: int = 0) -> dict:
+                shuffle_seed: int | None = None, seeds: Sequence[int] | None = None, examples: int = 0,
+                learning: LearningSettings | None = None) -> dict:
     """Replay rows through a fresh temporary cache; return hit and wrong-hit counts and rates.
 
     One replay in file order (or ``shuffle_seed``'s order); with ``seeds``, one replay per seed
     and their ``mean`` and ``worst`` (the seed with the most wrong hits) -- a single order of a
     few hundred requests moves the wrong-hit rate by a factor of two. ``examples``: keep up to
     that many wrong hits per replay (query, the stored text that answered, both groups).
+    ``learning``: the cache's learning settings (None: the shipped ones, answer groups on).
     """
     vectors = embed_unique(embedder, [str(r[text]) for r in rows])
     if seeds is None:
-        return _replay(rows, vectors, embedder, policy, text, group, shuffle_seed, examples)
-    runs = [_replay(rows, vectors, embedder, policy, text, group, seed, examples) for seed in seeds]
+        return _replay(rows, vectors, embedder, policy, text, group, shuffle_seed, examples, learning)
+    runs = [_replay(rows, vectors, embedder, policy, text, group, seed, examples, learning) for seed in seeds]
     return summarize_runs(runs, policy)
 
 
@@ -128,7 +131,8 @@ def summarize_runs(runs: Sequence[dict], policy: MatchPolicy) -> dict:
             "wrong_examples": [e for r in runs for e in r.get("wrong_examples", [])], "policy": policy.to_dict()}
 
 
-def _replay(rows, vectors, embedder, policy: MatchPolicy, text: str, group: str, seed: int | None, examples: int) -> dict:
+def _replay(rows, vectors, embedder, policy: MatchPolicy, text: str, group: str, seed: int | None, examples: int,
+            learning: LearningSettings | None = None) -> dict:
     order = list(range(len(rows)))
     if seed is not None:
         random.Random(seed).shuffle(order)
@@ -137,7 +141,8 @@ def _replay(rows, vectors, embedder, policy: MatchPolicy, text: str, group: str,
     wrong_examples: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="semcache-eval-") as directory:
         cache = SemanticCache(directory, embedder=PrecomputedEmbedder(embedder, vectors), policy=policy,
-                              ttl=None, max_entries=None, max_bytes=None, embed_cache_size=0, flush_interval=None)
+                              ttl=None, max_entries=None, max_bytes=None, embed_cache_size=0, flush_interval=None,
+                              learning=learning)
         try:
             with progress(len(order), "replaying") as bar:
                 for i in order:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
+import pydantic
 import pytest
 
 from semcache import ConfigError, Settings
@@ -27,7 +27,7 @@ def test_defaults():
 
 
 def test_settings_are_frozen():
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(pydantic.ValidationError, match="frozen"):
         Settings().ttl = 5  # type: ignore[misc]
 
 

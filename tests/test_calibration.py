@@ -66,6 +66,19 @@ def test_exploration_wins_once_it_has_enough_labels():
     assert estimate(Evidence(), min_labels=30).precision is None
 
 
+def test_the_judges_own_error_widens_the_bound_and_leaves_the_point():
+    """Labels are the answer judge's verdicts: a judge that calls 5% of same answers different
+    reads 0.95 * p on hits of true precision p; the bound must still hold p."""
+    rng = random.Random(5)
+    right = sum(rng.random() < 0.99 * 0.95 for _ in range(400))  # true precision 0.99, judged with 5% false "different"
+    ev = Evidence.from_tallies({Evidence.name("xr", 0.95): right, Evidence.name("xw", 0.95): 400 - right,
+                                Evidence.name("h", 0.95): 400})
+    plain, judged = estimate(ev), estimate(ev, false_different=0.05, false_same=0.01)
+    assert plain.high < 0.99 <= judged.high  # the judge's labels alone would exclude the truth
+    assert judged.precision == plain.precision and judged.low == pytest.approx(plain.low - 0.01)
+    assert judged.high == pytest.approx(min(1.0, plain.high / 0.95))
+
+
 def test_the_threshold_moves_to_the_loosest_supported_point_and_tightens_on_wrong_hits():
     ev = Evidence()
     for sim in np.arange(0.80, 0.95, 0.01):  # right above 0.85, half wrong below

@@ -32,7 +32,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..keys import RequestKey
-from ..matching.answers import AnswerJudge, answer_text
+from ..matching.answers import FALSE_DIFFERENT, FALSE_SAME, AnswerJudge, answer_text
 from ..matching.calibration import Estimate, Evidence, calibrated_threshold, estimate
 from ..matching.groups import GroupCandidate, GroupRule, assign_group, gap_of
 from ..matching.policy import Decision
@@ -278,24 +278,29 @@ class Learning:
     # -- reports ----------------------------------------------------------------------------
 
     def estimate(self, tenant: str) -> Estimate:
-        return estimate(self.evidence(tenant), min_labels=self.settings.min_labels)
+        return self._estimate(self.evidence(tenant))
+
+    def _estimate(self, evidence: Evidence) -> Estimate:
+        judge = self.settings.judge
+        return estimate(evidence, min_labels=self.settings.min_labels, false_different=judge.false_different,
+                        false_same=judge.false_same)
 
     def estimates(self) -> dict[str, Estimate]:
         """The estimate of every tenant this process holds evidence for (memory only: no store read)."""
         with self._lock:
             scopes = {s.split("|", 1)[1]: ev for s, ev in self._evidence.items() if s.count("|") == 1}
-        return {tenant: estimate(ev, min_labels=self.settings.min_labels) for tenant, ev in scopes.items()}
+        return {tenant: self._estimate(ev) for tenant, ev in scopes.items()}
 
     def report(self, tenants: Sequence[str], *, own: str = "") -> dict:
         """The evidence a user sees: the estimated precision of semantic hits and its bound, for the
         cache's own tenant ``own`` and per tenant (``by_tenant``)."""
         out = {"answer_groups": self.settings.groups is not None, "target_precision": self.settings.target_precision,
                "verify_fraction": self.settings.verify_fraction,
-               **estimate(self.evidence(own), min_labels=self.settings.min_labels).as_dict(), "by_tenant": {}}
+               **self._estimate(self.evidence(own)).as_dict(), "by_tenant": {}}
         for tenant in sorted(set(tenants)):
             ev = self.evidence(tenant)
             if ev.labels or ev.hits.any() or ev.explored:
-                out["by_tenant"][tenant] = estimate(ev, min_labels=self.settings.min_labels).as_dict()
+                out["by_tenant"][tenant] = self._estimate(ev).as_dict()
         if self.threshold_path:
             out["threshold"] = self.threshold_path[-1]
         return out
@@ -309,5 +314,6 @@ def learning_report(store: Any, tenants: Sequence[str], *, min_labels: int = 30)
     for tenant in sorted(set(tenants)):
         ev = Evidence.from_tallies(store.tallies(scope_of(tenant)))
         if ev.labels or ev.hits.any() or ev.explored:
-            out[tenant] = estimate(ev, min_labels=min_labels).as_dict()
+            out[tenant] = estimate(ev, min_labels=min_labels, false_different=FALSE_DIFFERENT,
+                                   false_same=FALSE_SAME).as_dict()
     return out

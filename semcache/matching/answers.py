@@ -31,13 +31,18 @@ import numpy as np
 from ..errors import ConfigError
 from .checks import analyze, normalize_text, run_checks
 
-__all__ = ["ANSWER_CHECKS", "SAME_ABOVE", "AnswerJudge", "Verdict", "answer_text"]
+__all__ = ["ANSWER_CHECKS", "FALSE_DIFFERENT", "FALSE_SAME", "SAME_ABOVE", "AnswerJudge", "Verdict", "answer_text"]
 
 # benchmarks/answer_judge.py on Banking77's intents answered by the intent mock: the loosest step
 # with <= 0.5% of dev near-miss pairs judged the same is 0.78; rounded up toward "different" to
 # 0.80, where the held-out groups' near misses are never judged the same and 5.3% of reworded
 # answers are judged different (answer_judge.json).
 SAME_ABOVE = 0.80
+# Its measured error at that point (answer_judge.json, dev and held-out groups, the worse of the
+# two): reworded same answers called different up to 5.3% of the time, near-miss answers called
+# the same up to 0.3%. The precision estimate's bound allows for both (``calibration.estimate``).
+FALSE_DIFFERENT = 0.053
+FALSE_SAME = 0.003
 SHORT_WORDS = 6
 # The facts a reworded answer keeps. Entities, negation, question words and word order are left
 # out: rewording moves them without changing the answer.
@@ -105,10 +110,16 @@ class AnswerJudge:
     same_above: float = SAME_ABOVE
     short_words: int = SHORT_WORDS
     checks: tuple[str, ...] = ANSWER_CHECKS
+    # The judge's own error rates, as measured for this ``same_above`` (see FALSE_DIFFERENT).
+    false_different: float = FALSE_DIFFERENT
+    false_same: float = FALSE_SAME
 
     def __post_init__(self) -> None:
         if not -1.0 <= self.same_above <= 1.0:
             raise ConfigError(f"answer judge 'same_above' must be a cosine in [-1, 1], got {self.same_above!r}")
+        if not (0.0 <= self.false_different < 0.5 and 0.0 <= self.false_same < 0.5):
+            raise ConfigError("answer judge error rates must be in [0, 0.5), got "
+                              f"false_different={self.false_different!r}, false_same={self.false_same!r}")
         if not isinstance(self.short_words, int) or self.short_words < 0:
             raise ConfigError(f"answer judge 'short_words' must be a non-negative integer, got {self.short_words!r}")
 

@@ -16,7 +16,11 @@ groups' own evidence. ``estimate`` reports the precision of the hits served with
 from the exploration sample when it holds ``min_labels`` (Wilson), else from a logistic model of
 "right" on (cosine, gap) fitted to the labels, averaged over the cells the hits were served in
 (the bound by the delta method). The labels come from candidates that were *not* served, so the
-model extrapolates to the hits: an estimate, not a measurement -- exploration measures. ``threshold`` returns the loosest cosine (never under ``floor``,
+model extrapolates to the hits: an estimate, not a measurement -- exploration measures. Either way
+every label is the answer judge's verdict, and the judge errs: the bound is widened by its
+measured error rates (``false_different`` lifts the upper end: same answers it called different;
+``false_same`` lowers the lower end), while the point stays what the judge's labels say -- a
+judge that leans to "different" makes it a low estimate. ``threshold`` returns the loosest cosine (never under ``floor``,
 never over ``start``) whose labels at and above it have a Wilson lower bound at or above the
 target precision; a wrong label at or above the current threshold tightens it at once.
 """
@@ -148,12 +152,18 @@ def _fit(x: np.ndarray, right: np.ndarray, total: np.ndarray, ridge: float = 1.0
     return w, np.linalg.inv(hessian)
 
 
-def estimate(evidence: Evidence, *, min_labels: int = 30) -> Estimate:
-    """Estimate the precision of the semantic hits ``evidence`` counts (see the module docstring)."""
+def estimate(evidence: Evidence, *, min_labels: int = 30, false_different: float = 0.0,
+             false_same: float = 0.0) -> Estimate:
+    """Estimate the precision of the semantic hits ``evidence`` counts (see the module docstring);
+    ``false_different`` / ``false_same``: the answer judge's error rates, which widen the bound."""
+
+    def judged(point: float, low: float, high: float, labels: int, source: str) -> Estimate:
+        return Estimate(point, max(0.0, low - false_same), min(1.0, high / (1.0 - false_different)), labels, source)
+
     if evidence.explored >= min_labels:
         right = int(evidence.explored_right.sum())
         low, high = wilson(right, evidence.explored)
-        return Estimate(right / evidence.explored, low, high, evidence.explored, "exploration")
+        return judged(right / evidence.explored, low, high, evidence.explored, "exploration")
     labelled = np.argwhere(evidence.right + evidence.wrong > 0)
     served = np.argwhere(evidence.hits > 0)
     if evidence.labels < min_labels or not len(served):
@@ -168,7 +178,7 @@ def estimate(evidence: Evidence, *, min_labels: int = 30) -> Estimate:
     point = float(weights @ p)
     gradient = (weights * p * (1 - p)) @ x  # delta method: d(point)/dw
     half = Z95 * float(np.sqrt(max(gradient @ cov @ gradient, 0.0)))
-    return Estimate(point, max(0.0, point - half), min(1.0, point + half), evidence.labels, "labels")
+    return judged(point, point - half, point + half, evidence.labels, "labels")
 
 
 def calibrated_threshold(evidence: Evidence, *, target: float, start: float, floor: float, current: float | None = None,

@@ -274,7 +274,7 @@ def bench_policy(policy: MatchPolicy, repeats: int, seed: int) -> dict:
     """
     rng = np.random.default_rng(seed)
     vectors = clustered_vectors(rng, 6)
-    candidates = [Candidate(i, text_of(i), min(float(vectors[0] @ vectors[i]), policy.threshold - 0.05), vectors[i])
+    candidates = [Candidate(i, text_of(i), min(float(vectors[0] @ vectors[i]), policy.threshold - 0.05))
                   for i in range(1, 6)]
     queries = [text_of(1_000_000 + i) + " today" for i in range(repeats)]
     out: dict = {"candidates": len(candidates), "policy": policy.to_dict()}
@@ -282,7 +282,7 @@ def bench_policy(policy: MatchPolicy, repeats: int, seed: int) -> dict:
         timer = Timer()
         for text in texts:
             with timer:
-                decision = policy.decide(text, candidates, vectors[0])
+                decision = policy.decide(text, candidates)
         out[name] = timer.summary()
         out[name]["reason"] = decision.reason
     out["p50_ms"] = out["new_query"]["p50_ms"]

@@ -202,11 +202,11 @@ def simulate(texts: Sequence[str], groups: Sequence[str], vectors: dict[str, np.
             "precision": round((hits - wrong) / hits, 4) if hits else None}
 
 
-def semcache_rule(policy: MatchPolicy, stored_vectors: dict[str, np.ndarray]):
+def semcache_rule(policy: MatchPolicy):
     def decide(text, vector, sims, stored_texts):
         top = np.argsort(-sims)[:TOP_K]
-        candidates = [Candidate(int(j), stored_texts[j], float(sims[j]), stored_vectors[stored_texts[j]]) for j in top]
-        decision = policy.decide(text, candidates, vector)
+        candidates = [Candidate(int(j), stored_texts[j], float(sims[j])) for j in top]
+        decision = policy.decide(text, candidates)
         return decision.entry_id if decision.hit else None
     return decide
 
@@ -222,9 +222,9 @@ def curves(texts, groups, vectors, default: MatchPolicy, sweeps: dict) -> dict:
     """Hit rate and wrong-hit rate per threshold for semcache, plain cosine and GPTCache."""
     out = {"semcache": [], "semcache-cosine": [], "gptcache": []}
     for t in sorted(set(sweeps["default"]) | {default.threshold}):
-        out["semcache"].append({"threshold": t, **simulate(texts, groups, vectors, semcache_rule(default.with_threshold(t), vectors))})
+        out["semcache"].append({"threshold": t, **simulate(texts, groups, vectors, semcache_rule(default.with_threshold(t)))})
     for t in sorted(set(sweeps["cosine"]) | {MatchPolicy.cosine().threshold}):  # its engine point is checked too
-        out["semcache-cosine"].append({"threshold": t, **simulate(texts, groups, vectors, semcache_rule(MatchPolicy.cosine(t), vectors))})
+        out["semcache-cosine"].append({"threshold": t, **simulate(texts, groups, vectors, semcache_rule(MatchPolicy.cosine(t)))})
     for t in sweeps["gptcache"]:
         out["gptcache"].append({"threshold": t, "cosine": round(gptcache_cosine(t), 4), **simulate(texts, groups, vectors, gptcache_rule(t))})
     return out

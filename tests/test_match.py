@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -98,21 +97,14 @@ def test_checks_are_symmetric_and_pass_on_identical_texts(left, right):
     assert failed(a, a) == set()
 
 
-def unit(v) -> np.ndarray:
-    v = np.asarray(v, dtype=np.float32)
-    return v / np.linalg.norm(v)
-
-
 def candidate(entry_id: int, text: str, similarity: float, rejected=()) -> Candidate:
-    rng = np.random.default_rng(entry_id)
-    return Candidate(entry_id, text, similarity, unit(rng.normal(size=384)), rejected)
+    return Candidate(entry_id, text, similarity, rejected)
 
 
-QUERY_VECTOR = unit(np.random.default_rng(99).normal(size=384))
 
 
 def test_decide_without_candidates_is_a_miss():
-    decision = MatchPolicy().decide("anything", [], QUERY_VECTOR)
+    decision = MatchPolicy().decide("anything", [])
     assert not decision.hit and decision.entry_id is None and decision.reason == "no-candidates"
 
 
@@ -215,7 +207,7 @@ def test_older_files_still_load():
 
 
 def test_decision_as_dict_is_json_serialisable():
-    decision = MatchPolicy().decide("How do I learn Python?", [candidate(1, "How can I learn Python?", 0.95)], QUERY_VECTOR)
+    decision = MatchPolicy().decide("How do I learn Python?", [candidate(1, "How can I learn Python?", 0.95)])
     assert isinstance(decision, Decision)
     assert json.loads(json.dumps(decision.as_dict()))["entry_id"] == 1
 
@@ -269,6 +261,18 @@ def test_texts_that_differ_only_in_form_are_a_hit_whatever_their_cosine():
     assert MatchPolicy().score_pairs(["What is the capital of France?"], ["what's the capital of france"], [0.9]).tolist() == [1.0]
 
 
+def test_a_miss_reports_the_closest_candidate_that_passed_and_a_farther_same_form_one_still_hits():
+    policy = MatchPolicy()
+    query = "what's the capital of france"
+    near = candidate(1, "What is the largest city of France?", 0.91)  # passes its checks, under the threshold
+    far = [candidate(i, f"How many people live in city number {i}?", 0.5 - i / 100) for i in range(2, 5)]
+    miss = policy.decide(query, [*far, near])
+    assert not miss.hit and miss.entry_id == 1 and miss.reason == "below-threshold" and miss.checks
+    same_form = candidate(9, "What is the capital of France?", 0.88)  # farther than ``near``, yet the same question
+    hit = policy.decide(query, [near, *far, same_form])
+    assert hit.hit and hit.entry_id == 9 and hit.reason == "same-form"
+
+
 def test_a_language_the_policy_does_not_read_is_never_a_semantic_hit():
     policy = MatchPolicy()
     chinese = policy.decide("python 怎么给列表排序", [candidate(1, "python 怎么给字典排序", 0.999)])
@@ -303,5 +307,5 @@ def model():
 )
 def test_default_policy_on_the_real_model(model, query, stored, expect_hit):
     q, s = model.embed([query, stored])
-    decision = MatchPolicy().decide(query, [Candidate(1, stored, float(q @ s), s)], q)
+    decision = MatchPolicy().decide(query, [Candidate(1, stored, float(q @ s))])
     assert decision.hit is expect_hit, decision.as_dict()

@@ -249,13 +249,13 @@ class SemanticCache(MissPath):
         if not self._semantic(key):
             return Looked(key, stale=stale)
         vector = self.embedder.embed([key.query_text])[0]
-        sims, ids, vectors = self._mirror.index.search_with_vectors(key.partition, vector, self.top_k)
+        sims, ids = self._mirror.index.search(key.partition, vector, self.top_k)
         candidates, expired = [], {}
-        for sim, found, stored in zip(sims.tolist(), ids.tolist(), vectors):
+        for sim, found in zip(sims.tolist(), ids.tolist()):
             meta = self._mirror.meta.get(found)
             if meta is None or meta.partition != key.partition:
                 continue
-            candidate = Candidate(found, meta.query_text, sim, stored, meta.rejected)
+            candidate = Candidate(found, meta.query_text, sim, rejected=meta.rejected)
             if meta.expires_at is not None and now >= meta.expires_at:
                 expired[found] = candidate
             else:
@@ -264,7 +264,7 @@ class SemanticCache(MissPath):
         learned = self.learning.threshold(key) if threshold is None else None
         threshold = learned if threshold is None else threshold
         policy = policy if threshold is None else policy.with_threshold(threshold)
-        decision = policy.decide(key.query_text, candidates, vector)
+        decision = policy.decide(key.query_text, candidates)
         decision, gap = self.learning.decide(key, decision, [(c.entry_id, c.similarity, self._group(c.entry_id))
                                                              for c in candidates],
                                              groups=self._answer_groups(key.query_text))
@@ -279,7 +279,7 @@ class SemanticCache(MissPath):
                     self.learning.served(key, decision, gap)
                 return Looked(key, hit=self._touch(hit, now), decision=decision)
         if stale is None and self.stale_if_error:
-            stale = functools.partial(self._stale_candidate, key.query_text, vector, decision, expired, policy)
+            stale = functools.partial(self._stale_candidate, key.query_text, decision, expired, policy)
         return Looked(key, stale=stale, decision=decision)
 
     def _group(self, entry_id: int) -> int | None:
@@ -307,7 +307,7 @@ class SemanticCache(MissPath):
             return self.language_routes.policy_for(query_text)
         return self.policy if self.policy.reads(query_text) else None
 
-    def _stale_candidate(self, query_text: str, vector: np.ndarray, decision: Decision, expired: dict,
+    def _stale_candidate(self, query_text: str, decision: Decision, expired: dict,
                          policy: MatchPolicy) -> Hit | None:
         """Pick an answer to serve only if upstream fails: an expired entry that passes the hit rule itself.
 
@@ -319,7 +319,7 @@ class SemanticCache(MissPath):
             if entry is not None and self._belongs(entry, self._mirror.meta.get(decision.entry_id), decision.entry_id):
                 return Hit(entry, "stale", decision)
         if expired:
-            old = policy.decide(query_text, list(expired.values()), vector)
+            old = policy.decide(query_text, list(expired.values()))
             if old.hit:
                 entry = self._readable(old.entry_id)
                 if entry is not None and self._belongs(entry, self._mirror.meta.get(old.entry_id), old.entry_id):

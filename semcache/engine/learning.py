@@ -111,7 +111,10 @@ class Learning:
     def _add(self, key_tenant: str, partition: str, name: str) -> None:
         with self._lock:
             for scope in (scope_of(key_tenant), scope_of(key_tenant, partition)):
-                self._evidence.setdefault(scope, Evidence()).add({name: 1})
+                evidence = self._evidence.get(scope)
+                if evidence is None:  # not setdefault: an Evidence is five 200 x 21 arrays, built only when new
+                    evidence = self._evidence[scope] = Evidence()
+                evidence.add({name: 1})
                 pending = self._pending.setdefault(scope, {})
                 pending[name] = pending.get(name, 0) + 1
                 self._thresholds.pop(scope, None)

@@ -55,7 +55,7 @@ FEEDBACK_JACCARD = 0.9
 class Candidate:
     """A stored entry found by the index: its id, stored query text and cosine to the query.
 
-    ``vector`` is the entry's unit-norm embedding, when the caller has it. ``rejected`` holds
+    ``rejected`` holds
     query texts this entry was marked wrong for (``cache.feedback``); a query equal to one of
     them after ``normalize_text``, or nearly so, never hits this entry.
     """
@@ -63,7 +63,6 @@ class Candidate:
     entry_id: int
     query_text: str
     similarity: float
-    vector: "np.ndarray | None" = None
     rejected: tuple[str, ...] = ()
 
 
@@ -179,7 +178,7 @@ class MatchPolicy:
             sims = np.where([_canonical(a) == _canonical(b) for a, b in zip(texts_a, texts_b)], 1.0, sims)
         return np.where(ok, sims, -1.0)
 
-    def decide(self, query_text: str, candidates: Sequence[Candidate], query_vector: "np.ndarray | None" = None) -> Decision:
+    def decide(self, query_text: str, candidates: Sequence[Candidate]) -> Decision:
         """Return a hit for the closest candidate at or over the threshold that passes every check.
 
         Without a hit, return the verdict on the closest candidate that passed its checks (else the
@@ -191,14 +190,18 @@ class MatchPolicy:
         if not candidates:
             return Decision(False, None, -1.0, -1.0, self.threshold, reason="no-candidates")
         decisions = []
+        passed_below = False  # a candidate under the threshold passed its checks: the verdict on a miss
         for candidate in sorted(candidates, key=lambda c: c.similarity, reverse=True):
+            same_form = self.same_form and _canonical(query_text) == _canonical(candidate.query_text)
+            if passed_below and not same_form:
+                continue  # farther still and not the same form: it can neither hit nor change that verdict
             checks = self.passes(candidate.query_text, query_text) + (check_feedback(query_text, candidate.rejected),)
             failed = [c.name for c in checks if not c.passed]
             similarity = float(candidate.similarity)
             score = similarity
             if failed:
                 reason, hit = "check-failed:" + ",".join(failed), False
-            elif self.same_form and _canonical(query_text) == _canonical(candidate.query_text):
+            elif same_form:
                 reason, hit, score = "same-form", True, 1.0
             else:
                 hit = similarity >= self.threshold
@@ -207,6 +210,7 @@ class MatchPolicy:
             if hit:
                 return decision
             decisions.append(decision)
+            passed_below = passed_below or reason == "below-threshold"
         passed = [d for d in decisions if d.reason == "below-threshold"]
         return (passed or decisions)[0]
 

@@ -16,7 +16,7 @@ import hashlib
 import hmac
 import re
 import time
-from typing import Any, Callable
+from typing import Callable
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response

@@ -284,17 +284,11 @@ class PartitionedIndex:
 
     def search(self, partition: str, vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Return (cosines, ids) of up to ``k`` nearest vectors of ``partition``, best first."""
-        return self.search_with_vectors(partition, vector, k)[:2]
-
-    def search_with_vectors(self, partition: str, vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Like ``search``, plus the stored vectors of the ids found (for the match policy), in one read."""
         with self._lock.reading():
             index = self._indexes.get(partition)
             if index is None:
-                return np.zeros(0, np.float32), np.zeros(0, np.int64), np.zeros((0, self.dim), np.float32)
-            sims, ids = index.search(vector, k)
-            vectors = np.stack([index.reconstruct(int(i)) for i in ids]) if len(ids) else np.zeros((0, self.dim), np.float32)
-            return sims, ids, vectors
+                return np.zeros(0, np.float32), np.zeros(0, np.int64)
+            return index.search(vector, k)
 
     def vector(self, entry_id: int) -> np.ndarray | None:
         with self._lock.reading():

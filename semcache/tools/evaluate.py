@@ -56,7 +56,7 @@ def eval_pairs(rows: Sequence[dict], *, embedder, policy: MatchPolicy, text_a: s
             if _normal(a) == _normal(b):  # the exact tier answers before any policy
                 out = {"score": 1.0, "hit": True, "similarity": 1.0, "reason": "exact", "failed_checks": []}
             else:
-                d = policy.decide(b, [Candidate(0, a, float(va @ vb), va)], vb)
+                d = policy.decide(b, [Candidate(0, a, float(va @ vb))])
                 out = {"score": round(d.score, 6), "hit": bool(d.hit), "similarity": round(d.similarity, 6), "reason": d.reason,
                        "failed_checks": [c.name for c in d.checks if not c.passed]}
             decisions.append(out)

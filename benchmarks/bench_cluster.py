@@ -246,7 +246,9 @@ def quota_run(n: int, mode: str, rpm: int, burst: int, directory: Path, redis_ur
 
     (directory / f"{mode}{n}").mkdir(parents=True, exist_ok=True)
     with mock_process(rpm, directory / f"{mode}{n}" / "mock.log") as mock_url:
-        settings = {"rpm": rpm}
+        # A deadline past the window: the burst's second half waits for the next minute, which is the
+        # pacing measured here; under the default 60 s deadline it gets 429 + Retry-After at once (#18).
+        settings = {"rpm": rpm, "deadline": 120}
         if mode == "shared":
             settings.update(store=redis_url, store_prefix=f"quota-{n}-{uuid.uuid4().hex[:6]}")
         with replicas(n, directory / f"{mode}{n}", mock_url + "/v1", **settings) as group:

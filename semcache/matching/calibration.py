@@ -20,9 +20,11 @@ model extrapolates to the hits: an estimate, not a measurement -- exploration me
 every label is the answer judge's verdict, and the judge errs: the bound is widened by its
 measured error rates (``false_different`` lifts the upper end: same answers it called different;
 ``false_same`` lowers the lower end), while the point stays what the judge's labels say -- a
-judge that leans to "different" makes it a low estimate. ``threshold`` returns the loosest cosine (never under ``floor``,
-never over ``start``) whose labels at and above it have a Wilson lower bound at or above the
-target precision; a wrong label at or above the current threshold tightens it at once.
+judge that leans to "different" makes it a low estimate.
+
+``calibrated_threshold`` returns the loosest cosine (never under ``floor``, never over ``start``)
+whose labels at and above it have a Wilson lower bound at or above the target precision; a wrong
+label at or above the current threshold tightens it at once.
 """
 
 from __future__ import annotations

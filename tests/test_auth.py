@@ -23,6 +23,8 @@ from semcache.server.auth import ClientKey, ClientKeys, hash_key, is_loopback, l
 from semcache.testing.mock import create_app as create_mock
 from semcache.testing.serving import running_server
 
+from servers import Sidecars
+
 pytestmark = pytest.mark.server
 
 OWN = "sk-own-upstream-key"  # the sidecar's provider key; the mock accepts nothing else
@@ -64,27 +66,21 @@ def upstream_requests(mock_url: str) -> int:
 @pytest.fixture
 def sidecar(tmp_path, embedder, mock):
     """``sidecar(keys=..., **settings) -> base URL``; keys (a document) go to a TOML-free JSON file."""
-    stack = []
+    sidecars = Sidecars()
 
     def start(*, keys=KEYS, environ=None, **options):
         options.setdefault("upstream_base_url", mock + "/v1")
         if keys is not None:
-            path = tmp_path / f"keys{len(stack)}.json"
+            path = tmp_path / f"keys{len(sidecars)}.json"
             path.write_text(json.dumps(keys))
             options["client_keys_file"] = str(path)
-        settings = Settings(cache_dir=str(tmp_path / f"cache{len(stack)}"), **options)
-        cache = SemanticCache(settings.cache_dir, embedder=embedder, policy=POLICY)
+        settings = Settings(cache_dir=str(tmp_path / f"cache{len(sidecars)}"), **options)
         env = {"OPENAI_API_KEY": OWN, "SEMCACHE_ADMIN_TOKEN": ADMIN} if environ is None else environ
-        app = create_app(settings, cache=cache, environ=env)
-        server = running_server(app)
-        stack.append((server, cache, app))
-        return server.__enter__()
+        return sidecars.start(settings, environ=env, embedder=embedder, policy=POLICY)
 
-    start.apps = lambda: [app for _, _, app in stack]
+    start.apps = lambda: sidecars.apps
     yield start
-    for server, cache, _ in reversed(stack):
-        server.__exit__(None, None, None)
-        cache.close()
+    sidecars.close()
 
 
 def client(url: str, key: str | None) -> openai.OpenAI:

@@ -19,6 +19,8 @@ from semcache.server.messages import assemble, replay
 from semcache.testing.mock_anthropic import create_app as create_mock
 from semcache.testing.serving import running_server
 
+from servers import Sidecars
+
 pytestmark = pytest.mark.server
 
 MODEL = "claude-sonnet-4-5"
@@ -54,21 +56,16 @@ def claude_route(mock: str, **extra) -> dict:
 @pytest.fixture
 def sidecar(tmp_path, embedder, clock, mock):
     """``sidecar(**settings) -> URL``: a sidecar whose claude-* models go to the Messages mock."""
-    stack = []
+    sidecars = Sidecars()
 
     def start(route: dict | None = None, environ: dict | None = None, **options):
         options.setdefault("routes", [route or claude_route(mock, pass_through_key=True)])
         options.setdefault("max_attempts", 4)
-        settings = Settings(cache_dir=str(tmp_path / f"cache{len(stack)}"), **options)
-        cache = SemanticCache(settings.cache_dir, embedder=embedder, policy=POLICY, timer=clock)
-        server = running_server(create_app(settings, cache=cache, environ=environ or {}))
-        stack.append((server, cache))
-        return server.__enter__()
+        settings = Settings(cache_dir=str(tmp_path / f"cache{len(sidecars)}"), **options)
+        return sidecars.start(settings, environ=environ or {}, embedder=embedder, policy=POLICY, timer=clock)
 
     yield start
-    for server, cache in reversed(stack):
-        server.__exit__(None, None, None)
-        cache.close()
+    sidecars.close()
 
 
 _CLIENTS: list = []

@@ -24,6 +24,8 @@ from semcache.storage.redis import RedisStore
 from semcache.testing.mock import create_app as create_mock
 from semcache.testing.serving import running_server
 
+from servers import Sidecars
+
 pytestmark = pytest.mark.server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -185,19 +187,14 @@ def test_hits_carry_the_score_that_decided_them_and_the_threshold(real_sidecar):
 @pytest.fixture
 def word_sidecars(tmp_path, embedder, mock_url):
     """Two sidecars sharing one cache directory (replicas on one store), the fake embedder."""
-    made = []
+    sidecars = Sidecars()
 
     def start(**options):
         settings = Settings(cache_dir=str(tmp_path / "shared"), upstream_base_url=mock_url + "/v1", **options)
-        cache = SemanticCache(settings.cache_dir, embedder=embedder, policy=MatchPolicy.cosine(0.9), flush_interval=0)
-        server = running_server(create_app(settings, cache=cache, environ={}))
-        made.append((server, cache))
-        return server.__enter__()
+        return sidecars.start(settings, environ={}, embedder=embedder, policy=MatchPolicy.cosine(0.9), flush_interval=0)
 
     yield start
-    for server, cache in reversed(made):
-        server.__exit__(None, None, None)
-        cache.close()
+    sidecars.close()
 
 
 def test_each_replica_exports_its_own_counts_and_stats_keep_the_totals(word_sidecars):

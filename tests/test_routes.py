@@ -12,7 +12,7 @@ import httpx2
 import openai
 import pytest
 
-from semcache import MatchPolicy, SemanticCache
+from semcache import MatchPolicy
 from semcache.config import Settings
 from semcache.errors import (
     ConfigError,
@@ -23,13 +23,14 @@ from semcache.errors import (
     UpstreamStatusError,
     UpstreamTimeout,
 )
-from semcache.server import create_app
 from semcache.testing.mock import create_app as create_mock
 from semcache.testing.processes import free_port, stop_process
 from semcache.testing.serving import running_server
 from semcache.upstream.client import FunctionUpstream
-from semcache.upstream.routes import Link, Rests, Route, RoutedUpstream, RouteTable, falls_back
+from semcache.upstream.routes import Link, Rests, RoutedUpstream, falls_back
 from semcache.wiring import routes_from_settings
+
+from servers import Sidecars
 
 POLICY = MatchPolicy.cosine(0.9)
 
@@ -143,19 +144,14 @@ def test_a_route_over_its_daily_limit_rests_until_the_wait_it_named(clock):
 
 @pytest.fixture
 def sidecar(tmp_path, embedder, clock):
-    stack = []
+    sidecars = Sidecars()
 
     def start(environ: dict, **options):
-        settings = Settings(cache_dir=str(tmp_path / f"cache{len(stack)}"), **options)
-        cache = SemanticCache(settings.cache_dir, embedder=embedder, policy=POLICY, timer=clock)
-        server = running_server(create_app(settings, cache=cache, environ=environ))
-        stack.append((server, cache))
-        return server.__enter__()
+        settings = Settings(cache_dir=str(tmp_path / f"cache{len(sidecars)}"), **options)
+        return sidecars.start(settings, environ=environ, embedder=embedder, policy=POLICY, timer=clock)
 
     yield start
-    for server, cache in reversed(stack):
-        server.__exit__(None, None, None)
-        cache.close()
+    sidecars.close()
 
 
 @pytest.fixture

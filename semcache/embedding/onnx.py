@@ -76,8 +76,8 @@ def export_graph(module, sample: dict, path: Path, *, output: str) -> None:
     tmp.replace(path)
 
 
-def open_session(path: Path, threads: int):
-    """Return an ONNX Runtime CPU session for ``path`` with ``threads`` intra-op threads."""
+def open_session(graph: Path | bytes, threads: int):
+    """Return an ONNX Runtime CPU session for a graph (a file, or a serialized model) with ``threads`` intra-op threads."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
@@ -88,7 +88,7 @@ def open_session(path: Path, threads: int):
     # multilingual one) and the event loop between calls; measured 37.7 -> 10.6 ms p50 for an English
     # lookup following a Chinese one (issue 20, benchmarks/chinese.py --latency).
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return onnxruntime.InferenceSession(graph if isinstance(graph, bytes) else str(graph), options, providers=["CPUExecutionProvider"])
 
 
 def mean_pool(hidden, attention_mask):

@@ -92,12 +92,14 @@ _DIRECTION_PREFIX = ("请问", "我想", "怎么", "怎样", "如何", "把", "�
 _MEASURE_WORDS = {"公里": "km", "千米": "km", "英里": "mile", "海里": "nmi", "公斤": "kg", "千克": "kg", "英尺": "ft",
                   "英寸": "in", "摄氏度": "C", "华氏度": "F", "美元": "usd", "美金": "usd", "欧元": "eur", "英镑": "gbp",
                   "日元": "jpy", "人民币": "cny", "港币": "hkd", "小时": "h", "分钟": "min", "毫升": "ml", "厘米": "cm",
-                  "毫米": "mm", "多长": "length", "多宽": "width", "多高": "height", "多深": "depth", "多重": "weight",
+                  "毫米": "mm", "毫秒": "ms", "微秒": "us", "纳秒": "ns", "多长": "length", "多宽": "width", "多高": "height", "多深": "depth", "多重": "weight",
                   "多远": "distance", "年利率": "rate/year", "年化": "rate/year", "年息": "rate/year",
                   "月利率": "rate/month", "月息": "rate/month", "日利率": "rate/day", "日息": "rate/day"}
 # How long, in no unit: "多长时间" asks what "多久" asks, and neither contradicts "几天".
 _DURATION = ("多长时间", "多少时间")
-_MEASURE_AFTER = re.compile(r"(?:[0-9０-９]|多少|几|每)(个)?([米斤磅克天秒元吨升周年岁])")
+# A one-character unit counts after a number, 多少, 几 or 每, and where it names the unit of an answer:
+# "时间戳（秒）" vs "时间戳（毫秒）", "以秒为单位", "按天计算".
+_MEASURE_AFTER = re.compile(r"(?:[0-9０-９]|多少|几|每|[（(]|单位[是为：:]?|以(?=.为单位)|按)(个)?([米斤磅克天秒元吨升周年岁])")
 _MEASURE_SINGLE = {"米": "m", "斤": "jin", "磅": "lb", "克": "g", "天": "day", "秒": "s", "元": "cny", "吨": "t", "升": "l",
                    "周": "week", "年": "year", "岁": "age"}
 _MEASURE_KEYS = tuple(sorted(_MEASURE_WORDS, key=len, reverse=True))

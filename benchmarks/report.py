@@ -3,7 +3,7 @@
     python -m benchmarks.report [DIR]        # default benchmarks/results
 
 Reads whatever is there (run_all.json, quality.json, quota.json, lookup.json, server.json,
-cluster.json, peers.json); a missing file or field shows as "not run" / "n/a", never a crash,
+cluster.json, peers.json, chinese.json); a missing file or field shows as "not run" / "n/a", never a crash,
 so a partial suite still gives an honest report. Pure formatting: nothing is measured here;
 the quality targets are judged by ``benchmarks.quality``'s own rule (its bounds and ``dominates``).
 """
@@ -20,7 +20,11 @@ from .quality import MAX_NEAR_MISS_FPR, MAX_WRONG, dominates
 __all__ = ["build_report", "collect_targets", "headline_rows", "load_results", "write_report"]
 
 RESULTS = Path(__file__).resolve().parent / "results"
-FILES = ("run_all", "quality", "quota", "lookup", "server", "cluster", "peers")
+FILES = ("run_all", "quality", "quota", "lookup", "server", "cluster", "peers", "chinese")
+# Issue 20's targets for the Chinese route.
+CHINESE_LCQMC = (0.90, 0.60)  # precision, recall on LCQMC dev's report half
+CHINESE_BQ_PRECISION = 0.85
+CHINESE_HIT_OVER_ENGLISH = 2.0
 # Issue 6's bound on a lookup at 1M entries beyond the embedding.
 LOOKUP_1M_P99_MS = 2.0
 
@@ -227,6 +231,7 @@ def collect_targets(results: dict) -> list[dict]:
                     "passed": ratio is not None and ratio >= target and not server.get("errors"), "source": "server.json",
                     "detail": f"{_fmt(server.get('semantic_hit_rps_best'))} req/s vs {_fmt(server.get('batched_bound_rps'))} texts/s"})
     out += _quality_targets(results.get("quality") or {})
+    out += _chinese_targets(_get(results, "quality", "chinese", default={}), _get(results, "chinese", "latency", default={}))
     for name, target in _get(results, "cluster", "targets", default={}).items():
         out.append({"name": f"cluster: {name}", **_target(target), "source": "cluster.json"})
     for name, target in _get(results, "peers", "targets", default={}).items():
@@ -254,6 +259,33 @@ def _quality_targets(quality: dict) -> list[dict]:
         elif name.startswith("near_misses") and ours.get("fpr") is not None:
             out.append({"name": f"quality, {name}: default's false-positive rate on the near-miss pairs", "measured": ours["fpr"],
                         "required": f"<= {MAX_NEAR_MISS_FPR}", "passed": ours["fpr"] <= MAX_NEAR_MISS_FPR, "source": "quality.json"})
+    return out
+
+
+def _chinese_targets(route: dict, latency: dict) -> list[dict]:
+    """Issue 20's targets: the Chinese route on LCQMC's and BQ's report halves and the Chinese test stream
+    (``benchmarks.quality``'s Chinese section), and a Chinese semantic hit beside an English one (``benchmarks.chinese --latency``)."""
+    out = []
+    lcqmc, bq = _get(route, "lcqmc_report", "checks"), _get(route, "bq_report", "checks")
+    if lcqmc:
+        precision, recall = CHINESE_LCQMC
+        out.append({"name": "chinese: LCQMC dev (report half) precision and recall at the route's threshold",
+                    "measured": f"{lcqmc['precision']:.3f} / {lcqmc['recall']:.3f}", "required": f">= {precision} / >= {recall}",
+                    "passed": lcqmc["precision"] >= precision and lcqmc["recall"] >= recall, "source": "quality.json"})
+    if bq:
+        out.append({"name": "chinese: BQ dev (report half) precision", "measured": bq["precision"],
+                    "required": f">= {CHINESE_BQ_PRECISION}", "passed": bq["precision"] >= CHINESE_BQ_PRECISION,
+                    "source": "quality.json", "detail": f"{bq['hits']} hits in {bq['n']} pairs"})
+    stream = _get(route, "stream_test", "checks", "mean")
+    if stream:
+        out.append({"name": "chinese: wrong hits per request on the prompt benchmark's Chinese test stream", "measured": stream["wrong_rate"],
+                    "required": f"<= {MAX_WRONG}", "passed": stream["wrong_rate"] <= MAX_WRONG, "source": "quality.json",
+                    "detail": f"{stream['hit_rate']:.1%} of requests hit"})
+    ratio = latency.get("blocked_zh_over_en_p50")
+    if ratio is not None:
+        out.append({"name": "chinese: semantic hit p50 over an English one (same process)", "measured": ratio,
+                    "required": f"<= {CHINESE_HIT_OVER_ENGLISH}", "passed": ratio <= CHINESE_HIT_OVER_ENGLISH, "source": "chinese.json",
+                    "detail": f"{_fmt(_get(latency, 'blocked_zh', 'p50_ms'))} vs {_fmt(_get(latency, 'blocked_en', 'p50_ms'))} ms"})
     return out
 
 
@@ -308,9 +340,11 @@ def build_report(results: dict, plots: list[str]) -> str:
                         [(s["name"], f"`{s['command']}`", s["exit_code"], s["seconds"]) for s in run["steps"]])
         lines += ["", f"Total: {run.get('total_seconds')} s. Data: QQP pairs `{run.get('pairs') or 'not used'}` "
                       f"(read by path), generated workload, hard negatives (benchmarks/data).", ""]
+    # chinese.json keeps one command per section: the suite runs its latency section.
+    made = {name: data.get("latency", {}) if name == "chinese" else data for name, data in results.items()
+            if name != "run_all" and isinstance(data, dict) and "_error" not in data}
     sources = [(f"{name}.json", f"`{data['command']}`" if data.get("command") else "n/a",
-                _fmt(_get(data, "machine", "loadavg_1_5_15"))) for name, data in results.items()
-               if name != "run_all" and isinstance(data, dict) and "_error" not in data]
+                _fmt(_get(data, "machine", "loadavg_1_5_15"))) for name, data in made.items()]
     if sources:  # a directory may mix runs: each file says which command made it, on how busy a machine
         lines += ["## Sources", ""]
         lines += _table(("file", "command", "load average at its start (1, 5, 15 min)"), sources)

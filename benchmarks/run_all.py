@@ -53,6 +53,7 @@ def steps(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
         ("sidecar", ["benchmarks.bench_server", "--out", out, *smoke]),
         ("cluster", ["benchmarks.bench_cluster", "--out", out, *smoke]),
         ("lookup", lookup),
+        ("chinese", ["benchmarks.chinese", "--latency", "--out", out, *smoke]),
     ]
 
 
@@ -77,7 +78,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--smoke", action="store_true", help="every script's smoke mode (a minute or two in all)")
     parser.add_argument("--pairs", help="labelled QQP pairs (default ../shared/data/qqp_dev.jsonl when present)")
     parser.add_argument("--no-shared-data", action="store_true", help="ignore ../shared/data even when present")
-    parser.add_argument("--only", help="comma-separated step names to run (quality,peers,quota,sidecar,cluster,lookup)")
+    parser.add_argument("--only", help="comma-separated step names to run (quality,peers,quota,sidecar,cluster,lookup,chinese)")
     parser.add_argument("--out", type=Path, help="results directory (default benchmarks/results; smoke: a temporary one)")
     args = parser.parse_args(argv)
     if not args.no_shared_data:

@@ -75,7 +75,7 @@ def test_report_has_machine_command_headline_targets_and_plots(results_dir):
     assert "| quota: semcache_no_429_to_caller | 0 | == 0 | PASS |" in text
     assert "| lookup: index rebuild at 100k | 14 | <= 10.0 s | **FAIL** |" in text
     assert "![quota](quota.png)" in text  # relative link, next to REPORT.md
-    assert "Not run (no JSON found): cluster." in text
+    assert "Not run (no JSON found): cluster, chinese." in text
     assert "| quota.json | n/a | n/a |" in text  # each file's own command and load, where it recorded them
     # quality.json: the default beside plain cosine on the parts it was not chosen on.
     assert "banking77:report stream, default at 0.9" in text
@@ -140,13 +140,34 @@ def test_bench_peers_smoke_compares_semcache_with_gptcache(tmp_path):
     assert result["targets"]
 
 
+def test_chinese_targets_follow_issue_20(results_dir):
+    quality = json.loads((results_dir / "quality.json").read_text())
+    quality["chinese"] = {"lcqmc_report": {"checks": {"n": 800, "precision": 0.93, "recall": 0.58, "hits": 250}},
+                          "bq_report": {"checks": {"n": 800, "precision": 1.0, "recall": 0.02, "hits": 9}},
+                          "stream_test": {"checks": {"mean": {"hit_rate": 0.064, "wrong_rate": 0.0045}}}}
+    _write(results_dir, "quality", quality)
+    _write(results_dir, "chinese", {"latency": {"command": "python -m benchmarks.chinese --latency", "machine": MACHINE,
+                                                "blocked_en": {"p50_ms": 10.0}, "blocked_zh": {"p50_ms": 25.0},
+                                                "blocked_zh_over_en_p50": 2.5}})
+    targets = {t["name"]: t for t in report.collect_targets(report.load_results(results_dir))}
+
+    lcqmc = targets["chinese: LCQMC dev (report half) precision and recall at the route's threshold"]
+    assert lcqmc["measured"] == "0.930 / 0.580" and lcqmc["passed"] is False  # recall under 0.60
+    assert targets["chinese: BQ dev (report half) precision"]["passed"] is True
+    assert targets["chinese: wrong hits per request on the prompt benchmark's Chinese test stream"]["passed"] is True
+    latency = targets["chinese: semantic hit p50 over an English one (same process)"]
+    assert latency["measured"] == 2.5 and latency["passed"] is False
+    assert "| chinese.json | `python -m benchmarks.chinese --latency` |" in report.write_report(results_dir).read_text()
+
+
 def test_run_all_runs_the_quality_benchmark_once_and_report_reads_its_json(tmp_path):
     from benchmarks import run_all
 
     args = run_all.parse_args(["--smoke", "--no-shared-data", "--out", str(tmp_path)])
     steps = dict(run_all.steps(args))
 
-    assert set(steps) == {"quality", "peers", "quota", "sidecar", "cluster", "lookup"}
+    assert set(steps) == {"quality", "peers", "quota", "sidecar", "cluster", "lookup", "chinese"}
+    assert steps["chinese"] == ["benchmarks.chinese", "--latency", "--out", str(tmp_path), "--smoke"]
     assert steps["quality"] == ["benchmarks.quality", "--out", str(tmp_path / "quality.json"),
                                 "--plot", str(tmp_path / "quality.png"), "--smoke"]
     assert not [argv for argv in steps.values() if argv[0] in ("benchmarks.prompt_quality", "benchmarks.match_quality")]

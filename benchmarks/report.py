@@ -20,7 +20,11 @@ from .quality import MAX_NEAR_MISS_FPR, MAX_WRONG, dominates
 __all__ = ["build_report", "collect_targets", "headline_rows", "load_results", "write_report"]
 
 RESULTS = Path(__file__).resolve().parent / "results"
-FILES = ("run_all", "quality", "quota", "lookup", "server", "cluster", "peers", "chinese")
+LEARNING = ("banking77", "qqp", "prompts")  # learning_<stream>_default.json: benchmarks.learning at the shipped settings
+FILES = ("run_all", "quality", "quota", "lookup", "server", "cluster", "peers", "chinese",
+         *(f"learning_{stream}_default" for stream in LEARNING))
+# Issue 19's bound on the estimated precision of semantic hits: within this of the true one.
+ESTIMATE_WITHIN = 0.01
 # Issue 20's targets for the Chinese route.
 CHINESE_LCQMC = (0.90, 0.60)  # precision, recall on LCQMC dev's report half
 CHINESE_BQ_PRECISION = 0.85
@@ -232,6 +236,8 @@ def collect_targets(results: dict) -> list[dict]:
                     "detail": f"{_fmt(server.get('semantic_hit_rps_best'))} req/s vs {_fmt(server.get('batched_bound_rps'))} texts/s"})
     out += _quality_targets(results.get("quality") or {})
     out += _chinese_targets(_get(results, "quality", "chinese", default={}), _get(results, "chinese", "latency", default={}))
+    for stream in LEARNING:
+        out += _learning_targets(stream, results.get(f"learning_{stream}_default") or {})
     for name, target in _get(results, "cluster", "targets", default={}).items():
         out.append({"name": f"cluster: {name}", **_target(target), "source": "cluster.json"})
     for name, target in _get(results, "peers", "targets", default={}).items():
@@ -286,6 +292,29 @@ def _chinese_targets(route: dict, latency: dict) -> list[dict]:
         out.append({"name": "chinese: semantic hit p50 over an English one (same process)", "measured": ratio,
                     "required": f"<= {CHINESE_HIT_OVER_ENGLISH}", "passed": ratio <= CHINESE_HIT_OVER_ENGLISH, "source": "chinese.json",
                     "detail": f"{_fmt(_get(latency, 'blocked_zh', 'p50_ms'))} vs {_fmt(_get(latency, 'blocked_en', 'p50_ms'))} ms"})
+    return out
+
+
+def _learning_targets(stream: str, run: dict) -> list[dict]:
+    """Issue 19's targets on one stream: the estimated precision of semantic hits within a point of the
+    true one, the true one inside the reported bound, and no upstream call beyond the misses."""
+    learned = run.get("learning") or {}
+    true, estimate, bound = learned.get("semantic_precision"), learned.get("estimated_precision"), learned.get("bound")
+    if true is None:
+        return []
+    source = f"learning_{stream}_default.json"
+    out = []
+    if estimate is not None:
+        out.append({"name": f"learning, {stream}: estimated precision of semantic hits vs the true one", "measured": f"{estimate:.3f} vs {true:.3f}",
+                    "required": f"within {ESTIMATE_WITHIN}", "passed": abs(estimate - true) <= ESTIMATE_WITHIN, "source": source})
+    if bound and None not in bound:
+        out.append({"name": f"learning, {stream}: the true precision inside the reported bound", "measured": f"{true:.3f} in [{bound[0]:.3f}, {bound[1]:.3f}]",
+                    "required": "inside", "passed": bound[0] <= true <= bound[1], "source": source})
+    requests, calls = run.get("queries"), learned.get("upstream_calls")
+    if requests and calls is not None and learned.get("hit_rate") is not None:
+        misses = requests * (1 - learned["hit_rate"])
+        out.append({"name": f"learning, {stream}: upstream calls, exploration off", "measured": calls,
+                    "required": f"== the misses ({misses:.1f})", "passed": abs(calls - misses) < 0.5, "source": source})
     return out
 
 

@@ -10,7 +10,7 @@ driver writes ``run_all.json`` (what ran, exit codes, durations) and calls ``ben
 QQP data is used when present: ``--pairs`` defaults to ``../shared/data/qqp_dev.jsonl`` from the
 project root when that file exists (read by path, never copied); ``benchmarks.quality`` reads the
 other shared sets (Banking77, GPTCache's paraphrases) from ``../shared/data`` itself. The full
-suite is sized to end within ~30 minutes on a 2-core CPU; ``--smoke`` runs every script's smoke mode.
+suite is sized to end within ~35 minutes on a 2-core CPU (the learning replays add ~5); ``--smoke`` runs every script's smoke mode.
 """
 
 from __future__ import annotations
@@ -54,7 +54,28 @@ def steps(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
         ("cluster", ["benchmarks.bench_cluster", "--out", out, *smoke]),
         ("lookup", lookup),
         ("chinese", ["benchmarks.chinese", "--latency", "--out", out, *smoke]),
+        *learning_steps(args),
     ]
+
+
+def learning_steps(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
+    """The cache that learns (``benchmarks.learning``) on the report streams, at the shipped settings.
+
+    One step per stream (the learning runs only: the static default's figures are ``quality``'s);
+    a smoke run replays 200 of the prompt benchmark's requests once; the QQP and Banking77 streams
+    need ../shared/data."""
+    def step(stream: str, name: str, sample: str, seeds: str) -> tuple[str, list[str]]:
+        return (f"learning_{name}", ["benchmarks.learning", "--stream", stream, "--sample", sample, "--seeds", seeds,
+                                     "--skip-static", "--out", str(args.out / f"learning_{name}_default.json")])
+
+    if args.smoke:
+        return [step("quality:prompts", "prompts", "200", "1")]
+    out = [step("quality:prompts", "prompts", "0", "5")]
+    if not args.no_shared_data and (SHARED / "qqp_dev.jsonl").exists():
+        out.append(step("quality:qqp", "qqp", "0", "5"))
+    if not args.no_shared_data and (SHARED / "banking77_train.jsonl").exists():
+        out.append(step(str(SHARED / "banking77_train.jsonl"), "banking77", "3000", "5"))
+    return out
 
 
 def run_step(name: str, argv: list[str], log_dir: Path) -> dict:
@@ -78,7 +99,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--smoke", action="store_true", help="every script's smoke mode (a minute or two in all)")
     parser.add_argument("--pairs", help="labelled QQP pairs (default ../shared/data/qqp_dev.jsonl when present)")
     parser.add_argument("--no-shared-data", action="store_true", help="ignore ../shared/data even when present")
-    parser.add_argument("--only", help="comma-separated step names to run (quality,peers,quota,sidecar,cluster,lookup,chinese)")
+    parser.add_argument("--only", help="comma-separated step names to run (quality,peers,quota,sidecar,cluster,lookup,chinese,learning_prompts,...)")
     parser.add_argument("--out", type=Path, help="results directory (default benchmarks/results; smoke: a temporary one)")
     args = parser.parse_args(argv)
     if not args.no_shared_data:

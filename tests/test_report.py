@@ -75,7 +75,7 @@ def test_report_has_machine_command_headline_targets_and_plots(results_dir):
     assert "| quota: semcache_no_429_to_caller | 0 | == 0 | PASS |" in text
     assert "| lookup: index rebuild at 100k | 14 | <= 10.0 s | **FAIL** |" in text
     assert "![quota](quota.png)" in text  # relative link, next to REPORT.md
-    assert "Not run (no JSON found): cluster, chinese." in text
+    assert "Not run (no JSON found): cluster, chinese, learning_banking77_default" in text
     assert "| quota.json | n/a | n/a |" in text  # each file's own command and load, where it recorded them
     # quality.json: the default beside plain cosine on the parts it was not chosen on.
     assert "banking77:report stream, default at 0.9" in text
@@ -160,13 +160,31 @@ def test_chinese_targets_follow_issue_20(results_dir):
     assert "| chinese.json | `python -m benchmarks.chinese --latency` |" in report.write_report(results_dir).read_text()
 
 
+def test_learning_targets_follow_issue_19(results_dir):
+    _write(results_dir, "learning_qqp_default", {"queries": 1000, "learning": {
+        "hit_rate": 0.1, "semantic_precision": 0.90, "estimated_precision": 0.84, "bound": [0.72, 1.0], "upstream_calls": 900.0}})
+    _write(results_dir, "learning_prompts_default", {"queries": 400, "learning": {
+        "hit_rate": 0.05, "semantic_precision": 0.918, "estimated_precision": 0.919, "bound": [0.95, 1.0], "upstream_calls": 391.0}})
+    targets = {t["name"]: t for t in report.collect_targets(report.load_results(results_dir))}
+
+    assert targets["learning, qqp: estimated precision of semantic hits vs the true one"]["passed"] is False  # 6 points low
+    assert targets["learning, qqp: the true precision inside the reported bound"]["passed"] is True
+    assert targets["learning, qqp: upstream calls, exploration off"]["passed"] is True
+    assert targets["learning, prompts: estimated precision of semantic hits vs the true one"]["passed"] is True
+    assert targets["learning, prompts: the true precision inside the reported bound"]["passed"] is False  # 0.918 under 0.95
+    assert targets["learning, prompts: upstream calls, exploration off"]["passed"] is False  # 391 calls for 380 misses
+    assert not [name for name in targets if "banking77" in name and name.startswith("learning")]  # not run: no rows
+
+
 def test_run_all_runs_the_quality_benchmark_once_and_report_reads_its_json(tmp_path):
     from benchmarks import run_all
 
     args = run_all.parse_args(["--smoke", "--no-shared-data", "--out", str(tmp_path)])
     steps = dict(run_all.steps(args))
 
-    assert set(steps) == {"quality", "peers", "quota", "sidecar", "cluster", "lookup", "chinese"}
+    assert set(steps) == {"quality", "peers", "quota", "sidecar", "cluster", "lookup", "chinese", "learning_prompts"}
+    assert steps["learning_prompts"][-2:] == ["--out", str(tmp_path / "learning_prompts_default.json")]
+    assert "learning_prompts_default" in report.FILES
     assert steps["chinese"] == ["benchmarks.chinese", "--latency", "--out", str(tmp_path), "--smoke"]
     assert steps["quality"] == ["benchmarks.quality", "--out", str(tmp_path / "quality.json"),
                                 "--plot", str(tmp_path / "quality.png"), "--smoke"]

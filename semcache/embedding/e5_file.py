@@ -23,12 +23,22 @@ Q4_BLOCK = 32  # weights per Q4_0 block
 _METASPACE = "\u2581"
 
 
+def _unpack(blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Q4_0 blocks ``[rows, n, 18]`` as (nibbles ``uint8[rows, n * 32]``, scales ``float32[rows, n]``)."""
+    scales = blocks[:, :, :2].copy().view(np.float16)[..., 0].astype(np.float32)
+    packed = blocks[:, :, 2:]  # byte j: weight j in the low nibble, weight j + 16 in the high one
+    nibbles = np.concatenate([packed & 0x0F, packed >> 4], axis=2)
+    return nibbles.reshape(len(blocks), -1), scales
+
+
 class E5File:
     """The dimensions, tokenizer and tensors of one packed e5 model file, read into memory."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        raw = np.fromfile(self.path, dtype=np.uint8)
+        # Mapped, not read: the pages of the word embeddings (54 MB) are touched only for the tokens
+        # a text has, and several processes share the file's pages.
+        raw = np.memmap(self.path, dtype=np.uint8, mode="r")
         if raw[:4].tobytes() != b"E5S1":
             raise EmbeddingError(f"{self.path} is not a packed e5 model (magic {raw[:4].tobytes()!r})")
         self._raw = raw
@@ -90,15 +100,19 @@ class E5File:
 
     def q4(self, name: str, rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
         """A Q4_0 matrix as (nibbles ``uint8[rows, cols]`` in 0..15, scales ``float32[rows, cols // 32]``)."""
-        offset, size = self._tensor(name)
+        return _unpack(self._blocks(name, rows, cols))
+
+    def q4_rows(self, name: str, rows: int, cols: int, index: np.ndarray) -> np.ndarray:
+        """Rows ``index`` of a Q4_0 matrix, as float32 ``[len(index), cols]`` (the rest is not read)."""
+        nibbles, scales = _unpack(self._blocks(name, rows, cols)[index])
         blocks = cols // Q4_BLOCK
-        if size != rows * blocks * 18:
+        return ((nibbles.astype(np.float32) - 8).reshape(len(index), blocks, Q4_BLOCK) * scales[:, :, None]).reshape(len(index), cols)
+
+    def _blocks(self, name: str, rows: int, cols: int) -> np.ndarray:
+        offset, size = self._tensor(name)
+        if size != rows * (cols // Q4_BLOCK) * 18:
             raise EmbeddingError(f"{self.path}: tensor {name!r} holds {size} bytes, not a {rows}x{cols} Q4_0 matrix")
-        raw = np.frombuffer(self._raw, np.uint8, size, offset).reshape(rows, blocks, 18)
-        scales = raw[:, :, :2].copy().view(np.float16)[..., 0].astype(np.float32)
-        packed = raw[:, :, 2:]  # byte j: weight j in the low nibble, weight j + 16 in the high one
-        nibbles = np.concatenate([packed & 0x0F, packed >> 4], axis=2).reshape(rows, cols)
-        return nibbles, scales
+        return self._raw[offset:offset + size].reshape(rows, cols // Q4_BLOCK, 18)
 
     def _tensor(self, name: str) -> tuple[int, int]:
         if name not in self.tensors:

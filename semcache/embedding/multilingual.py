@@ -105,7 +105,6 @@ class _E5Runtime:
 
         self.file = packed
         hidden = packed.hidden
-        self.word_nibbles, self.word_scales = packed.q4("emb.word", packed.vocab_size, hidden)
         self.positions = packed.floats("emb.pos").reshape(-1, hidden)
         self.token_type = packed.floats("emb.type")[:hidden]
         self.norm = (packed.floats("emb.ln.w"), packed.floats("emb.ln.b"))
@@ -132,9 +131,7 @@ class _E5Runtime:
         ids = np.concatenate([[f.bos, *segment, f.eos] for segment in segments]).astype(np.int64)
         positions = np.concatenate([np.arange(len(segment) + 2) for segment in segments])
         bounds = np.cumsum([0] + [len(segment) + 2 for segment in segments])
-        blocks = f.hidden // Q4_BLOCK
-        x = ((self.word_nibbles[ids].astype(np.float32) - 8).reshape(len(ids), blocks, Q4_BLOCK)
-             * self.word_scales[ids][:, :, None]).reshape(len(ids), f.hidden)
+        x = f.q4_rows("emb.word", f.vocab_size, f.hidden, ids)
         x = _layer_norm(x + self.positions[positions] + self.token_type, *self.norm, f.eps)
         mask = np.full((len(ids), len(ids)), -1e9, dtype=np.float32)  # each token attends to its own segment
         for start, end in zip(bounds[:-1], bounds[1:]):

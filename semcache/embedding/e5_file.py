@@ -32,7 +32,7 @@ def _unpack(blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 class E5File:
-    """The dimensions, tokenizer and tensors of one packed e5 model file, read into memory."""
+    """The dimensions, tokenizer and tensors of one packed e5 model file (mapped; the vocabulary read into a dict)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)

@@ -32,7 +32,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..keys import RequestKey
-from ..matching.answers import FALSE_DIFFERENT, FALSE_SAME, AnswerJudge, answer_text
+from ..matching.answers import AnswerJudge, answer_text
 from ..matching.calibration import Estimate, Evidence, calibrated_threshold, estimate
 from ..matching.groups import GroupCandidate, GroupRule, assign_group, gap_of
 from ..matching.policy import Decision
@@ -281,42 +281,45 @@ class Learning:
     # -- reports ----------------------------------------------------------------------------
 
     def estimate(self, tenant: str) -> Estimate:
-        return self._estimate(self.evidence(tenant))
-
-    def _estimate(self, evidence: Evidence) -> Estimate:
-        judge = self.settings.judge
-        return estimate(evidence, min_labels=self.settings.min_labels, false_different=judge.false_different,
-                        false_same=judge.false_same)
+        return _estimate(self.evidence(tenant), self.settings)
 
     def estimates(self) -> dict[str, Estimate]:
         """The estimate of every tenant this process holds evidence for (memory only: no store read)."""
         with self._lock:
             scopes = {s.split("|", 1)[1]: ev for s, ev in self._evidence.items() if s.count("|") == 1}
-        return {tenant: self._estimate(ev) for tenant, ev in scopes.items()}
+        return {tenant: _estimate(ev, self.settings) for tenant, ev in scopes.items()}
 
     def report(self, tenants: Sequence[str], *, own: str = "") -> dict:
         """The evidence a user sees: the estimated precision of semantic hits and its bound, for the
         cache's own tenant ``own`` and per tenant (``by_tenant``)."""
         out = {"answer_groups": self.settings.groups is not None, "target_precision": self.settings.target_precision,
                "verify_fraction": self.settings.verify_fraction,
-               **self._estimate(self.evidence(own)).as_dict(), "by_tenant": {}}
-        for tenant in sorted(set(tenants)):
-            ev = self.evidence(tenant)
-            if ev.labels or ev.hits.any() or ev.explored:
-                out["by_tenant"][tenant] = self._estimate(ev).as_dict()
+               **_estimate(self.evidence(own), self.settings).as_dict(),
+               "by_tenant": _tenant_estimates(tenants, self.evidence, self.settings)}
         if self.threshold_path:
             out["threshold"] = self.threshold_path[-1]
         return out
 
 
-def learning_report(store: Any, tenants: Sequence[str], *, min_labels: int = 30) -> dict:
+def learning_report(store: Any, tenants: Sequence[str], settings: LearningSettings = LearningSettings()) -> dict:
     """The per-tenant precision estimates a store's tallies hold (``semcache stats`` without a model)."""
-    out = {}
     if not hasattr(store, "tallies"):
-        return out
+        return {}
+    return _tenant_estimates(tenants, lambda tenant: Evidence.from_tallies(store.tallies(scope_of(tenant))), settings)
+
+
+def _estimate(evidence: Evidence, settings: LearningSettings) -> Estimate:
+    """The precision estimate of ``evidence``, its bound widened by the answer judge's error rates."""
+    judge = settings.judge
+    return estimate(evidence, min_labels=settings.min_labels, false_different=judge.false_different,
+                    false_same=judge.false_same)
+
+
+def _tenant_estimates(tenants: Sequence[str], evidence_of: Callable[[str], Evidence], settings: LearningSettings) -> dict:
+    """{tenant: estimate} for each tenant with any evidence."""
+    out = {}
     for tenant in sorted(set(tenants)):
-        ev = Evidence.from_tallies(store.tallies(scope_of(tenant)))
-        if ev.labels or ev.hits.any() or ev.explored:
-            out[tenant] = estimate(ev, min_labels=min_labels, false_different=FALSE_DIFFERENT,
-                                   false_same=FALSE_SAME).as_dict()
+        evidence = evidence_of(tenant)
+        if evidence.labels or evidence.hits.any() or evidence.explored:
+            out[tenant] = _estimate(evidence, settings).as_dict()
     return out

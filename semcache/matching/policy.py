@@ -190,8 +190,9 @@ class MatchPolicy:
             return Decision(False, None, -1.0, -1.0, self.threshold, reason="no-candidates")
         decisions = []
         passed_below = False  # a candidate under the threshold passed its checks: the verdict on a miss
+        form = _canonical(query_text) if self.same_form else None
         for candidate in sorted(candidates, key=lambda c: c.similarity, reverse=True):
-            same_form = self.same_form and _canonical(query_text) == _canonical(candidate.query_text)
+            same_form = form is not None and form == _canonical(candidate.query_text)
             if passed_below and not same_form:
                 continue  # farther still and not the same form: it can neither hit nor change that verdict
             checks = self.passes(candidate.query_text, query_text) + (check_feedback(query_text, candidate.rejected),)

@@ -50,6 +50,9 @@ CASES = [
     ("operators", "Solve 2x + 3 = 11", "Solve 2x + 3 > 11", "2x+3=11"),
     ("measures", "How many milliseconds in an hour?", "How many seconds in an hour?", "hour to milliseconds"),
     ("measures", "Area of a circle with radius 5", "Area of a circle with diameter 5", "what is the area if the radius is 5"),
+    # "a cup" is one cup, and "half a cup" half of one.
+    ("numbers", "How many grams of flour in half a cup?", "How many grams of flour in a cup?", "grams of flour in 0.5 cups"),
+    ("numbers", "How many kilometers is a mile?", "How many kilometers is 5 miles?", "a mile in kilometers"),
 ]
 
 
@@ -80,6 +83,8 @@ def test_checks_keep_the_paraphrase(name, prompt, near_miss, paraphrase):
         ("How did the Congress of Vienna lead to World War I?", "How did the Congress of Vienna lead to WWI?"),
         ("How do I go to school by bus?", "How to go to school by bus"),  # "to" without two ends swapped
         ("Should I move from Java to Kotlin or Kotlin to Java?", "Java to Kotlin or the other way round?"),
+        ("How much water should I drink a day?", "How much water should I drink per day?"),  # "a day" omitted, not changed
+        ("How many calories in a cup of rice?", "How many calories are in 1 cup of rice?"),
     ],
 )
 def test_omissions_and_rewordings_pass(a, b):

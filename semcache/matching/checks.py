@@ -84,6 +84,11 @@ _UNITS = {
     "tb": "TB", "kb": "KB", "ghz": "GHz", "mhz": "MHz", "mph": "mph", "kmh": "km/h", "kph": "km/h",
     "k": "thousand", "bn": "billion", "x": "times", "times": "times",
 }
+# "a cup", "an hour", "a mile": one of a unit, as "1 cup" is ("half a cup" is half of one).
+_ONE_OF = frozenset("""
+mile kilometer kilometre meter metre foot inch yard kilogram kilo gram pound ounce ton tonne liter litre
+gallon cup tablespoon teaspoon second minute hour day week month year dollar euro
+""".split())
 # Words naming what is measured or counted in: "seconds" vs "milliseconds", "radius" vs
 # "diameter". Calendar words (day, week, month, year) are left to the time check: they name
 # when as often as how much.
@@ -354,6 +359,9 @@ def analyze(text: str) -> Facts:
             numbers.append(value)
             if i + 1 < len(words) and words[i + 1] in _UNITS:
                 units.add((value, _UNITS[words[i + 1]]))
+        elif w in ("a", "an") and i + 1 < len(words) and words[i + 1] in _ONE_OF:
+            if i == 0 or words[i - 1] != "half":  # "half a cup": the half is the number, already read
+                numbers.append("1")
     months = {w for w in words if w in _MONTHS and w != "may"} | {_MONTH_ALIAS[w] for w in words if w in _MONTH_ALIAS}
     negated = any(w.endswith("n't") or w.replace("'", "") in _NEGATIONS for w in words)
     entities = []

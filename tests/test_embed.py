@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from conftest import WordEmbedder
 from semcache.embedding.base import CachingEmbedder
+from semcache.embedding.onnx import length_groups
 from semcache.embedding.sentence import SentenceTransformerEmbedder
 from semcache.errors import ConfigError, EmbeddingError
 
@@ -91,6 +93,18 @@ def test_the_onnx_backend_reproduces_the_pytorch_vectors():
              "and why pasta takes longer to cook in the mountains than it does by the sea?", "¿Dónde está la biblioteca?"]
     np.testing.assert_allclose(fast.embed(texts), reference.embed(texts), atol=1e-4)
     assert fast.embed(texts[:1]).shape == (1, 384)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(1, 512), min_size=1, max_size=200), st.integers(1, 64))
+def test_length_groups_cover_every_text_once_and_never_pad_a_call_past_twice_its_shortest(lengths, batch_size):
+    groups = length_groups(lengths, batch_size)
+    assert sorted(i for group in groups for i in group) == list(range(len(lengths)))
+    for group in groups:
+        shortest, longest = min(lengths[i] for i in group), max(lengths[i] for i in group)
+        assert len(group) <= batch_size and longest <= max(2 * shortest, shortest + 16)
+    # Ordinary queries (here 8 to 24 tokens) share one call; a long answer gets its own.
+    assert length_groups([8, 47, 24, 12, 8], 64) == [[0, 4, 3, 2], [1]]
 
 
 def test_an_unknown_backend_is_a_config_error_naming_it():

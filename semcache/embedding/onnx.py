@@ -22,7 +22,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["OnnxEncoder", "export_graph", "mean_pool", "onnx_cache_dir", "open_session"]
+__all__ = ["OnnxEncoder", "export_graph", "length_groups", "mean_pool", "onnx_cache_dir", "open_session"]
 
 log = logging.getLogger("semcache")
 
@@ -119,6 +119,7 @@ class OnnxEncoder:
     def __init__(self, session, tokenizer, max_length: int, batch_size: int, path: Path) -> None:
         self._session = session
         self._tokenizer = tokenizer
+        self._pad_id = tokenizer.pad_token_id or 0
         self.max_length = max_length
         self.batch_size = batch_size
         self.path = path
@@ -149,15 +150,44 @@ class OnnxEncoder:
             return None
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        """Embed a non-empty batch of texts (the embedder answers an empty one itself)."""
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths pad less
-        rows: list[np.ndarray] = []
-        for start in range(0, len(order), self.batch_size):
-            chunk = [texts[i] for i in order[start:start + self.batch_size]]
-            features = self._tokenizer(chunk, padding=True, truncation=True, max_length=self.max_length, return_tensors="np")
-            feed = {name: np.asarray(features[name], dtype=np.int64) for name in _INPUTS}
-            rows.append(self._session.run(None, feed)[0])
-        vectors = np.concatenate(rows)
-        result = np.empty_like(vectors)
-        result[order] = vectors
-        return np.ascontiguousarray(result, dtype=np.float32)
+        """Embed a non-empty batch of texts (the embedder answers an empty one itself).
+
+        The texts are tokenized once, then run in groups of similar length (``length_groups``),
+        each padded only to its own longest: one 47-token answer in a batch of 15 short queries
+        made the whole call 2.5x slower (every query padded to 47 tokens).
+        """
+        features = self._tokenizer(list(texts), truncation=True, max_length=self.max_length)
+        lengths = [len(ids) for ids in features["input_ids"]]
+        result: np.ndarray | None = None
+        for group in length_groups(lengths, self.batch_size):
+            width = max(lengths[i] for i in group)
+            feed = {name: np.zeros((len(group), width), dtype=np.int64) for name in _INPUTS}
+            for row, i in enumerate(group):
+                n = lengths[i]
+                feed["input_ids"][row, :n] = features["input_ids"][i]
+                feed["attention_mask"][row, :n] = 1
+                feed["token_type_ids"][row, :n] = features["token_type_ids"][i]
+            if self._pad_id:
+                feed["input_ids"][feed["attention_mask"] == 0] = self._pad_id
+            vectors = self._session.run(None, feed)[0]
+            if result is None:
+                result = np.empty((len(texts), vectors.shape[1]), dtype=np.float32)
+            result[group] = vectors
+        return result
+
+
+def length_groups(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Split the indexes of ``lengths`` into model calls of at most ``batch_size`` texts of similar length.
+
+    Sorted by length, a call ends when the next text is more than twice as long as the call's
+    first one (and 16 tokens longer): padding then never doubles a call's work, while queries of
+    ordinary lengths still share one call.
+    """
+    groups: list[list[int]] = []
+    for i in sorted(range(len(lengths)), key=lengths.__getitem__):
+        group = groups[-1] if groups else None
+        if group is None or len(group) >= batch_size or lengths[i] > max(2 * lengths[group[0]], lengths[group[0]] + 16):
+            groups.append([i])
+        else:
+            group.append(i)
+    return groups

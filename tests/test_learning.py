@@ -175,3 +175,33 @@ def test_semcache_stats_prints_the_estimate_from_the_store_alone(tmp_path):
     result = CliRunner().invoke(main, ["stats", "--cache-dir", str(tmp_path / "c")])
     assert result.exit_code == 0, result.output
     assert "estimated precision of semantic hits: 90.0% [" in result.output and "from 40 exploration" in result.output
+
+
+class CountingEmbedder(PlacedEmbedder):
+    """Counts how often each text reaches the model."""
+
+    def __init__(self, placed) -> None:
+        super().__init__(placed)
+        self.seen: dict[str, int] = {}
+
+    def embed(self, texts):
+        for text in texts:
+            self.seen[text] = self.seen.get(text, 0) + 1
+        return super().embed(texts)
+
+
+def test_a_stored_answer_is_embedded_once_however_many_queries_pass_between(tmp_path):
+    # The answer of "a" is embedded when "a" is stored (judged against "first"'s); "b", stored
+    # after 2,000 other queries (twice the query LRU), is judged against it without embedding it again.
+    placed = {"first": unit(0.93, 3), "a": unit(0.95, 1), "b": unit(0.94, 2)}
+    embedder = CountingEmbedder(placed)
+    with SemanticCache(str(tmp_path / "c"), embedder=embedder, policy=MatchPolicy(threshold=0.99, checks=()),
+                       embed_cache_size=1024, flush_interval=0) as cache:
+        fill(cache, [("first", PIN), ("a", CARD)])
+        assert embedder.seen[CARD] == 1
+        for i in range(2000):
+            cache.lookup(f"unrelated question number {i}")
+        fill(cache, [("b", PIN)])
+        assert embedder.seen[CARD] == 1 and embedder.seen[PIN] == 1
+        groups = {e.query_text: e.answer_group for e in cache.entries()}
+        assert groups["b"] == next(e.id for e in cache.entries() if e.query_text == "first")  # judged: the same answer

@@ -49,6 +49,10 @@ __all__ = ["Hit", "Result", "SemanticCache"]
 log = logging.getLogger("semcache")
 
 DAY = 86_400.0
+# Answer vectors kept apart from the query LRU: an entry's answer is embedded when it is stored
+# (its answer group) and again whenever a later entry or a label compares against it; in the
+# shared LRU the stream of query texts evicted it first. 4,096 vectors are about 7 MB.
+ANSWER_VECTORS = 4096
 
 
 class SemanticCache(MissPath):
@@ -134,7 +138,8 @@ class SemanticCache(MissPath):
         self._last_sweep = 0.0
         self._flights = SingleFlight()
         self.learning = Learning(learning if learning is not None else LearningSettings(), store=self.store,
-                                 embed=self.embedder.embed, read_entry=self._readable, neighbours=self._neighbours,
+                                 embed=CachingEmbedder(inner, ANSWER_VECTORS).embed, read_entry=self._readable,
+                                 neighbours=self._neighbours,
                                  start_threshold=lambda: self.policy.threshold)
         self.sync()
         self._flusher = Flusher(self.flush, flush_interval, name="semcache-flush")

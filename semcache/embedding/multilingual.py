@@ -193,7 +193,6 @@ def encoder_graph(packed: E5File):
             [out], axis=-1, epsilon=float(packed.eps)))
         return out
 
-    constant("heads_shape", np.array([0, heads, head_dim], np.int64))
     constant("tokens_shape", np.array([-1, hidden], np.int64))
     constant("scale", np.array(1 / math.sqrt(head_dim), np.float32))
     x = "x"
